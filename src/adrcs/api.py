@@ -1,0 +1,163 @@
+"""The Python API behind the CLI verbs: `train`, `evaluate`, `predict`, `info`.
+
+Each CLI verb is a thin wrapper over the function of the same name.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from adrcs.config import save_config
+from adrcs.data.loader import load, load_many, summarize
+from adrcs.data.wafer_map_set import WaferMapSet
+from adrcs.errors import InputError
+from adrcs.pipeline import Pipeline
+
+Printer = Callable[[str], None]
+
+
+def _labeled(ds: WaferMapSet, what: str, say: Printer) -> WaferMapSet:
+    n_unlabeled = int((~ds.labeled_mask).sum())
+    if n_unlabeled:
+        say(f"{what}: skipping {n_unlabeled} unlabeled maps (kept for predict)")
+    out = ds.labeled()
+    if len(out) == 0:
+        raise InputError(ds.meta["source"].iloc[0] if len(ds) else None, f"{what} has no labeled maps")
+    return out
+
+
+def split_holdout(ds: WaferMapSet, fraction: float, seed: int) -> tuple[WaferMapSet, WaferMapSet]:
+    """Stratified train/val split of a labeled set (used when no validation file is given)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(ds))
+    strat = None
+    if not ds.multilabel:
+        counts = np.bincount(ds.labels, minlength=len(ds.class_names))
+        strat = ds.labels if counts[counts > 0].min() >= 2 else None
+    tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat)
+    return ds.subset(tr), ds.subset(va)
+
+
+def _resolve_multilabel(cfg: dict[str, Any], ds: WaferMapSet) -> None:
+    want = cfg["multilabel"]
+    if want != "auto" and bool(want) != ds.multilabel:
+        kind = "multi-label" if ds.multilabel else "single-label"
+        raise InputError(None, f"config multilabel={want} but the training data is {kind}")
+
+
+def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Sequence[str | Path] | None,
+          out: str | Path, say: Printer = print) -> dict[str, Any]:
+    """Train a classifier as configured; writes config.yaml, model.ckpt, metrics.json, plots/ and logs/.
+
+    Returns the validation report (the content of metrics.json's `val`)."""
+    from adrcs.engine.fit import fit
+
+    out = Path(out)
+    train_all = _labeled(load_many(train_paths), "train", say)
+    _resolve_multilabel(cfg, train_all)
+    if val_paths:
+        val = _labeled(load_many(val_paths), "val", say)
+        try:
+            val = val.with_classes(train_all.class_names)
+        except ValueError as e:
+            raise InputError(val_paths[0], str(e))
+        train_set = train_all
+    else:
+        train_set, val = split_holdout(train_all, float(cfg["val_fraction"]), int(cfg["seed"]))
+        say(f"no --val given: holding out {len(val)} of {len(train_all)} training maps (stratified)")
+    out.mkdir(parents=True, exist_ok=True)
+    run_cfg = dict(cfg, train=[str(p) for p in train_paths], val=[str(p) for p in (val_paths or [])])
+    save_config(run_cfg, out / "config.yaml")
+    say(f"training {cfg['model']} on {len(train_set)} maps ({len(train_set.class_names)} "
+        f"{'labels' if train_set.multilabel else 'classes'}), validating on {len(val)}, input {cfg['input_size']}px")
+    result = fit(cfg, train_set, val, out, console_print=say)
+    report = _evaluate_set(result.pipeline, val, out, tta=None, title=f"Validation ({cfg['model']})", say=say,
+                           history=result.history_csv)
+    metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
+               "n_train": len(train_set), "n_val": len(val), "model": cfg["model"]}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    say(f"run folder: {out} (model.ckpt, config.yaml, metrics.json, plots/, logs/); trained in {result.train_seconds:.0f}s")
+    return report
+
+
+def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | None, title: str, say: Printer,
+                  history: Path | None = None) -> dict[str, Any]:
+    from adrcs.metrics.classification import report_for
+    from adrcs.report.plots import plot_training_curves, write_report_plots
+    from adrcs.report.tables import print_report
+
+    probs = pipe.predict_proba(ds, tta=tta)
+    y = np.clip(ds.labels, 0, None) if ds.multilabel else ds.labels
+    report = report_for(y, probs, pipe.class_names, pipe.multilabel)
+    plots = plot_dir / "plots"
+    write_report_plots(report, y, probs, plots)
+    if history is not None:
+        plot_training_curves(history, plots / "training_curves.png")
+    print_report(report, title=title)
+    return report
+
+
+def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path | None = None,
+             tta: bool | None = None, say: Printer = print) -> dict[str, Any]:
+    """Evaluate a trained model on labeled data; write the report JSON to `out` and plots beside it."""
+    pipe = Pipeline.load(model_dir)
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
+    ds = _labeled(load_many(paths), "data", say)
+    try:
+        ds = ds.with_classes(pipe.class_names)
+    except ValueError as e:
+        raise InputError(paths[0], str(e))
+    if ds.multilabel != pipe.multilabel:
+        raise InputError(paths[0], "label kind (single/multi-label) does not match the model's")
+    out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    plot_dir = out_path.parent / (out_path.stem + "_plots") if out else Path(model_dir) / "evaluation"
+    report = _evaluate_set(pipe, ds, plot_dir, tta, title=f"Evaluation on {', '.join(map(str, paths))}", say=say)
+    report["model_dir"] = str(model_dir)
+    report["data"] = [str(p) for p in paths]
+    out_path.write_text(json.dumps(report, indent=2))
+    say(f"report: {out_path}; plots: {plot_dir / 'plots'}")
+    return report
+
+
+def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path,
+            tta: bool | None = None, threshold: float = 0.5, say: Printer = print) -> pd.DataFrame:
+    """Classify every map (labeled or not) and write one CSV row per map."""
+    pipe = Pipeline.load(model_dir)
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
+    ds = load_many(paths)
+    probs = pipe.predict_proba(ds, tta=tta)
+    names = pipe.class_names
+    rows = pd.DataFrame({"index": np.arange(len(ds)), "source": ds.meta["source"].values,
+                         "source_index": ds.meta["index"].values})
+    if pipe.multilabel:
+        hot = probs >= threshold
+        rows["predicted"] = [";".join(n for n, h in zip(names, r) if h) or "none" for r in hot]
+    else:
+        rows["predicted"] = [names[i] for i in probs.argmax(axis=1)]
+    rows["confidence"] = probs.max(axis=1) if not pipe.multilabel else np.where(hot, probs, 1 - probs).min(axis=1)
+    if ds.labeled_mask.any():
+        if ds.multilabel:
+            rows["true"] = [";".join(n for n, h in zip(ds.class_names, r) if h > 0) or ("none" if m else "")
+                            for r, m in zip(ds.labels, ds.labeled_mask)]
+        else:
+            rows["true"] = [ds.class_names[i] if i >= 0 else "" for i in ds.labels]
+    for j, n in enumerate(names):
+        rows[f"prob_{n}"] = probs[:, j].round(6)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out, index=False)
+    counts = rows["predicted"].value_counts()
+    say(f"{len(rows)} maps classified -> {out}; predicted: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return rows
+
+
+def info(paths: Sequence[str | Path] | str | Path) -> dict[str, Any]:
+    """What the loader sees in the given file(s): counts per class, sizes, unlabeled maps."""
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    return {str(p): summarize(load(p)) for p in paths}

@@ -1,0 +1,163 @@
+"""`adrcs` command line: train, evaluate, predict, info (thin wrappers over `adrcs.api`)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from adrcs.errors import InputError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="ADRCS: automated defect recognition and classification for wafer maps.")
+console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
+
+# Options that take several values after one flag (`--train a.pkl b.pkl`).
+MULTI_VALUE_OPTIONS = ("--train", "--val", "--data")
+
+
+def expand_multi_value(argv: list[str]) -> list[str]:
+    """Rewrite `--train a b --val c` as `--train a --train b --val c` for click."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        out.append(tok)
+        if tok in MULTI_VALUE_OPTIONS:
+            j = i + 1
+            first = True
+            while j < len(argv) and not argv[j].startswith("-"):
+                if not first:
+                    out.append(tok)
+                out.append(argv[j])
+                first = False
+                j += 1
+            i = j
+            continue
+        i += 1
+    return out
+
+
+def _say(msg: str) -> None:
+    console.print(msg, highlight=False, markup=False)
+
+
+def _extra_overrides(args: list[str]) -> dict[str, str]:
+    """`--key value` / `--key=value` pairs left over by click -> config overrides."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--"):
+            raise InputError(None, f"unexpected argument {tok!r}")
+        key = tok[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            value = args[i + 1]
+            i += 1
+        else:
+            value = "true"
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (configs/*.yaml)."),
+    train_paths: List[Path] = typer.Option(..., "--train", help="Training file(s): --train a.pkl b.pkl"),
+    val_paths: Optional[List[Path]] = typer.Option(None, "--val", help="Validation file(s); default: a stratified hold-out of train."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    epochs: Optional[int] = typer.Option(None, help="Override config epochs."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | gpu"),
+    model: Optional[str] = typer.Option(None, help="Override config model (ffn, cnn)."),
+    input_size: Optional[int] = typer.Option(None, help="Override config input_size."),
+    batch_size: Optional[int] = typer.Option(None, help="Override config batch_size."),
+    seed: Optional[int] = typer.Option(None, help="Override config seed."),
+) -> None:
+    """Train a classifier; any other config key can be given as --key value."""
+    from adrcs.api import train as api_train
+    from adrcs.config import load_config
+
+    overrides = dict(epochs=epochs, device=device, model=model, input_size=input_size, batch_size=batch_size, seed=seed)
+    overrides.update(_extra_overrides(list(ctx.args)))
+    cfg = load_config(config, overrides)
+    api_train(cfg, train_paths, val_paths or None, out, say=_say)
+
+
+@app.command()
+def evaluate(
+    model: Path = typer.Option(..., "--model", "-m", help="Run folder written by `adrcs train`."),
+    data: List[Path] = typer.Option(..., "--data", "-d", help="Labeled file(s) to evaluate on."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report JSON (default MODEL/evaluation.json)."),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average the 8 rot/flip views."),
+) -> None:
+    """Evaluate a trained model: metrics table, report JSON and plots."""
+    from adrcs.api import evaluate as api_evaluate
+
+    api_evaluate(model, data, out, tta=tta, say=_say)
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., "--model", "-m", help="Run folder written by `adrcs train`."),
+    data: List[Path] = typer.Option(..., "--data", "-d", help="File(s) of maps, labeled or not."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions CSV to write."),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average the 8 rot/flip views."),
+    threshold: float = typer.Option(0.5, help="Multi-label decision threshold."),
+) -> None:
+    """Classify maps; one CSV row per map with the predicted class and probabilities."""
+    from adrcs.api import predict as api_predict
+
+    api_predict(model, data, out, tta=tta, threshold=threshold, say=_say)
+
+
+@app.command()
+def info(
+    paths: List[Path] = typer.Argument(..., help="Data file(s)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Show what the loader sees: maps per class, map sizes, unlabeled maps."""
+    from rich.table import Table
+
+    from adrcs.api import info as api_info
+
+    result = api_info(paths)
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    for path, s in result.items():
+        t = Table(title=f"{path}: {s['total']} maps, {s['unlabeled']} unlabeled"
+                        f"{' (multi-label)' if s.get('multilabel') else ''}")
+        t.add_column("class" if not s.get("multilabel") else "label")
+        t.add_column("maps", justify="right")
+        for name, n in s["classes"].items():
+            t.add_row(name, str(n))
+        console.print(t)
+        sizes = list(s["map_sizes"].items())
+        shown = ", ".join(f"{k}: {v}" for k, v in sizes[:10])
+        console.print(f"map sizes ({len(sizes)} distinct): {shown}{' ...' if len(sizes) > 10 else ''}",
+                      highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: bad input -> one line on stderr, exit code 2."""
+    argv = expand_multi_value(list(sys.argv[1:] if argv is None else argv))
+    try:
+        app(args=argv, prog_name="adrcs", standalone_mode=True)
+    except InputError as e:
+        print(f"adrcs: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("adrcs: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Run configuration: defaults, small YAML files under `configs/`, command-line overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from adrcs.errors import InputError
+
+DEFAULTS: dict[str, Any] = {
+    "model": "ffn",            # a name from adrcs.models.list_models()
+    "model_args": {},          # keyword arguments of the model constructor (width, dropout, ...)
+    "input_size": 48,          # maps are nearest-neighbour resized to input_size x input_size
+    "multilabel": "auto",      # auto: from the data (MixedWM38 -> multi-label)
+    "epochs": 30,
+    "batch_size": 256,
+    "optimizer": "adamw",      # adamw | adam | sgd
+    "lr": 3.0e-3,              # peak learning rate of the one-cycle schedule
+    "weight_decay": 1.0e-4,
+    "scheduler": "onecycle",   # onecycle | cosine | none
+    "imbalance": "sqrt_weights",  # none | weights | sqrt_weights | sampler
+    "label_smoothing": 0.0,
+    "augment": "dihedral",     # none | dihedral (random rot90 + flip per map)
+    "tta": False,              # average the 8 dihedral views at evaluate/predict time
+    "early_stopping_patience": 10,  # epochs without val macro-F1 improvement (0 = off)
+    "val_fraction": 0.1,       # stratified hold-out from train when no --val is given
+    "seed": 0,
+    "device": "auto",          # auto | cpu | gpu
+    "devices": 1,              # >1 trains with DDP
+    "precision": "32-true",    # 32-true | bf16-mixed | 16-mixed
+    "num_workers": 0,
+    "eval_batch_size": 1024,
+    "progress": True,
+}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Give an override string the type of the default it replaces."""
+    default = DEFAULTS.get(key)
+    if not isinstance(value, str) or default is None or isinstance(default, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, dict):
+            parsed = yaml.safe_load(value)
+            if not isinstance(parsed, dict):
+                raise ValueError
+            return parsed
+    except ValueError:
+        raise InputError(None, f"--{key.replace('_', '-')}: cannot read {value!r} as {type(default).__name__}")
+    return value
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Defaults, updated by the YAML file at `path`, updated by `overrides` (None values ignored)."""
+    cfg = dict(DEFAULTS)
+    cfg["model_args"] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError(p, "config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise InputError(p, f"not valid YAML ({str(e).splitlines()[0]})")
+        if not isinstance(data, dict):
+            raise InputError(p, "config must be a mapping of keys to values")
+        unknown = sorted(set(data) - set(DEFAULTS))
+        if unknown:
+            raise InputError(p, f"unknown config keys {unknown}; known keys: {sorted(DEFAULTS)}")
+        cfg.update(data)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if key not in DEFAULTS:
+            raise InputError(None, f"unknown option --{key.replace('_', '-')}; config keys: {sorted(DEFAULTS)}")
+        cfg[key] = _coerce(key, value)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: dict[str, Any]) -> None:
+    """Raise InputError on values that would only fail deep inside training."""
+    from adrcs.models import list_models
+
+    choices = {
+        "imbalance": ("none", "weights", "sqrt_weights", "sampler"),
+        "augment": ("none", "dihedral"),
+        "scheduler": ("onecycle", "cosine", "none"),
+        "optimizer": ("adamw", "adam", "sgd"),
+        "device": ("auto", "cpu", "gpu", "cuda", "mps"),
+    }
+    for key, allowed in choices.items():
+        if cfg[key] not in allowed:
+            raise InputError(None, f"config {key}={cfg[key]!r} is not one of {list(allowed)}")
+    if cfg["model"] not in list_models():
+        raise InputError(None, f"unknown model {cfg['model']!r}; known models: {list_models()}")
+    if int(cfg["input_size"]) < 8 or int(cfg["input_size"]) % 8:
+        raise InputError(None, f"input_size must be a multiple of 8 and >= 8 (got {cfg['input_size']})")
+    if int(cfg["epochs"]) < 1 or int(cfg["batch_size"]) < 1:
+        raise InputError(None, "epochs and batch_size must be >= 1")
+
+
+def save_config(cfg: dict[str, Any], path: str | Path) -> None:
+    """Write the full resolved config, so a run can be repeated exactly."""
+    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))

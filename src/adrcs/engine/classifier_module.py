@@ -1,0 +1,84 @@
+"""`ClassifierModule`: the Lightning module training any registered wafer-map classifier."""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import (MulticlassAccuracy, MulticlassF1Score, MultilabelExactMatch,
+                                         MultilabelF1Score)
+
+from adrcs.models import create_model
+from adrcs.transforms.dihedral import random_dihedral
+from adrcs.transforms.one_hot import one_hot_maps
+
+
+class ClassifierModule(L.LightningModule):
+    """Wraps a network from the registry with its loss, augmentation, metrics and optimiser.
+
+    Batches are (uint8 maps (N, S, S), labels). The module one-hot encodes and augments on the
+    device the batch lives on, so the same code runs on CPU, a GPU or under DDP.
+    """
+
+    def __init__(self, model: str, num_classes: int, class_names: list[str], multilabel: bool = False,
+                 model_args: dict[str, Any] | None = None, class_weights: list[float] | None = None,
+                 augment: str = "dihedral", optimizer: str = "adamw", lr: float = 3e-3,
+                 weight_decay: float = 1e-4, scheduler: str = "onecycle", label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = create_model(model, num_classes=num_classes, multilabel=multilabel, **(model_args or {}))
+        self.net = self.net.to(memory_format=torch.channels_last)
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.register_buffer("class_weight", weight, persistent=False)
+        if multilabel:
+            self.val_f1 = MultilabelF1Score(num_labels=num_classes, average="macro")
+            self.val_acc = MultilabelExactMatch(num_labels=num_classes)
+        else:
+            self.val_f1 = MulticlassF1Score(num_classes=num_classes, average="macro")
+            self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        x = one_hot_maps(maps).contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.hparams.multilabel:
+            return F.binary_cross_entropy_with_logits(logits, y.float())
+        return F.cross_entropy(logits, y, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch, batch_idx):
+        maps, y = batch
+        if self.hparams.augment == "dihedral":
+            maps = random_dihedral(maps)
+        loss = self.loss(self(maps), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        maps, y = batch
+        logits = self(maps)
+        self.log("val_loss", self.loss(logits, y), on_epoch=True, prog_bar=False, batch_size=len(y), sync_dist=True)
+        target = y.long()
+        self.val_f1.update(logits, target)
+        self.val_acc.update(logits, target)
+        self.log("val_macro_f1", self.val_f1, on_epoch=True, prog_bar=True)
+        self.log("val_accuracy", self.val_acc, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = self.parameters()
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay)
+        elif hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        if hp.scheduler == "onecycle":
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=max(total, 1), pct_start=0.2)
+        else:
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

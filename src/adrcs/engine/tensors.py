@@ -1,0 +1,82 @@
+"""Preprocess a WaferMapSet once into tensors, and serve them in batches."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from adrcs.data.wafer_map_set import WaferMapSet
+from adrcs.transforms.resize import resize_stack
+
+
+class WaferTensors(Dataset):
+    """Maps resized to S x S as one uint8 tensor (N, S, S) with their label tensor.
+
+    One-hot encoding and augmentation happen per batch inside the model step, so an epoch does
+    no per-map Python work beyond indexing. `__getitems__` fetches a whole batch at once.
+    """
+
+    def __init__(self, ds: WaferMapSet, size: int) -> None:
+        self.maps = torch.from_numpy(resize_stack(ds.maps, size)) if len(ds) else torch.zeros(0, size, size, dtype=torch.uint8)
+        labels = ds.labels
+        self.labels = torch.from_numpy(labels.astype(np.float32 if ds.multilabel else np.int64))
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.maps[i], self.labels[i]
+
+    def __getitems__(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.as_tensor(idx)
+        return self.maps[t], self.labels[t]
+
+
+def _identity_collate(batch):
+    return batch
+
+
+def class_counts(ds: WaferMapSet) -> np.ndarray:
+    """Training maps per class (single-label) or positives per label (multi-label)."""
+    if ds.multilabel:
+        return np.clip(ds.labels, 0, None).sum(axis=0).astype(np.int64)
+    return np.bincount(ds.labels[ds.labels >= 0], minlength=len(ds.class_names))
+
+
+def class_weights(counts: np.ndarray, mode: str) -> np.ndarray | None:
+    """Loss weights per class: inverse frequency (`weights`) or its square root (`sqrt_weights`),
+    normalised to mean 1 over the classes present; None for other modes."""
+    if mode not in ("weights", "sqrt_weights"):
+        return None
+    c = np.maximum(counts.astype(np.float64), 1.0)
+    w = 1.0 / c if mode == "weights" else 1.0 / np.sqrt(c)
+    present = counts > 0
+    w = w / w[present].mean()
+    return w.astype(np.float32)
+
+
+def make_loader(data: WaferTensors, batch_size: int, *, train: bool, sampler_weights: np.ndarray | None = None,
+                num_workers: int = 0, seed: int = 0) -> DataLoader:
+    """A DataLoader over preprocessed tensors; balanced sampling when `sampler_weights` is given."""
+    sampler = None
+    if train and sampler_weights is not None:
+        g = torch.Generator().manual_seed(seed)
+        sampler = WeightedRandomSampler(torch.as_tensor(sampler_weights, dtype=torch.double), len(data),
+                                        replacement=True, generator=g)
+    return DataLoader(
+        data, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+        drop_last=train and len(data) > batch_size, num_workers=num_workers, collate_fn=_identity_collate,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def sampler_weights_for(ds: WaferMapSet) -> np.ndarray:
+    """Per-map weights giving every class the same expected share of a balanced epoch."""
+    counts = np.maximum(class_counts(ds), 1)
+    if ds.multilabel:  # weight a map by its rarest label (all-zero rows by the mean)
+        inv = 1.0 / counts
+        lab = np.clip(ds.labels, 0, None)
+        w = (lab * inv).max(axis=1)
+        w[w == 0] = inv.mean()
+        return w
+    return 1.0 / counts[ds.labels]

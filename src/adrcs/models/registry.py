@@ -1,0 +1,32 @@
+"""Model registry in the style of timm: `@register("name")` on a constructor, `create_model(name, ...)`."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch.nn as nn
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable:
+    """Decorator adding a model constructor to the registry under `name`."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} registered twice")
+        _MODELS[name] = fn
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    """Names of all registered models."""
+    return sorted(_MODELS)
+
+
+def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """Build a registered model: `create_model("ffn", num_classes=9, multilabel=False, width=32)`."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _MODELS[name](num_classes=num_classes, **kwargs)

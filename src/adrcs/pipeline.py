@@ -1,0 +1,110 @@
+"""A saved model: network + class names + preprocessing, in one run folder (`model.ckpt`).
+
+`Pipeline.load(run_dir).predict_proba(dataset)` needs nothing but that folder.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from adrcs.data.wafer_map_set import WaferMapSet
+from adrcs.errors import InputError
+from adrcs.models import create_model
+from adrcs.transforms.dihedral import dihedral_views
+from adrcs.transforms.one_hot import one_hot_maps
+from adrcs.transforms.resize import resize_stack
+
+CHECKPOINT_FORMAT = "adrcs-wafer-classifier/1"
+CHECKPOINT_NAME = "model.ckpt"
+
+
+@dataclass
+class Pipeline:
+    """Everything `predict` needs: the network and how maps must be prepared for it."""
+
+    net: torch.nn.Module
+    model_name: str
+    model_args: dict[str, Any]
+    class_names: list[str]
+    multilabel: bool
+    input_size: int
+    tta: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        return {"resize": "nearest", "input_size": self.input_size, "encoding": "one_hot_3",
+                "die_codes": {"off_wafer": 0, "good": 1, "fail": 2}, "tta": self.tta}
+
+    def save(self, run_dir: str | Path, **extra: Any) -> Path:
+        """Write `model.ckpt` (weights + everything needed to use them) into `run_dir`."""
+        path = Path(run_dir) / CHECKPOINT_NAME
+        torch.save({
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model_name,
+            "model_args": self.model_args,
+            "class_names": self.class_names,
+            "multilabel": self.multilabel,
+            "input_size": self.input_size,
+            "preprocessing": self.preprocessing,
+            "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
+            **self.extra, **extra,
+        }, path)
+        return path
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu") -> "Pipeline":
+        """Load a run folder (or a `model.ckpt` path) written by `adrcs train`."""
+        p = Path(run_dir)
+        path = p / CHECKPOINT_NAME if p.is_dir() else p
+        if not path.is_file():
+            raise InputError(p, f"no {CHECKPOINT_NAME} here: is this a run folder written by `adrcs train`?")
+        try:
+            ck = torch.load(path, map_location=device, weights_only=True)
+        except Exception as e:  # corrupt file, not a torch file
+            raise InputError(path, f"cannot read the checkpoint ({type(e).__name__})")
+        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(path, f"not an ADRCS wafer-map model (expected format {CHECKPOINT_FORMAT})")
+        net = create_model(ck["model"], num_classes=len(ck["class_names"]), multilabel=ck["multilabel"],
+                           **ck["model_args"])
+        net.load_state_dict(ck["state_dict"])
+        net.eval().to(device)
+        known = {"format", "model", "model_args", "class_names", "multilabel", "input_size", "preprocessing", "state_dict"}
+        return cls(net=net, model_name=ck["model"], model_args=ck["model_args"], class_names=ck["class_names"],
+                   multilabel=ck["multilabel"], input_size=ck["input_size"], tta=ck["preprocessing"].get("tta", False),
+                   extra={k: v for k, v in ck.items() if k not in known})
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def prepare(self, maps: list[np.ndarray]) -> torch.Tensor:
+        """Die-code maps of any sizes -> uint8 tensor (N, S, S)."""
+        return torch.from_numpy(resize_stack(maps, self.input_size))
+
+    @torch.inference_mode()
+    def predict_tensor(self, x: torch.Tensor, batch_size: int = 1024, tta: bool | None = None) -> np.ndarray:
+        """Probabilities for prepared maps (N, S, S) uint8 -> (N, C) float32 numpy."""
+        tta = self.tta if tta is None else tta
+        self.net.eval()
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = one_hot_maps(x[i:i + batch_size].to(self.device)).contiguous(memory_format=torch.channels_last)
+            views = dihedral_views(xb) if tta else [xb]
+            probs = sum(self.net.predict_proba(v) for v in views) / len(views)
+            out.append(probs.float().cpu())
+        n = len(self.class_names)
+        return torch.cat(out).numpy() if out else np.zeros((0, n), np.float32)
+
+    def predict_proba(self, ds: WaferMapSet | list[np.ndarray], batch_size: int = 1024, tta: bool | None = None) -> np.ndarray:
+        """Probabilities for every map of a dataset (labeled or not)."""
+        maps = ds.maps if isinstance(ds, WaferMapSet) else ds
+        return self.predict_tensor(self.prepare(maps), batch_size=batch_size, tta=tta)
+
+    def decide(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+        """Class index per map (single-label) or 0/1 matrix (multi-label)."""
+        return (probs >= threshold).astype(np.int8) if self.multilabel else probs.argmax(axis=1)

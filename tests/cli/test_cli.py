@@ -1,0 +1,116 @@
+"""CLI contract: train -> evaluate -> predict on tiny data, `info`, and one-line errors."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from adrcs.cli import expand_multi_value, main
+
+
+def run(argv, capsys):
+    code = 0
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def wm_files(tmp_path):
+    from conftest import make_wm811k_frame
+
+    paths = []
+    for i, n in enumerate([3, 2, 2]):
+        p = tmp_path / f"part{i}.pkl.xz"
+        make_wm811k_frame(np.random.default_rng(10 + i), per_class=n).to_pickle(p)
+        paths.append(p)
+    return paths
+
+
+def test_expand_multi_value():
+    assert expand_multi_value(["train", "--train", "a", "b", "--val", "c", "--epochs", "2"]) == \
+        ["train", "--train", "a", "--train", "b", "--val", "c", "--epochs", "2"]
+
+
+def test_train_evaluate_predict(wm_files, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, out, err = run(["train", "--config", "configs/wm811k_ffn.yaml", "--train", wm_files[0], wm_files[1],
+                          "--val", wm_files[2], "--out", run_dir, "--epochs", "2", "--input-size", "16",
+                          "--device", "cpu", "--batch-size", "16", "--model-args", "{width: 8}"], capsys)
+    assert code == 0, err
+    for name in ["model.ckpt", "config.yaml", "metrics.json", "plots/confusion_matrix.png",
+                 "plots/roc_curves.png", "plots/training_curves.png", "logs/metrics.csv"]:
+        assert (run_dir / name).is_file(), name
+    assert "Macro-F1" in out
+
+    report_path = tmp_path / "report.json"
+    code, out, err = run(["evaluate", "--model", run_dir, "--data", wm_files[2], "--out", report_path], capsys)
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    for key in ["accuracy", "macro_f1", "per_class", "confusion_matrix", "class_names", "roc_auc_macro"]:
+        assert key in report
+    assert set(report["per_class"]["Center"]) >= {"precision", "recall", "f1", "support"}
+    assert len(report["confusion_matrix"]) == len(report["class_names"]) == 9
+
+    # predict works on unlabeled maps too
+    df = pd.read_pickle(wm_files[2])
+    df["failureType"] = None
+    df = df.drop(columns=["failureCode"])
+    unlabeled = tmp_path / "unlabeled.pkl"
+    df.to_pickle(unlabeled)
+    pred_path = tmp_path / "pred.csv"
+    code, out, err = run(["predict", "--model", run_dir, "--data", unlabeled, "--out", pred_path], capsys)
+    assert code == 0, err
+    pred = pd.read_csv(pred_path)
+    assert len(pred) == len(df)
+    assert {"index", "predicted", "confidence", "prob_Center", "prob_none"} <= set(pred.columns)
+    np.testing.assert_allclose(pred.filter(like="prob_").sum(1), 1.0, atol=1e-4)
+
+
+def test_multilabel_train_evaluate_predict(mixed_npz, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, out, err = run(["train", "--config", "configs/mixedwm38_ffn.yaml", "--train", mixed_npz, "--out", run_dir,
+                          "--epochs", "1", "--input-size", "16", "--device", "cpu", "--val-fraction", "0.3"], capsys)
+    assert code == 0, err
+    report_path = tmp_path / "r.json"
+    code, out, err = run(["evaluate", "--model", run_dir, "--data", mixed_npz, "--out", report_path], capsys)
+    assert code == 0, err
+    report = json.loads(report_path.read_text())
+    assert {"exact_match", "per_label", "macro_f1", "accuracy", "class_names"} <= set(report)
+    code, out, err = run(["predict", "--model", run_dir, "--data", mixed_npz, "--out", tmp_path / "p.csv"], capsys)
+    assert code == 0, err
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 12
+
+
+def test_info(wm_files, capsys):
+    code, out, err = run(["info", wm_files[0], "--json"], capsys)
+    assert code == 0, err
+    summary = json.loads(out)[str(wm_files[0])]
+    assert summary["total"] == 27 and summary["unlabeled"] == 0
+    code, out, err = run(["info", wm_files[0]], capsys)
+    assert code == 0 and "Edge-Ring" in out
+
+
+@pytest.mark.parametrize("make_bad,needle", [
+    (lambda p: None, "file not found"),
+    (lambda p: p.write_text("hello"), "not a pickle"),
+    (lambda p: pd.DataFrame({"x": [1]}).to_pickle(p), "waferMap"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, make_bad, needle):
+    bad = tmp_path / "bad.pkl"
+    make_bad(bad)
+    code, out, err = run(["info", bad], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and needle in lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_option_and_model_dir(tmp_path, wm_files, capsys):
+    code, out, err = run(["train", "--train", wm_files[0], "--out", tmp_path / "r", "--colour", "red"], capsys)
+    assert code == 2 and "unknown option --colour" in err
+    code, out, err = run(["evaluate", "--model", tmp_path, "--data", wm_files[0]], capsys)
+    assert code == 2 and "model.ckpt" in err and len(err.strip().splitlines()) == 1
