@@ -1,0 +1,34 @@
+"""ADRCS: Automated Defect Recognition and Classification System.
+
+Python API (each CLI verb mirrors one function)::
+
+    import adrcs
+    cfg = adrcs.load_config("configs/wm811k_ffn.yaml", {"epochs": 5})
+    adrcs.train(cfg, ["train.pkl.xz"], ["val.pkl.xz"], "runs/ffn")
+    report = adrcs.evaluate("runs/ffn", "test.pkl.xz", "report.json")
+    table = adrcs.predict("runs/ffn", "new_maps.pkl", "predictions.csv")
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["train", "evaluate", "predict", "info", "load", "load_config", "Pipeline"]
+
+
+def __getattr__(name: str):  # lazy: `import adrcs` stays cheap, torch loads on first use
+    if name in ("train", "evaluate", "predict", "info"):
+        from adrcs import api
+
+        return getattr(api, name)
+    if name == "load":
+        from adrcs.data import load
+
+        return load
+    if name == "load_config":
+        from adrcs.config import load_config
+
+        return load_config
+    if name == "Pipeline":
+        from adrcs.pipeline import Pipeline
+
+        return Pipeline
+    raise AttributeError(f"module 'adrcs' has no attribute {name!r}")

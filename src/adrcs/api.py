@@ -76,6 +76,8 @@ def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Seq
     say(f"training {cfg['model']} on {len(train_set)} maps ({len(train_set.class_names)} "
         f"{'labels' if train_set.multilabel else 'classes'}), validating on {len(val)}, input {cfg['input_size']}px")
     result = fit(cfg, train_set, val, out, console_print=say)
+    if not result.is_global_zero:  # DDP worker: rank 0 evaluates and writes the run folder
+        return {}
     report = _evaluate_set(result.pipeline, val, out, tta=None, title=f"Validation ({cfg['model']})", say=say,
                            history=result.history_csv)
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,

@@ -14,6 +14,7 @@ import torch
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.errors import InputError
 from adrcs.models import create_model
+from adrcs.models.fuse import fuse_conv_bn
 from adrcs.transforms.dihedral import dihedral_views
 from adrcs.transforms.one_hot import one_hot_maps
 from adrcs.transforms.resize import resize_stack
@@ -72,7 +73,7 @@ class Pipeline:
         net = create_model(ck["model"], num_classes=len(ck["class_names"]), multilabel=ck["multilabel"],
                            **ck["model_args"])
         net.load_state_dict(ck["state_dict"])
-        net.eval().to(device)
+        fuse_conv_bn(net).to(device)  # inference only: BatchNorm folded into the convolutions
         known = {"format", "model", "model_args", "class_names", "multilabel", "input_size", "preprocessing", "state_dict"}
         return cls(net=net, model_name=ck["model"], model_args=ck["model_args"], class_names=ck["class_names"],
                    multilabel=ck["multilabel"], input_size=ck["input_size"], tta=ck["preprocessing"].get("tta", False),

@@ -1,5 +1,4 @@
 """Tiny training runs: the loss falls and 32 maps are memorised."""
-import json
 
 import numpy as np
 import pandas as pd

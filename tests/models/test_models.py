@@ -33,3 +33,20 @@ def test_ffn_has_three_branches_fused():
     assert len(m.branches) == 3
     feats = m.forward_features(torch.rand(2, 3, 32, 32))
     assert feats.shape == (2, m.num_features) == (2, 3 * 4 * 8)
+
+
+@pytest.mark.parametrize("name", ["ffn", "cnn"])
+def test_fuse_conv_bn_is_exact(name):
+    from adrcs.models.fuse import fuse_conv_bn
+
+    torch.manual_seed(0)
+    m = create_model(name, num_classes=5)
+    m.train()
+    for _ in range(3):  # give BatchNorm non-trivial running statistics
+        m(torch.rand(8, 3, 32, 32))
+    m.eval()
+    x = torch.rand(4, 3, 32, 32)
+    ref = m(x)
+    fused = fuse_conv_bn(m)
+    assert not any(isinstance(mod, torch.nn.BatchNorm2d) for mod in fused.modules())
+    assert torch.allclose(fused(x), ref, atol=1e-4)

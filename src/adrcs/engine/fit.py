@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -47,6 +46,7 @@ class FitResult:
     best_epoch: int | None
     best_score: float | None
     history_csv: Path | None
+    is_global_zero: bool = True  # False in the extra processes of a DDP run
 
 
 def resolve_accelerator(device: str) -> str:
@@ -127,7 +127,8 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
         pipeline.save(run_dir, train_seconds=seconds, best_epoch=best_epoch, best_val_macro_f1=best_score,
                       train_class_counts=counts.tolist())
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # model.ckpt holds the best weights
-    return FitResult(pipeline, run_dir, seconds, best_epoch, best_score, history if history.is_file() else None)
+    return FitResult(pipeline, run_dir, seconds, best_epoch, best_score, history if history.is_file() else None,
+                     trainer.is_global_zero)
 
 
 def _best_epoch(history: Path) -> int | None:

@@ -74,6 +74,12 @@ def _check_names(class_names: Sequence[str], n: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------- single-label
+def _per_class(names, p, r, f1, s) -> dict:
+    """{name: {precision, recall, f1, support}} as plain Python numbers."""
+    return {name: {"precision": _f0(p[i]), "recall": _f0(r[i]), "f1": _f0(f1[i]), "support": int(s[i])}
+            for i, name in enumerate(names)}
+
+
 def classification_report(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
     """Single-label classification report.
 
@@ -117,15 +123,7 @@ def classification_report(y_true: np.ndarray, probs: np.ndarray, class_names: li
         avgs = {"macro": (0.0, 0.0, 0.0), "weighted": (0.0, 0.0, 0.0)}
         cm = np.zeros((c, c), dtype=int)
 
-    per_class = {
-        name: {
-            "precision": _f0(p[i]),
-            "recall": _f0(r[i]),
-            "f1": _f0(f1[i]),
-            "support": int(s[i]),
-        }
-        for i, name in enumerate(names)
-    }
+    per_class = _per_class(names, p, r, f1, s)
     auc_per_class = {name: _binary_auc(y_true == i, probs[:, i]) for i, name in enumerate(names)}
 
     return {
@@ -180,15 +178,7 @@ def multilabel_report(
         macro = micro = (0.0, 0.0, 0.0, None)
         mcm = np.zeros((l, 2, 2), dtype=int)
 
-    per_label = {
-        name: {
-            "precision": _f0(p[i]),
-            "recall": _f0(r[i]),
-            "f1": _f0(f1[i]),
-            "support": int(s[i]),
-        }
-        for i, name in enumerate(names)
-    }
+    per_label = _per_class(names, p, r, f1, s)
     auc_per_class = {name: _binary_auc(y_true[:, i], probs[:, i]) for i, name in enumerate(names)}
 
     return {

@@ -231,3 +231,13 @@ __all__ = [
     "FORMATS", "NpzArrays", "detect", "to_die_codes", "single_labels", "failure_codes", "multi_hot",
     "make_meta", "scalar_columns", "map_column",
 ]
+
+
+def wm811k_labels(path: Path, obj: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Single labels of a WM-811K-style table: from `failureType` names, else `failureCode`,
+    else all unlabeled (-1)."""
+    if "failureType" in obj.columns:
+        return single_labels(obj["failureType"].to_numpy())
+    if "failureCode" in obj.columns:
+        return failure_codes(path, obj["failureCode"].to_numpy())
+    return np.full(len(obj), -1, np.int64), list(WM811K_CLASSES)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from adrcs.data import formats as F
 from adrcs.data.labels import clean_label
-from adrcs.data.wafer_map_set import WM811K_CLASSES, WaferMapSet
+from adrcs.data.wafer_map_set import WaferMapSet
 
 NAME = "lswmd"
 SPLIT_COLUMNS = ("trianTestLabel", "trainTestLabel")
@@ -34,12 +34,7 @@ def sniff(path: Path, obj: Any) -> bool:
 def read(path: Path, obj: pd.DataFrame) -> WaferMapSet:
     col = F.map_column(obj)
     maps = F.to_die_codes(obj[col].to_numpy(), path)
-    if "failureType" in obj.columns:
-        labels, names = F.single_labels(obj["failureType"].to_numpy())
-    elif "failureCode" in obj.columns:
-        labels, names = F.failure_codes(path, obj["failureCode"].to_numpy())
-    else:
-        labels, names = np.full(len(maps), -1, np.int64), list(WM811K_CLASSES)
+    labels, names = F.wm811k_labels(path, obj)
 
     extra: dict[str, Any] = {}
     for c in ("lotName", "waferIndex", "dieSize"):

@@ -9,11 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from adrcs.data import formats as F
-from adrcs.data.wafer_map_set import WM811K_CLASSES, WaferMapSet
+from adrcs.data.wafer_map_set import WaferMapSet
 
 NAME = "wm811k-pickle"
 LABEL_COLUMNS = ("failureType", "failureCode")
@@ -26,12 +25,7 @@ def sniff(path: Path, obj: Any) -> bool:
 def read(path: Path, obj: pd.DataFrame) -> WaferMapSet:
     col = F.map_column(obj)
     maps = F.to_die_codes(obj[col].to_numpy(), path)
-    if "failureType" in obj.columns:
-        labels, names = F.single_labels(obj["failureType"].to_numpy())
-    elif "failureCode" in obj.columns:
-        labels, names = F.failure_codes(path, obj["failureCode"].to_numpy())
-    else:
-        labels, names = np.full(len(maps), -1, np.int64), list(WM811K_CLASSES)
+    labels, names = F.wm811k_labels(path, obj)
     extra = F.scalar_columns(obj, skip=(col, *LABEL_COLUMNS))
     meta = F.make_meta(path, obj.index, extra)
     return WaferMapSet(maps=maps, labels=labels, class_names=names, meta=meta, multilabel=False)

@@ -1,0 +1,60 @@
+"""WM-811K benchmark: train `ffn` and `cnn` on all shared train splits, select on val, report
+val accuracy, macro-F1, per-class F1 (hard classes highlighted), training time and inference speed.
+
+    python bench/wm811k.py [--data-dir ../shared/data/wm811k] [--models ffn cnn] [--epochs N]
+
+Writes bench/results/wm811k_<model>.json and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, machine, run_model, write_result  # noqa: E402
+
+from adrcs.report.tables import markdown_table  # noqa: E402
+
+HARD = ["Scratch", "Loc", "Donut", "Near-full"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "wm811k")
+    ap.add_argument("--models", nargs="+", default=["ffn", "cnn"])
+    ap.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--tag", default="", help="suffix for result files and run folders")
+    args = ap.parse_args()
+    train_paths = sorted(args.data_dir.glob("train_*_split.pkl.xz"))
+    val_paths = [args.data_dir / "val_data.pkl.xz"]
+    if not train_paths or not val_paths[0].is_file():
+        sys.exit(f"no WM-811K train/val files in {args.data_dir}")
+    rows = []
+    for model in args.models:
+        name = f"wm811k_{model}{args.tag}"
+        rec = run_model(f"wm811k_{model}.yaml", train_paths, val_paths, REPO / "bench" / "runs" / name,
+                        {"epochs": args.epochs, "device": args.device})
+        rec["machine"] = machine()
+        rec["train_files"] = [p.name for p in train_paths]
+        print(f"wrote {write_result(name, rec)}")
+        r = rec["report"]
+        row = {"model": model, "input": rec["input_size"], "params": rec["params"], "val_acc": r["accuracy"],
+               "val_macro_f1": r["macro_f1"], "train_min": rec["train_seconds"] / 60,
+               "cpu_maps_s_b1024": rec["speed"]["cpu"]["maps_per_s_batch1024"],
+               "cpu_e2e_maps_s": rec["speed"]["cpu"]["maps_per_s_batch1024_end_to_end"],
+               "cpu_b1_ms": rec["speed"]["cpu"]["latency_batch1_ms_p50"]}
+        row.update({f"F1 {c}": r["per_class"][c]["f1"] for c in r["class_names"]})
+        if "gpu" in rec["speed"]:
+            row["gpu_maps_s_e2e"] = \
+                rec["speed"]["gpu"]["maps_per_s_batch8192_end_to_end"]
+        rows.append(row)
+    cols = list(rows[0])
+    md = markdown_table(rows, cols)
+    print(md)
+    (REPO / "bench" / "results" / f"wm811k{args.tag}.md").write_text(md + "\n")
+
+
+if __name__ == "__main__":
+    main()
