@@ -43,19 +43,20 @@ class FeatureFusionNet(WaferClassifier):
     or multi-label predictions. Defaults (S=48, w=24): 178 K parameters.
     """
 
-    def __init__(self, num_classes: int, width: int = 24, hidden: int = 256, dropout: float = 0.3,
-                 multilabel: bool = False, in_chans: int = 3) -> None:
+    def __init__(self, num_classes: int, width: int = 24, deep_mult: int = 2, extra_convs: int = 0, hidden: int = 256,
+                 dropout: float = 0.3, multilabel: bool = False, in_chans: int = 3) -> None:
         super().__init__()
         self.multilabel = multilabel
-        w = width
+        w, k = width, deep_mult * width
         self.stem = nn.Sequential(nn.PixelUnshuffle(2), conv_bn_relu(4 * in_chans, w))
         self.branches = nn.ModuleList([
             _Branch(nn.Identity(), [conv_bn_relu(w, w), nn.MaxPool2d(2), conv_bn_relu(w, 2 * w),
-                                    nn.MaxPool2d(2), conv_bn_relu(2 * w, 2 * w)]),
-            _Branch(nn.MaxPool2d(2), [conv_bn_relu(w, 2 * w), nn.MaxPool2d(2), conv_bn_relu(2 * w, 2 * w)]),
-            _Branch(nn.AvgPool2d(4), [conv_bn_relu(w, 2 * w), conv_bn_relu(2 * w, 2 * w)]),
+                                    nn.MaxPool2d(2), conv_bn_relu(2 * w, k),
+                                    *[conv_bn_relu(k, k) for _ in range(extra_convs)]]),
+            _Branch(nn.MaxPool2d(2), [conv_bn_relu(w, 2 * w), nn.MaxPool2d(2), conv_bn_relu(2 * w, k)]),
+            _Branch(nn.AvgPool2d(4), [conv_bn_relu(w, 2 * w), conv_bn_relu(2 * w, k)]),
         ])
-        self.num_features = 3 * 4 * w
+        self.num_features = 3 * 2 * k
         self.head = nn.Sequential(
             nn.Linear(self.num_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
