@@ -13,6 +13,7 @@ import torch
 from adrcs.api import train
 from adrcs.config import load_config
 from adrcs.data import load_many
+from adrcs.metrics.classification import report_for
 from adrcs.pipeline import Pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,14 +61,21 @@ def run_model(config: str, train_paths: list[Path], val_paths: list[Path], run_d
     report = train(cfg, train_paths, val_paths, run_dir)
     wall = time.perf_counter() - t
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    val = load_many(val_paths)
+    val = load_many(val_paths).labeled()
+    pipe = Pipeline.load(run_dir)
+    val = val.with_classes(pipe.class_names)
+    y = np.clip(val.labels, 0, None) if val.multilabel else val.labels
+    t = time.perf_counter()
+    report_tta = report_for(y, pipe.predict_proba(val, tta=True), pipe.class_names, pipe.multilabel)
+    tta_maps_s = len(val) / (time.perf_counter() - t)
     speed = {"cpu": time_inference(run_dir, val.maps, "cpu")}
     if torch.cuda.is_available():
         speed["gpu"] = time_inference(run_dir, val.maps, "cuda", batch=8192)
     return {"config": config, "overrides": overrides, "model": cfg["model"], "input_size": cfg["input_size"],
             "params": sum(p.numel() for p in Pipeline.load(run_dir).net.parameters()),
             "train_seconds": round(metrics["train_seconds"], 1), "wall_seconds": round(wall, 1),
-            "best_epoch": metrics["best_epoch"], "report": report, "speed": speed, "run_dir": str(run_dir)}
+            "best_epoch": metrics["best_epoch"], "report": report, "report_tta": report_tta,
+            "speed": speed, "cpu_tta_maps_per_s_end_to_end": round(tta_maps_s, 1), "run_dir": str(run_dir)}
 
 
 def write_result(name: str, record: dict[str, Any]) -> Path:

@@ -42,6 +42,12 @@ def main() -> None:
                "cpu_maps_s_b1024": rec["speed"]["cpu"]["maps_per_s_batch1024"]}
         row.update({f"F1 {c}": r["per_label"][c]["f1"] for c in r["class_names"]})
         rows.append(row)
+        rt = rec["report_tta"]
+        tta_row = {k: None for k in row}
+        tta_row.update({"model": f"{model} + TTA (8 views)", "input": rec["input_size"], "params": rec["params"],
+                        "exact_match": rt["exact_match"], "macro_f1": rt["macro_f1"], "train_min": rec["train_seconds"] / 60})
+        tta_row.update({f"F1 {c}": rt["per_label"][c]["f1"] for c in rt["class_names"]})
+        rows.append(tta_row)
     md = markdown_table(rows, list(rows[0]))
     print(md)
     (REPO / "bench" / "results" / f"mixedwm38{args.tag}.md").write_text(md + "\n")

@@ -50,6 +50,13 @@ def main() -> None:
             row["gpu_maps_s_e2e"] = \
                 rec["speed"]["gpu"]["maps_per_s_batch8192_end_to_end"]
         rows.append(row)
+        rt = rec["report_tta"]
+        tta_row = {k: None for k in row}
+        tta_row.update({"model": f"{model} + TTA (8 views)", "input": rec["input_size"], "params": rec["params"],
+                        "val_acc": rt["accuracy"], "val_macro_f1": rt["macro_f1"], "train_min": rec["train_seconds"] / 60,
+                        "cpu_e2e_maps_s": rec["cpu_tta_maps_per_s_end_to_end"]})
+        tta_row.update({f"F1 {c}": rt["per_class"][c]["f1"] for c in rt["class_names"]})
+        rows.append(tta_row)
     cols = list(rows[0])
     md = markdown_table(rows, cols)
     print(md)

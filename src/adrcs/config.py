@@ -19,7 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "lr": 3.0e-3,              # peak learning rate of the one-cycle schedule
     "weight_decay": 1.0e-4,
     "scheduler": "onecycle",   # onecycle | cosine | none
-    "imbalance": "sqrt_weights",  # none | weights | sqrt_weights | sampler
+    "imbalance": "sqrt_weights",  # none | weights | sqrt_weights | power | sampler
+    "imbalance_power": 0.25,   # with imbalance=power: class weight = count ** -imbalance_power
     "label_smoothing": 0.0,
     "augment": "dihedral",     # none | dihedral (random rot90 + flip per map)
     "tta": False,              # average the 8 dihedral views at evaluate/predict time
@@ -94,7 +95,7 @@ def validate(cfg: dict[str, Any]) -> None:
     from adrcs.models import list_models
 
     choices = {
-        "imbalance": ("none", "weights", "sqrt_weights", "sampler"),
+        "imbalance": ("none", "weights", "sqrt_weights", "power", "sampler"),
         "augment": ("none", "dihedral"),
         "scheduler": ("onecycle", "cosine", "none"),
         "optimizer": ("adamw", "adam", "sgd"),

@@ -73,6 +73,8 @@ def test_class_weights():
     assert w[1] == pytest.approx(2 * w[0]) and w[3] == pytest.approx(10 * w[0])
     assert np.mean(w[[0, 1, 3]]) == pytest.approx(1.0)
     assert class_weights(np.array([1, 2]), "none") is None
+    w = class_weights(np.array([1, 16]), "power", power=0.25)
+    assert w[0] == pytest.approx(2 * w[1])
 
 
 def test_bad_checkpoint_is_an_input_error(tmp_path):

@@ -76,7 +76,7 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     size = int(cfg["input_size"])
     counts = class_counts(train)
-    weights = class_weights(counts, cfg["imbalance"]) if not train.multilabel else None
+    weights = class_weights(counts, cfg["imbalance"], cfg["imbalance_power"]) if not train.multilabel else None
     module = ClassifierModule(
         model=cfg["model"], num_classes=len(train.class_names), class_names=list(train.class_names),
         multilabel=train.multilabel, model_args=dict(cfg["model_args"]),

@@ -43,13 +43,14 @@ def class_counts(ds: WaferMapSet) -> np.ndarray:
     return np.bincount(ds.labels[ds.labels >= 0], minlength=len(ds.class_names))
 
 
-def class_weights(counts: np.ndarray, mode: str) -> np.ndarray | None:
-    """Loss weights per class: inverse frequency (`weights`) or its square root (`sqrt_weights`),
-    normalised to mean 1 over the classes present; None for other modes."""
-    if mode not in ("weights", "sqrt_weights"):
+def class_weights(counts: np.ndarray, mode: str, power: float = 0.5) -> np.ndarray | None:
+    """Loss weights per class, count ** -p with p = 1 (`weights`), 0.5 (`sqrt_weights`) or
+    `power` (`power`), normalised to mean 1 over the classes present; None for other modes."""
+    exponent = {"weights": 1.0, "sqrt_weights": 0.5, "power": float(power)}.get(mode)
+    if exponent is None:
         return None
     c = np.maximum(counts.astype(np.float64), 1.0)
-    w = 1.0 / c if mode == "weights" else 1.0 / np.sqrt(c)
+    w = c ** -exponent
     present = counts > 0
     w = w / w[present].mean()
     return w.astype(np.float32)

@@ -24,23 +24,23 @@ class _Branch(nn.Module):
 class FeatureFusionNet(WaferClassifier):
     """Three parallel CNN branches that see the map at different scales, fused by concatenation.
 
-    Layers, for an S x S one-hot input (3 channels, S divisible by 8) and w = `width`
-    (every conv is 3x3, stride 1, padding 1, no bias, followed by BatchNorm and ReLU):
+    Layers, for an S x S one-hot input (3 channels, S divisible by 8), w = `width` and
+    k = `deep_mult` * w (every conv is 3x3, stride 1, padding 1, no bias, then BatchNorm + ReLU):
 
     - stem: PixelUnshuffle(2) (lossless space-to-depth: 12 x S/2 x S/2), conv 12->w.
-    - branch 1, fine (no pooling, S/2): conv w->w, MaxPool 2, conv w->2w, MaxPool 2,
-      conv 2w->2w (S/8).
-    - branch 2, medium (MaxPool 2, S/4): conv w->2w, MaxPool 2, conv 2w->2w (S/8).
-    - branch 3, coarse (AvgPool 4, S/8): conv w->2w, conv 2w->2w.
+    - branch 1, fine (no pooling, S/2): conv w->w, MaxPool 2, conv w->2w (S/4), MaxPool 2,
+      conv 2w->k, then `extra_convs` x conv k->k (S/8).
+    - branch 2, medium (MaxPool 2, S/4): conv w->2w, MaxPool 2, conv 2w->k (S/8).
+    - branch 3, coarse (AvgPool 4, S/8): conv w->2w, conv 2w->k.
     - each branch ends with global average pooling and global max pooling, concatenated
-      (4w features per branch).
-    - fusion head: concat (12w) -> Linear 12w->`hidden` -> ReLU -> Dropout(`dropout`) ->
+      (2k features per branch).
+    - fusion head: concat (6k) -> Linear 6k->`hidden` -> ReLU -> Dropout(`dropout`) ->
       Linear `hidden`->classes (logits).
 
     Max pooling keeps isolated failing dies visible at coarse scales (a Scratch survives),
     average pooling measures failure density (Near-full, Random), and the coarse branch sees
     the whole-wafer layout (Edge-Ring, Center). Softmax or sigmoid on the logits gives single-
-    or multi-label predictions. Defaults (S=48, w=24): 178 K parameters.
+    or multi-label predictions. With w=24, deep_mult=2, extra_convs=0: 178 K parameters.
     """
 
     def __init__(self, num_classes: int, width: int = 24, deep_mult: int = 2, extra_convs: int = 0, hidden: int = 256,
