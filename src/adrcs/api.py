@@ -78,7 +78,7 @@ def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Seq
     result = fit(cfg, train_set, val, out, console_print=say)
     if not result.is_global_zero:  # DDP worker: rank 0 evaluates and writes the run folder
         return {}
-    report = _evaluate_set(result.pipeline, val, out, tta=None, title=f"Validation ({cfg['model']})", say=say,
+    report = _evaluate_set(result.pipeline, val, out / "plots", tta=None, title=f"Validation ({cfg['model']})", say=say,
                            history=result.history_csv)
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val), "model": cfg["model"]}
@@ -96,10 +96,9 @@ def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | N
     probs = pipe.predict_proba(ds, tta=tta)
     y = np.clip(ds.labels, 0, None) if ds.multilabel else ds.labels
     report = report_for(y, probs, pipe.class_names, pipe.multilabel)
-    plots = plot_dir / "plots"
-    write_report_plots(report, y, probs, plots)
+    write_report_plots(report, y, probs, plot_dir)
     if history is not None:
-        plot_training_curves(history, plots / "training_curves.png")
+        plot_training_curves(history, plot_dir / "training_curves.png")
     print_report(report, title=title)
     return report
 
@@ -118,12 +117,12 @@ def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out
         raise InputError(paths[0], "label kind (single/multi-label) does not match the model's")
     out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    plot_dir = out_path.parent / (out_path.stem + "_plots") if out else Path(model_dir) / "evaluation"
+    plot_dir = out_path.parent / (out_path.stem + "_plots")
     report = _evaluate_set(pipe, ds, plot_dir, tta, title=f"Evaluation on {', '.join(map(str, paths))}", say=say)
     report["model_dir"] = str(model_dir)
     report["data"] = [str(p) for p in paths]
     out_path.write_text(json.dumps(report, indent=2))
-    say(f"report: {out_path}; plots: {plot_dir / 'plots'}")
+    say(f"report: {out_path}; plots: {plot_dir}")
     return report
 
 

@@ -114,3 +114,15 @@ def test_bad_option_and_model_dir(tmp_path, wm_files, capsys):
     assert code == 2 and "unknown option --colour" in err
     code, out, err = run(["evaluate", "--model", tmp_path, "--data", wm_files[0]], capsys)
     assert code == 2 and "model.ckpt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_writes_plots_beside_report(wm_files, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, _, err = run(["train", "--train", wm_files[0], "--val", wm_files[1], "--out", run_dir, "--epochs", "1",
+                        "--input-size", "16", "--model", "cnn", "--model-args", "{width: 4}"], capsys)
+    assert code == 0, err
+    code, _, err = run(["evaluate", "--model", run_dir, "--data", wm_files[2], "--out", tmp_path / "rep.json",
+                        "--tta"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "rep_plots" / "confusion_matrix.png").is_file()
+    assert (tmp_path / "rep_plots" / "roc_curves.png").is_file()
