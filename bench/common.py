@@ -1,8 +1,10 @@
 """Shared benchmark steps: train from a config, evaluate on val, time inference."""
 from __future__ import annotations
 
+import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -83,3 +85,19 @@ def write_result(name: str, record: dict[str, Any]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2))
     return out
+
+
+def bench_args(doc: str, dataset: str, models: list[str]) -> tuple[argparse.Namespace, list[Path], list[Path]]:
+    """Command-line arguments shared by the dataset benchmarks, and the train/val files they name."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / dataset)
+    ap.add_argument("--models", nargs="+", default=models)
+    ap.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--tag", default="", help="suffix for result files and run folders")
+    args = ap.parse_args()
+    train_paths = sorted(args.data_dir.glob("train_*_split.pkl.xz"))
+    val_paths = [args.data_dir / "val_data.pkl.xz"]
+    if not train_paths or not val_paths[0].is_file():
+        sys.exit(f"no {dataset} train/val files in {args.data_dir}")
+    return args, train_paths, val_paths

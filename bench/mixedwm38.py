@@ -7,28 +7,17 @@ Writes bench/results/mixedwm38_ffn.json and prints a table.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine, run_model, write_result  # noqa: E402
+from common import REPO, bench_args, machine, run_model, write_result  # noqa: E402
 
 from adrcs.report.tables import markdown_table  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "mixedwm38")
-    ap.add_argument("--models", nargs="+", default=["ffn"])
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--tag", default="")
-    args = ap.parse_args()
-    train_paths = sorted(args.data_dir.glob("train_*_split.pkl.xz"))
-    val_paths = [args.data_dir / "val_data.pkl.xz"]
-    if not train_paths or not val_paths[0].is_file():
-        sys.exit(f"no MixedWM38 train/val files in {args.data_dir}")
+    args, train_paths, val_paths = bench_args(__doc__, "mixedwm38", ["ffn"])
     rows = []
     for model in args.models:
         name = f"mixedwm38_{model}{args.tag}"

@@ -7,12 +7,11 @@ Writes bench/results/wm811k_<model>.json and prints a table.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine, run_model, write_result  # noqa: E402
+from common import REPO, bench_args, machine, run_model, write_result  # noqa: E402
 
 from adrcs.report.tables import markdown_table  # noqa: E402
 
@@ -20,17 +19,7 @@ HARD = ["Scratch", "Loc", "Donut", "Near-full"]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "wm811k")
-    ap.add_argument("--models", nargs="+", default=["ffn", "cnn"])
-    ap.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--tag", default="", help="suffix for result files and run folders")
-    args = ap.parse_args()
-    train_paths = sorted(args.data_dir.glob("train_*_split.pkl.xz"))
-    val_paths = [args.data_dir / "val_data.pkl.xz"]
-    if not train_paths or not val_paths[0].is_file():
-        sys.exit(f"no WM-811K train/val files in {args.data_dir}")
+    args, train_paths, val_paths = bench_args(__doc__, "wm811k", ["ffn", "cnn"])
     rows = []
     for model in args.models:
         name = f"wm811k_{model}{args.tag}"
