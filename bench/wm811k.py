@@ -15,7 +15,23 @@ from common import REPO, bench_args, machine, run_model, write_result  # noqa: E
 
 from adrcs.report.tables import markdown_table  # noqa: E402
 
-HARD = ["Scratch", "Loc", "Donut", "Near-full"]
+def table_rows(model: str, rec: dict) -> list[dict]:
+    """The plain and the TTA row of one model's benchmark record."""
+    r, rt = rec["report"], rec["report_tta"]
+    row = {"model": model, "input": rec["input_size"], "params": rec["params"], "val_acc": r["accuracy"],
+           "val_macro_f1": r["macro_f1"], "train_min": rec["train_seconds"] / 60,
+           "cpu_maps_s_b1024": rec["speed"]["cpu"]["maps_per_s_batch1024"],
+           "cpu_e2e_maps_s": rec["speed"]["cpu"]["maps_per_s_batch1024_end_to_end"],
+           "cpu_b1_ms": rec["speed"]["cpu"]["latency_batch1_ms_p50"]}
+    row.update({f"F1 {c}": r["per_class"][c]["f1"] for c in r["class_names"]})
+    if "gpu" in rec["speed"]:
+        row["gpu_maps_s_e2e"] = rec["speed"]["gpu"]["maps_per_s_batch8192_end_to_end"]
+    tta_row = {k: None for k in row}
+    tta_row.update({"model": f"{model} + TTA (8 views)", "input": rec["input_size"], "params": rec["params"],
+                    "val_acc": rt["accuracy"], "val_macro_f1": rt["macro_f1"], "train_min": rec["train_seconds"] / 60,
+                    "cpu_e2e_maps_s": rec["cpu_tta_maps_per_s_end_to_end"]})
+    tta_row.update({f"F1 {c}": rt["per_class"][c]["f1"] for c in rt["class_names"]})
+    return [row, tta_row]
 
 
 def main() -> None:
@@ -28,26 +44,8 @@ def main() -> None:
         rec["machine"] = machine()
         rec["train_files"] = [p.name for p in train_paths]
         print(f"wrote {write_result(name, rec)}")
-        r = rec["report"]
-        row = {"model": model, "input": rec["input_size"], "params": rec["params"], "val_acc": r["accuracy"],
-               "val_macro_f1": r["macro_f1"], "train_min": rec["train_seconds"] / 60,
-               "cpu_maps_s_b1024": rec["speed"]["cpu"]["maps_per_s_batch1024"],
-               "cpu_e2e_maps_s": rec["speed"]["cpu"]["maps_per_s_batch1024_end_to_end"],
-               "cpu_b1_ms": rec["speed"]["cpu"]["latency_batch1_ms_p50"]}
-        row.update({f"F1 {c}": r["per_class"][c]["f1"] for c in r["class_names"]})
-        if "gpu" in rec["speed"]:
-            row["gpu_maps_s_e2e"] = \
-                rec["speed"]["gpu"]["maps_per_s_batch8192_end_to_end"]
-        rows.append(row)
-        rt = rec["report_tta"]
-        tta_row = {k: None for k in row}
-        tta_row.update({"model": f"{model} + TTA (8 views)", "input": rec["input_size"], "params": rec["params"],
-                        "val_acc": rt["accuracy"], "val_macro_f1": rt["macro_f1"], "train_min": rec["train_seconds"] / 60,
-                        "cpu_e2e_maps_s": rec["cpu_tta_maps_per_s_end_to_end"]})
-        tta_row.update({f"F1 {c}": rt["per_class"][c]["f1"] for c in rt["class_names"]})
-        rows.append(tta_row)
-    cols = list(rows[0])
-    md = markdown_table(rows, cols)
+        rows += table_rows(model, rec)
+    md = markdown_table(rows, list(rows[0]))
     print(md)
     (REPO / "bench" / "results" / f"wm811k{args.tag}.md").write_text(md + "\n")
 
