@@ -85,3 +85,13 @@ def test_bad_checkpoint_is_an_input_error(tmp_path):
     (tmp_path / "model.ckpt").write_text("not a checkpoint")
     with pytest.raises(InputError, match="cannot read"):
         Pipeline.load(tmp_path)
+
+
+@pytest.mark.parametrize("n_per_class", [1, 5])
+def test_one_cycle_with_few_steps(tmp_path, n_per_class):
+    # 4 or 20 maps in batches of 4: 1 or 5 optimiser steps in the whole run
+    ds = tiny_set(n_per_class=n_per_class)
+    cfg = load_config(None, {"input_size": 16, "epochs": 1, "batch_size": 4, "scheduler": "onecycle",
+                             "model_args": {"width": 4}, "device": "cpu"})
+    result = fit(cfg, ds, ds, tmp_path, console_print=lambda *_: None)
+    assert (result.run_dir / "model.ckpt").is_file()

@@ -78,7 +78,10 @@ class ClassifierModule(L.LightningModule):
             return opt
         total = int(self.trainer.estimated_stepping_batches)
         if hp.scheduler == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=max(total, 1), pct_start=0.2)
+            # warm-up of >= 2 steps: OneCycleLR divides by zero when its warm-up rounds to 0 steps
+            steps = max(total, 4)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps,
+                                                        pct_start=min(0.5, max(0.2, 2.0 / steps)))
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
