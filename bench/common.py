@@ -7,7 +7,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -74,7 +74,7 @@ def run_model(config: str, train_paths: list[Path], val_paths: list[Path], run_d
     if torch.cuda.is_available():
         speed["gpu"] = time_inference(run_dir, val.maps, "cuda", batch=8192)
     return {"config": config, "overrides": overrides, "model": cfg["model"], "input_size": cfg["input_size"],
-            "params": sum(p.numel() for p in Pipeline.load(run_dir).net.parameters()),
+            "params": sum(p.numel() for p in pipe.net.parameters()),
             "train_seconds": round(metrics["train_seconds"], 1), "wall_seconds": round(wall, 1),
             "best_epoch": metrics["best_epoch"], "report": report, "report_tta": report_tta,
             "speed": speed, "cpu_tta_maps_per_s_end_to_end": round(tta_maps_s, 1), "run_dir": str(run_dir)}
@@ -101,3 +101,23 @@ def bench_args(doc: str, dataset: str, models: list[str]) -> tuple[argparse.Name
     if not train_paths or not val_paths[0].is_file():
         sys.exit(f"no {dataset} train/val files in {args.data_dir}")
     return args, train_paths, val_paths
+
+
+def run_benchmark(dataset: str, args: argparse.Namespace, train_paths: list[Path], val_paths: list[Path],
+                  table_rows: Callable[[str, dict[str, Any]], list[dict[str, Any]]]) -> str:
+    """Train and measure each of `args.models` with `configs/<dataset>_<model>.yaml`; write the JSON
+    records and a markdown table (`bench/results/<dataset><tag>.md`), and return the table."""
+    from adrcs.report.tables import markdown_table
+
+    rows = []
+    for model in args.models:
+        name = f"{dataset}_{model}{args.tag}"
+        rec = run_model(f"{dataset}_{model}.yaml", train_paths, val_paths, REPO / "bench" / "runs" / name,
+                        {"epochs": args.epochs, "device": args.device})
+        rec["machine"] = machine()
+        rec["train_files"] = [p.name for p in train_paths]
+        print(f"wrote {write_result(name, rec)}")
+        rows += table_rows(model, rec)
+    md = markdown_table(rows, list(rows[0]))
+    (REPO / "bench" / "results" / f"{dataset}{args.tag}.md").write_text(md + "\n")
+    return md

@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, bench_args, machine, run_model, write_result  # noqa: E402
-
-from adrcs.report.tables import markdown_table  # noqa: E402
+from common import bench_args, run_benchmark  # noqa: E402
 
 def table_rows(model: str, rec: dict) -> list[dict]:
     """The plain and the TTA row of one model's benchmark record."""
@@ -36,18 +34,7 @@ def table_rows(model: str, rec: dict) -> list[dict]:
 
 def main() -> None:
     args, train_paths, val_paths = bench_args(__doc__, "wm811k", ["ffn", "cnn"])
-    rows = []
-    for model in args.models:
-        name = f"wm811k_{model}{args.tag}"
-        rec = run_model(f"wm811k_{model}.yaml", train_paths, val_paths, REPO / "bench" / "runs" / name,
-                        {"epochs": args.epochs, "device": args.device})
-        rec["machine"] = machine()
-        rec["train_files"] = [p.name for p in train_paths]
-        print(f"wrote {write_result(name, rec)}")
-        rows += table_rows(model, rec)
-    md = markdown_table(rows, list(rows[0]))
-    print(md)
-    (REPO / "bench" / "results" / f"wm811k{args.tag}.md").write_text(md + "\n")
+    print(run_benchmark("wm811k", args, train_paths, val_paths, table_rows))
 
 
 if __name__ == "__main__":
