@@ -38,7 +38,10 @@ def split_holdout(ds: WaferMapSet, fraction: float, seed: int) -> tuple[WaferMap
     strat = None
     if not ds.multilabel:
         counts = np.bincount(ds.labels, minlength=len(ds.class_names))
-        strat = ds.labels if counts[counts > 0].min() >= 2 else None
+        n_test = int(np.ceil(fraction * len(ds)))
+        present = int((counts > 0).sum())
+        ok = counts[counts > 0].min() >= 2 and present <= n_test <= len(ds) - present
+        strat = ds.labels if ok else None
     tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat)
     return ds.subset(tr), ds.subset(va)
 
@@ -73,6 +76,9 @@ def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Seq
     out.mkdir(parents=True, exist_ok=True)
     run_cfg = dict(cfg, train=[str(p) for p in train_paths], val=[str(p) for p in (val_paths or [])])
     save_config(run_cfg, out / "config.yaml")
+    balance_info = None
+    if cfg["balance"] != "none":  # after the split: synthesis only ever sees the training maps
+        train_set, balance_info = balance_run(cfg, train_set, out, say)
     say(f"training {cfg['model']} on {len(train_set)} maps ({len(train_set.class_names)} "
         f"{'labels' if train_set.multilabel else 'classes'}), validating on {len(val)}, input {cfg['input_size']}px")
     result = fit(cfg, train_set, val, out, console_print=say)
@@ -82,9 +88,58 @@ def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Seq
                            history=result.history_csv)
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val), "model": cfg["model"]}
+    if balance_info is not None:
+        metrics["balance"] = balance_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     say(f"run folder: {out} (model.ckpt, config.yaml, metrics.json, plots/, logs/); trained in {result.train_seconds:.0f}s")
     return report
+
+
+def balance_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path, say: Printer) -> tuple[WaferMapSet, dict[str, Any]]:
+    """Balance the training split as `cfg['balance']` says; fits (or loads) the synthesizer.
+
+    Writes into the run folder: `synth/` (the synthesizer used), `synthetic_maps.pkl.xz` (every
+    added map, marked synthetic) and `plots/synthetic_samples.png` (real vs added maps)."""
+    import time
+
+    from adrcs.data.writer import save_wafer_maps
+    from adrcs.report.synthesis import plot_real_vs_synthetic
+    from adrcs.synth import create_synthesizer, load_synthesizer
+    from adrcs.synth.balance import balance_training_set
+
+    method = cfg["balance"]
+    synthesizer, synth_seconds = None, 0.0
+    if method in ("cae", "gan"):
+        if cfg["synth_model"]:
+            synthesizer = load_synthesizer(cfg["synth_model"], device=cfg["device"])
+            say(f"balance: using the {synthesizer.method} synthesizer in {cfg['synth_model']}")
+            if synthesizer.class_counts != {c: int(n) for c, n in zip(
+                    train_set.class_names, np.bincount(train_set.labels, minlength=len(train_set.class_names)))}:
+                say("balance: warning: that synthesizer was fitted on other maps than this training split")
+        else:
+            say(f"balance: fitting a {method} synthesizer on the {len(train_set)} training maps")
+            t0 = time.time()
+            synthesizer = create_synthesizer(method, seed=int(cfg["seed"]), device=cfg["device"], **cfg["synth_args"])
+            synthesizer.fit(train_set, say=say, progress=bool(cfg["progress"]))
+            synth_seconds = time.time() - t0
+        synthesizer.save(out / "synth")
+    t0 = time.time()
+    balanced, info = balance_training_set(train_set, method, int(cfg["balance_target"]), synthesizer, int(cfg["seed"]))
+    info["synth_fit_seconds"] = round(synth_seconds, 1)
+    info["sample_seconds"] = round(time.time() - t0, 1)
+    info["synth_model"] = str(cfg["synth_model"] or (out / "synth" if synthesizer else ""))
+    added = balanced.subset(balanced.meta["synthetic"].to_numpy(bool))
+    if len(added):
+        save_wafer_maps(added, out / "synthetic_maps.pkl.xz")
+        real = {c: [m for m, y in zip(train_set.maps, train_set.labels) if y == i][:6]
+                for i, c in enumerate(train_set.class_names)}
+        new = {c: [m for m, y in zip(added.maps, added.labels) if y == i][:6]
+               for i, c in enumerate(train_set.class_names) if info["added"][c]}
+        plot_real_vs_synthetic(real, new, out / "plots" / "synthetic_samples.png",
+                               title=f"training maps (left) vs maps added by {method} (right)")
+    say(f"balance={method}: target {info['target']} maps per class, added "
+        + (", ".join(f"{c} +{n}" for c, n in info["added"].items() if n) or "nothing"))
+    return balanced, info
 
 
 def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | None, title: str, say: Printer,
@@ -162,3 +217,77 @@ def info(paths: Sequence[str | Path] | str | Path) -> dict[str, Any]:
     """What the loader sees in the given file(s): counts per class, sizes, unlabeled maps."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     return {str(p): summarize(load(p)) for p in paths}
+
+
+def synth_fit(scfg: dict[str, Any], train_paths: Sequence[str | Path], out: str | Path,
+              say: Printer = print, progress: bool = True) -> Path:
+    """Fit a synthesizer on training maps (`scfg` from `synth.fit_config.load_synth_config`); write its folder."""
+    from adrcs.synth import create_synthesizer
+
+    ds = _labeled(load_many(train_paths), "train", say)
+    if ds.multilabel:
+        raise InputError(train_paths[0], "synthesis needs single-label data (one class per map)")
+    syn = create_synthesizer(scfg["method"], size=scfg["size"], seed=scfg["seed"], device=scfg["device"], **scfg["args"])
+    say(f"fitting a {syn.method} synthesizer ({syn.size}x{syn.size}, {syn.device}) on {len(ds)} maps: "
+        + ", ".join(f"{c} {n}" for c, n in zip(ds.class_names, np.bincount(ds.labels, minlength=len(ds.class_names)))))
+    syn.fit(ds, say=say, progress=progress)
+    out = Path(out)
+    syn.save(out)
+    save_config({"method": syn.method, "size": syn.size, "seed": syn.seed, "device": scfg["device"], **syn.args,
+                 "train": [str(p) for p in train_paths]}, out / "config.yaml")
+    from adrcs.report.synthesis import plot_real_vs_synthetic
+
+    present = [c for c, k in syn.class_counts.items() if k > 0]
+    real = {c: syn.train_maps[syn.train_labels == syn.class_names.index(c)][:6] for c in present}
+    plot_real_vs_synthetic(real, {c: syn.sample(c, 6) for c in present}, out / "samples.png",
+                           title=f"training maps (left) vs {syn.method} samples (right)")
+    say(f"fitted in {syn.fit_seconds:.0f}s -> {out} (synthesizer.pt, train_maps.npz, history.csv, "
+        f"training_curves.png, samples.png)")
+    return out
+
+
+def synth_sample(model_dir: str | Path, classes: Sequence[str] | str, n: int, out: str | Path, seed: int = 0,
+                 say: Printer = print) -> WaferMapSet:
+    """Generate `n` maps of each class (or of every class for 'all') and write them as a pickle."""
+    from adrcs.data.writer import save_wafer_maps
+    from adrcs.synth import load_synthesizer
+    from adrcs.synth.balance import synthetic_set
+
+    syn = load_synthesizer(model_dir)
+    classes = [classes] if isinstance(classes, str) else list(classes)
+    if [c.lower() for c in classes] == ["all"]:
+        classes = [c for c, k in syn.class_counts.items() if k > 0]
+    if n < 1:
+        raise InputError(None, f"--n must be >= 1 (got {n})")
+    from adrcs.data.labels import normalize_name
+
+    parts = []
+    for c in classes:
+        name = c if c in syn.class_names else normalize_name(c)
+        maps = syn.sample(name, n, seed=seed + syn.class_names.index(name) if name in syn.class_names else seed)
+        parts.append(synthetic_set(list(maps), syn.class_names.index(name), syn.class_names, syn.method))
+    ds = WaferMapSet.concat(parts)
+    save_wafer_maps(ds, out)
+    say(f"{len(ds)} synthetic maps ({', '.join(classes)}; {syn.size}x{syn.size}, {syn.method}) -> {out}")
+    return ds
+
+
+def synth_evaluate(model_dir: str | Path, classifier_dir: str | Path, data: Sequence[str | Path] | str | Path,
+                   out: str | Path, n: int = 500, seed: int = 0, say: Printer = print) -> dict[str, Any]:
+    """Per-class synthetic-map quality against held-out real maps (see `adrcs.synth.evaluate`)."""
+    from adrcs.report.tables import print_synth_report
+    from adrcs.synth import load_synthesizer
+    from adrcs.synth.evaluate import evaluate_synthesizer, write_evaluation
+
+    syn = load_synthesizer(model_dir)
+    pipe = Pipeline.load(classifier_dir)
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
+    real = _labeled(load_many(paths), "data", say)
+    if real.multilabel:
+        raise InputError(paths[0], "synth evaluate needs single-label real maps")
+    report, real_maps, synth_maps = evaluate_synthesizer(syn, pipe, real, n=n, seed=seed, say=lambda m: None)
+    report.update(synthesizer=str(model_dir), classifier=str(classifier_dir), data=[str(p) for p in paths])
+    path, grid = write_evaluation(report, real_maps, synth_maps, out)
+    print_synth_report(report)
+    say(f"report: {path}; grid: {grid}")
+    return report

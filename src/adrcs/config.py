@@ -21,6 +21,11 @@ DEFAULTS: dict[str, Any] = {
     "scheduler": "onecycle",   # onecycle | cosine | none
     "imbalance": "sqrt_weights",  # none | weights | sqrt_weights | power | sampler
     "imbalance_power": 0.25,   # with imbalance=power: class weight = count ** -imbalance_power
+    "balance": "none",         # none | oversample | cae | gan: add maps to classes below balance_target
+    "balance_target": 0,       # maps per class after balancing; 0 = the second-largest class count
+    "synth_model": "",         # folder of a fitted synthesizer (`adrcs synth fit`) to use; "" = fit one
+    "synth_args": {},          # options of the synthesizer fitted for balancing (size, iterations, ...)
+    "epoch_size": 0,           # maps drawn per training epoch; 0 = one pass over the training set
     "label_smoothing": 0.0,
     "augment": "dihedral",     # none | dihedral (random rot90 + flip per map)
     "tta": False,              # average the 8 dihedral views at evaluate/predict time
@@ -66,6 +71,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     """Defaults, updated by the YAML file at `path`, updated by `overrides` (None values ignored)."""
     cfg = dict(DEFAULTS)
     cfg["model_args"] = {}
+    cfg["synth_args"] = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -100,6 +106,7 @@ def validate(cfg: dict[str, Any]) -> None:
         "scheduler": ("onecycle", "cosine", "none"),
         "optimizer": ("adamw", "adam", "sgd"),
         "device": ("auto", "cpu", "gpu", "cuda", "mps"),
+        "balance": ("none", "oversample", "cae", "gan"),
     }
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
@@ -110,6 +117,8 @@ def validate(cfg: dict[str, Any]) -> None:
         raise InputError(None, f"input_size must be a multiple of 8 and >= 8 (got {cfg['input_size']})")
     if int(cfg["epochs"]) < 1 or int(cfg["batch_size"]) < 1:
         raise InputError(None, "epochs and batch_size must be >= 1")
+    if int(cfg["balance_target"]) < 0 or int(cfg["epoch_size"]) < 0:
+        raise InputError(None, "balance_target and epoch_size must be >= 0")
 
 
 def save_config(cfg: dict[str, Any], path: str | Path) -> None:

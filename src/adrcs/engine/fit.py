@@ -88,7 +88,7 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
     sw = sampler_weights_for(train) if cfg["imbalance"] == "sampler" else None
     bs = int(cfg["batch_size"])
     train_loader = make_loader(train_t, bs, train=True, sampler_weights=sw, num_workers=int(cfg["num_workers"]),
-                               seed=int(cfg["seed"]))
+                               seed=int(cfg["seed"]), epoch_size=int(cfg.get("epoch_size", 0)))
     val_loader = make_loader(val_t, int(cfg["eval_batch_size"]), train=False, num_workers=int(cfg["num_workers"]))
 
     ckpt_dir = run_dir / "checkpoints"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, WeightedRandomSampler
 
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.transforms.resize import resize_stack
@@ -57,16 +57,23 @@ def class_weights(counts: np.ndarray, mode: str, power: float = 0.5) -> np.ndarr
 
 
 def make_loader(data: WaferTensors, batch_size: int, *, train: bool, sampler_weights: np.ndarray | None = None,
-                num_workers: int = 0, seed: int = 0) -> DataLoader:
-    """A DataLoader over preprocessed tensors; balanced sampling when `sampler_weights` is given."""
+                num_workers: int = 0, seed: int = 0, epoch_size: int = 0) -> DataLoader:
+    """A DataLoader over preprocessed tensors; balanced sampling when `sampler_weights` is given.
+
+    `epoch_size` > 0 draws that many maps per training epoch (reshuffled passes), so small and
+    large training sets can get the same number of optimizer steps."""
     sampler = None
-    if train and sampler_weights is not None:
+    n_epoch = int(epoch_size) or len(data)
+    if train:
         g = torch.Generator().manual_seed(seed)
-        sampler = WeightedRandomSampler(torch.as_tensor(sampler_weights, dtype=torch.double), len(data),
-                                        replacement=True, generator=g)
+        if sampler_weights is not None:
+            sampler = WeightedRandomSampler(torch.as_tensor(sampler_weights, dtype=torch.double), n_epoch,
+                                            replacement=True, generator=g)
+        elif epoch_size:
+            sampler = RandomSampler(data, replacement=False, num_samples=n_epoch, generator=g)
     return DataLoader(
         data, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
-        drop_last=train and len(data) > batch_size, num_workers=num_workers, collate_fn=_identity_collate,
+        drop_last=train and n_epoch > batch_size, num_workers=num_workers, collate_fn=_identity_collate,
         persistent_workers=num_workers > 0,
     )
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["print_report", "report_table", "markdown_table"]
+__all__ = ["print_report", "report_table", "markdown_table", "print_synth_report"]
 
 
 def _fmt(v: Any, digits: int = 4) -> str:
@@ -108,3 +108,16 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(_md_cell(row.get(c)) for c in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+def print_synth_report(report: dict[str, Any], console: Console | None = None) -> None:
+    """Per-class synthesis quality as a rich table (lower FD/KID is better)."""
+    cols = ["n_train", "n_real", "fd", "fd_oversample", "kid", "kid_oversample", "classifier_accuracy",
+            "real_accuracy", "memorised_share"]
+    t = Table(title=f"{report['method']} synthesizer: synthetic vs held-out real maps")
+    t.add_column("class")
+    for c in cols:
+        t.add_column(c.replace("_", " "), justify="right")
+    for name, row in report["classes"].items():
+        t.add_row(name, *[_fmt(row.get(c)) for c in cols])
+    (console or Console()).print(t)
