@@ -90,7 +90,7 @@ class GANSynthesizer(Synthesizer):
 
     method = "gan"
     default_size = 32  # 2.3x cheaper than 48 on CPU; the classifier resizes maps anyway
-    defaults = {"iterations": 2000, "critic_steps": 2, "batch_size": 64, "lr": 2.0e-4, "betas": [0.5, 0.9],
+    defaults = {"iterations": 1500, "critic_steps": 2, "batch_size": 64, "lr": 2.0e-4, "betas": [0.5, 0.9],
                 "gp_weight": 10.0, "fm_weight": 1.0, "z_dim": 64, "g_width": 48, "d_width": 32,
                 "class_power": 0.5}
 
