@@ -91,11 +91,13 @@ def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Seq
     if balance_info is not None:
         metrics["balance"] = balance_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    say(f"run folder: {out} (model.ckpt, config.yaml, metrics.json, plots/, logs/); trained in {result.train_seconds:.0f}s")
+    say(f"run folder: {out} (model.ckpt, config.yaml, metrics.json, plots/, logs/); "
+        f"trained in {result.train_seconds:.0f}s")
     return report
 
 
-def balance_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path, say: Printer) -> tuple[WaferMapSet, dict[str, Any]]:
+def balance_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path,
+                say: Printer) -> tuple[WaferMapSet, dict[str, Any]]:
     """Balance the training split as `cfg['balance']` says; fits (or loads) the synthesizer.
 
     Writes into the run folder: `synth/` (the synthesizer used), `synthetic_maps.pkl.xz` (every
@@ -227,7 +229,8 @@ def synth_fit(scfg: dict[str, Any], train_paths: Sequence[str | Path], out: str 
     ds = _labeled(load_many(train_paths), "train", say)
     if ds.multilabel:
         raise InputError(train_paths[0], "synthesis needs single-label data (one class per map)")
-    syn = create_synthesizer(scfg["method"], size=scfg["size"], seed=scfg["seed"], device=scfg["device"], **scfg["args"])
+    syn = create_synthesizer(scfg["method"], size=scfg["size"], seed=scfg["seed"], device=scfg["device"],
+                             **scfg["args"])
     say(f"fitting a {syn.method} synthesizer ({syn.size}x{syn.size}, {syn.device}) on {len(ds)} maps: "
         + ", ".join(f"{c} {n}" for c, n in zip(ds.class_names, np.bincount(ds.labels, minlength=len(ds.class_names)))))
     syn.fit(ds, say=say, progress=progress)

@@ -71,7 +71,8 @@ def train(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (configs/*.yaml)."),
     train_paths: List[Path] = typer.Option(..., "--train", help="Training file(s): --train a.pkl b.pkl"),
-    val_paths: Optional[List[Path]] = typer.Option(None, "--val", help="Validation file(s); default: a stratified hold-out of train."),
+    val_paths: Optional[List[Path]] = typer.Option(
+        None, "--val", help="Validation file(s); default: a stratified hold-out of train."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
     epochs: Optional[int] = typer.Option(None, help="Override config epochs."),
     device: Optional[str] = typer.Option(None, help="auto | cpu | gpu"),
@@ -79,7 +80,8 @@ def train(
     input_size: Optional[int] = typer.Option(None, help="Override config input_size."),
     batch_size: Optional[int] = typer.Option(None, help="Override config batch_size."),
     seed: Optional[int] = typer.Option(None, help="Override config seed."),
-    balance: Optional[str] = typer.Option(None, help="none | oversample | cae | gan: fill classes up to --balance-target."),
+    balance: Optional[str] = typer.Option(
+        None, help="none | oversample | cae | gan: fill classes up to --balance-target."),
 ) -> None:
     """Train a classifier; any other config key can be given as --key value."""
     from adrcs.api import train as api_train

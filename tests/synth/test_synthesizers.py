@@ -82,7 +82,11 @@ def test_gradient_penalty_finite_and_positive():
     assert all(torch.isfinite(p.grad).all() for p in D.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("method,args", [("cae", {"steps": 3}), ("gan", {"iterations": 2, "g_width": 8, "d_width": 8})])
+@pytest.mark.parametrize("method,args", [
+    ("cae", {"steps": 3}),
+    ("gan", {"iterations": 2, "g_width": 8, "d_width": 8}),
+    ("gan", {"iterations": 2, "g_width": 8, "d_width": 8, "ema": 0.9, "truncation": 0.5}),
+])
 def test_save_load_roundtrip(tiny_set, tmp_path, method, args):
     syn = create_synthesizer(method, size=16, seed=1, **args).fit(tiny_set, progress=False, say=lambda m: None)
     syn.save(tmp_path / method)
@@ -104,3 +108,12 @@ def test_sample_errors(tiny_set, tmp_path):
         load_synthesizer(tmp_path)
     with pytest.raises(InputError, match="multiple of 8"):
         create_synthesizer("gan", size=20)
+
+
+@pytest.mark.parametrize("name", ["synth_cae", "synth_gan"])
+def test_shipped_synth_configs(name):
+    from adrcs.synth.fit_config import load_synth_config
+
+    c = load_synth_config(f"configs/{name}.yaml", {"steps": None})
+    syn = create_synthesizer(c["method"], size=c["size"], seed=c["seed"], **c["args"])
+    assert syn.method == name.split("_")[1] and syn.size % 8 == 0

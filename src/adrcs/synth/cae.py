@@ -100,6 +100,7 @@ class CAESynthesizer(Synthesizer):
         out = []
         for i in range(0, n, 512):
             src = random_dihedral(torch.from_numpy(self.train_maps[pick[i:i + 512]]), generator)
-            dec = net(one_hot_maps(src.to(self.device)), noise_std=float(self.args["sample_noise"]), generator=generator)
+            dec = net(one_hot_maps(src.to(self.device)), noise_std=float(self.args["sample_noise"]),
+                      generator=generator)
             out.append(snap_to_die_codes(dec.cpu(), src))
         return torch.cat(out).numpy()

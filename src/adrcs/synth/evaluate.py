@@ -28,7 +28,8 @@ from adrcs.transforms.resize import resize_stack
 
 
 @torch.inference_mode()
-def classifier_features(pipe: Pipeline, maps: list[np.ndarray] | np.ndarray, batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def classifier_features(pipe: Pipeline, maps: list[np.ndarray] | np.ndarray,
+                        batch_size: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(features (N, F) from the classifier's penultimate layer, probabilities (N, C))."""
     x = pipe.prepare(list(maps))
     net = pipe.net.eval()
@@ -56,9 +57,12 @@ def oversampled_maps(synth: Synthesizer, class_index: int, n: int, seed: int = 0
     return out
 
 
+MapsByClass = dict[str, np.ndarray]
+
+
 def evaluate_synthesizer(synth: Synthesizer, pipe: Pipeline, real: WaferMapSet, n: int = 500,
                          classes: list[str] | None = None, seed: int = 0,
-                         say: Callable[[str], None] = print) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, np.ndarray]]:
+                         say: Callable[[str], None] = print) -> tuple[dict[str, Any], MapsByClass, MapsByClass]:
     """Per-class quality report; also returns (held-out real maps, synthetic maps) per class for plots."""
     real = real.labeled()
     names = classes or [c for c, k in synth.class_counts.items() if k > 0]
@@ -88,7 +92,8 @@ def evaluate_synthesizer(synth: Synthesizer, pipe: Pipeline, real: WaferMapSet, 
         share, dist = memorised_share(gen, synth.train_maps[synth.train_labels == c])
         row["memorised_share"], row["nn_distance"] = share, dist
         per_class[name] = row
-        real_maps[name] = resize_stack(held[:12], synth.size) if held else np.zeros((0, synth.size, synth.size), np.uint8)
+        empty = np.zeros((0, synth.size, synth.size), np.uint8)
+        real_maps[name] = resize_stack(held[:12], synth.size) if held else empty
         synth_maps[name] = gen[:12]
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
         say(f"{name}: {shown}")

@@ -13,9 +13,13 @@ Losses, per generator step after `critic_steps` critic steps:
 - generator: -E[D(fake)] + `fm_weight` * mean((E f(real) - E f(fake))^2) (feature matching).
 Adam, lr 2e-4, betas (0.5, 0.9). Real batches draw classes with probability ~ count ** 0.5 and
 every real map gets a random rot90/flip, so classes with tens of maps still train stably.
+Options: `ema` > 0 samples from an exponential moving average of the generator's weights;
+`truncation` < 1 scales the sampling noise z (fewer odd maps, less variety).
 `history.csv` logs the Wasserstein estimate E[D(real)] - E[D(fake)] over training.
 """
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
@@ -92,12 +96,42 @@ class GANSynthesizer(Synthesizer):
     default_size = 32  # 2.3x cheaper than 48 on CPU; the classifier resizes maps anyway
     defaults = {"iterations": 1500, "critic_steps": 2, "batch_size": 64, "lr": 2.0e-4, "betas": [0.5, 0.9],
                 "gp_weight": 10.0, "fm_weight": 1.0, "z_dim": 64, "g_width": 48, "d_width": 32,
-                "class_power": 0.5}
+                "class_power": 0.5, "ema": 0.999, "truncation": 1.0}
 
     def _build(self) -> dict[str, nn.Module]:
         a, k = self.args, len(self.class_names)
-        return {"generator": Generator(k, self.size, int(a["z_dim"]), int(a["g_width"])),
-                "critic": Critic(k, self.size, int(a["d_width"]))}
+        nets: dict[str, nn.Module] = {"generator": Generator(k, self.size, int(a["z_dim"]), int(a["g_width"])),
+                                      "critic": Critic(k, self.size, int(a["d_width"]))}
+        if float(a["ema"]) > 0:  # exponential moving average of the generator, used for sampling
+            nets["generator_ema"] = copy.deepcopy(nets["generator"]).requires_grad_(False)
+        return nets
+
+    @torch.no_grad()
+    def _recalibrate_batch_norm(self, net: nn.Module, probs: torch.Tensor, g: torch.Generator,
+                                batches: int = 100) -> None:
+        """Re-estimate BatchNorm statistics for (EMA) weights on mixed-class noise batches."""
+        bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches below
+        net.train()
+        bs = int(self.args["batch_size"])
+        for _ in range(batches):
+            y = torch.multinomial(probs, bs, replacement=True, generator=g).to(self.device)
+            net(torch.randn(bs, net.z_dim, generator=g).to(self.device), y)
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        net.eval()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = float(self.args["ema"])
+        G, E = self.nets["generator"], self.nets["generator_ema"]
+        for pe, pg in zip(E.parameters(), G.parameters()):
+            pe.lerp_(pg, 1.0 - decay)
+        for be, bg in zip(E.buffers(), G.buffers()):
+            be.copy_(bg)
 
     def _class_probs(self) -> np.ndarray:
         counts = np.bincount(self.train_labels, minlength=len(self.class_names)).astype(np.float64)
@@ -153,6 +187,8 @@ class GANSynthesizer(Synthesizer):
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
+                if "generator_ema" in self.nets:
+                    self._update_ema()
                 w = float(wasserstein.detach())
                 w_avg = w if w_avg is None else 0.95 * w_avg + 0.05 * w
                 if it % 10 == 0 or it == iterations - 1:
@@ -160,13 +196,15 @@ class GANSynthesizer(Synthesizer):
                                          "critic_loss": loss_d.item(), "generator_loss": loss_g.item(),
                                          "feature_matching": fm.item()})
                 step(f"W {w_avg:.3f}  fm {fm.item():.4f}")
+        if "generator_ema" in self.nets:  # its BN statistics were tracked for other weights
+            self._recalibrate_batch_norm(self.nets["generator_ema"], probs, g)
 
     def _sample(self, class_index: int, n: int, generator: torch.Generator) -> np.ndarray:
-        G = self.nets["generator"].eval()
+        G = self.nets.get("generator_ema", self.nets["generator"]).eval()
         out = []
         for i in range(0, n, 512):
             m = min(512, n - i)
-            z = torch.randn(m, G.z_dim, generator=generator).to(self.device)
+            z = float(self.args["truncation"]) * torch.randn(m, G.z_dim, generator=generator).to(self.device)
             y = torch.full((m,), class_index, dtype=torch.long, device=self.device)
             out.append(G(z, y).argmax(dim=1).to(torch.uint8).cpu())
         return torch.cat(out).numpy()
