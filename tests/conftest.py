@@ -208,3 +208,16 @@ def mixed_pickle(tmp_path: Path) -> Path:
     path = tmp_path / "mixedwm38.pkl.xz"
     make_mixed_frame(np.random.default_rng(4)).to_pickle(path)
     return path
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    """Run `adrcs ARGV` in-process: (exit code, stdout, stderr)."""
+    from adrcs.cli import main
+
+    code = 0
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err

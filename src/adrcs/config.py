@@ -67,6 +67,20 @@ def _coerce(key: str, value: Any) -> Any:
     return value
 
 
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """A YAML file holding a mapping; InputError naming the file when missing or malformed."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "config file not found")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(p, f"not valid YAML ({str(e).splitlines()[0]})")
+    if not isinstance(data, dict):
+        raise InputError(p, "config must be a mapping of keys to values")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Defaults, updated by the YAML file at `path`, updated by `overrides` (None values ignored)."""
     cfg = dict(DEFAULTS)
@@ -74,14 +88,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     cfg["synth_args"] = {}
     if path is not None:
         p = Path(path)
-        if not p.is_file():
-            raise InputError(p, "config file not found")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise InputError(p, f"not valid YAML ({str(e).splitlines()[0]})")
-        if not isinstance(data, dict):
-            raise InputError(p, "config must be a mapping of keys to values")
+        data = read_yaml_mapping(p)
         unknown = sorted(set(data) - set(DEFAULTS))
         if unknown:
             raise InputError(p, f"unknown config keys {unknown}; known keys: {sorted(DEFAULTS)}")

@@ -5,17 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from adrcs.cli import expand_multi_value, main
-
-
-def run(argv, capsys):
-    code = 0
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+from adrcs.cli import expand_multi_value
+from conftest import run_cli as run
 
 
 @pytest.fixture

@@ -5,18 +5,7 @@ import numpy as np
 import pytest
 
 from adrcs.data.loader import load
-
-
-def run(argv, capsys):
-    from adrcs.cli import main
-
-    code = 0
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+from conftest import run_cli as run
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ Only ever applied to the training split. Added maps are marked in `meta`: `synth
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,12 +29,11 @@ def maps_to_add(counts: np.ndarray, target: int) -> np.ndarray:
     return np.where(counts > 0, np.maximum(int(target) - counts, 0), 0)
 
 
-def oversample(ds: WaferMapSet, class_index: int, n: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """`n` copies of random training maps of one class, each with a random rot90 / flip."""
-    pool = np.flatnonzero(ds.labels == class_index)
+def oversample(maps: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """`n` copies of randomly chosen `maps` (one class's training maps), each with a random rot90 / flip."""
     out = []
-    for i in rng.choice(pool, size=n, replace=True):
-        m = np.rot90(ds.maps[i], int(rng.integers(4)))
+    for i in rng.integers(0, len(maps), n):
+        m = np.rot90(maps[i], int(rng.integers(4)))
         out.append(np.ascontiguousarray(m[:, ::-1] if rng.integers(2) else m))
     return out
 
@@ -84,7 +83,7 @@ def balance_training_set(train: WaferMapSet, method: str, target: int = 0, synth
             continue
         name = train.class_names[c]
         if method == "oversample":
-            maps = oversample(train, c, int(n_add), rng)
+            maps = oversample([train.maps[i] for i in np.flatnonzero(train.labels == c)], int(n_add), rng)
         else:
             maps = synthesizer.sample(name, int(n_add), seed=seed * 1_000_003 + c)
         parts.append(synthetic_set(list(maps), c, train.class_names, method))

@@ -22,6 +22,7 @@ import torch
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.metrics.generative import frechet_distance, kernel_distance, memorised_share
 from adrcs.pipeline import Pipeline
+from adrcs.synth.balance import oversample
 from adrcs.synth.base import Synthesizer
 from adrcs.transforms.one_hot import one_hot_maps
 from adrcs.transforms.resize import resize_stack
@@ -47,14 +48,8 @@ def classifier_features(pipe: Pipeline, maps: list[np.ndarray] | np.ndarray,
 
 def oversampled_maps(synth: Synthesizer, class_index: int, n: int, seed: int = 0) -> np.ndarray:
     """The oversampling baseline: `n` random training maps of the class with a random rot90/flip."""
-    rng = np.random.default_rng(seed)
     pool = synth.train_maps[synth.train_labels == class_index]
-    pick = pool[rng.integers(0, len(pool), n)]
-    out = np.empty_like(pick)
-    for i, m in enumerate(pick):
-        m = np.rot90(m, int(rng.integers(4)))
-        out[i] = m[:, ::-1] if rng.integers(2) else m
-    return out
+    return np.stack(oversample(pool, n, np.random.default_rng(seed)))
 
 
 MapsByClass = dict[str, np.ndarray]

@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from adrcs.config import read_yaml_mapping
 from adrcs.errors import InputError
 
 COMMON_KEYS = ("method", "size", "seed", "device")
@@ -21,17 +22,7 @@ def parse_value(text: str) -> Any:
 
 def load_synth_config(path: str | Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """{'method', 'size', 'seed', 'device', 'args': {...synthesizer options...}} from file + overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(p, "config file not found")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise InputError(p, f"not valid YAML ({str(e).splitlines()[0]})")
-        if not isinstance(data, dict):
-            raise InputError(p, "config must be a mapping of keys to values")
+    data: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
     data.update({k: v for k, v in overrides.items() if v is not None})
     out = {"method": data.pop("method", None), "size": data.pop("size", None), "seed": int(data.pop("seed", 0)),
            "device": str(data.pop("device", "auto"))}

@@ -4,8 +4,8 @@ Generator: (noise z, class embedding) -> Linear -> 4w x S/8 x S/8, then transpos
 (4x4, stride 2) with BatchNorm + ReLU up to S x S, and a last transposed conv to 3 channels
 whose softmax is a soft one-hot map (off-wafer / good / failing).
 
-Critic: convs (4x4, stride 2) + LeakyReLU(0.2), no BatchNorm (the gradient penalty is per
-sample; LayerNorm-free as in WGAN-GP), giving a feature vector f(x); the score is
+Critic: convs (4x4, stride 2) + LeakyReLU(0.2) and no BatchNorm (the WGAN-GP gradient penalty
+is taken per sample, which batch statistics would break), giving a feature vector f(x); the score is
 `Linear(f) + <embed(class), f>` (projection conditioning).
 
 Losses, per generator step after `critic_steps` critic steps:
