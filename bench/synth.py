@@ -43,7 +43,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data" / "wm811k")
     ap.add_argument("--splits", nargs="+", default=["1", "10", "all"], choices=list(SPLIT_FILES))
-    ap.add_argument("--modes", nargs="+", default=["none", "oversample", "cae", "gan"])
+    ap.add_argument("--modes", nargs="+", default=["none", "oversample", "cae", "gan", "cae+filter", "gan+filter"],
+                    help="balance modes; `X+filter` keeps only synthetic maps that the split's `none` "
+                         "classifier (trained on the same real training maps) assigns to their class")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the runs and fitted synthesizers already in bench/results/synth_<split>.json")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--gan-iterations", type=int, default=None, help="default: the synthesizer's")
     ap.add_argument("--device", default="auto")
@@ -67,9 +71,15 @@ def main() -> None:
                "epoch_size": epoch_size, "epochs": args.epochs, "class_counts": dict(zip(train_set.class_names,
                                                                                           counts.tolist())),
                "machine": machine(), "synthesizers": {}, "runs": {}}
+        old = REPO / "bench" / "results" / f"synth_{split}.json"
+        if args.reuse and old.is_file():
+            prev = json.loads(old.read_text())
+            rec["synthesizers"], rec["runs"] = prev["synthesizers"], prev["runs"]
         print(f"== split {split}: {len(train_set)} maps, target {target}/class, epoch_size {epoch_size}", flush=True)
-        for method in [m for m in ("cae", "gan") if m in args.modes]:
+        for method in [m for m in ("cae", "gan") if any(x.split("+")[0] == m for x in args.modes)]:
             syn_dir = runs / f"split{split}" / f"synth_{method}"
+            if method in rec["synthesizers"] and (syn_dir / "synthesizer.pt").is_file():
+                continue  # --reuse
             extra = {"iterations": args.gan_iterations} if method == "gan" and args.gan_iterations else {}
             t = time.perf_counter()
             syn = create_synthesizer(method, seed=0, device=args.device, **extra)
@@ -79,11 +89,16 @@ def main() -> None:
                                            "size": syn.size, "args": syn.args}
             print(f"{method}: fitted in {time.perf_counter() - t:.0f}s", flush=True)
         for mode in args.modes:
-            run_dir = runs / f"split{split}" / f"ffn_{mode}"
-            over = {"balance": mode, "epochs": args.epochs, "epoch_size": epoch_size, "device": args.device,
+            if mode in rec["runs"]:
+                continue  # --reuse
+            run_dir = runs / f"split{split}" / f"ffn_{mode.replace('+', '_')}"
+            balance = mode.split("+")[0]
+            over = {"balance": balance, "epochs": args.epochs, "epoch_size": epoch_size, "device": args.device,
                     "seed": 0, "balance_target": target, "progress": False}
-            if mode in ("cae", "gan"):
-                over["synth_model"] = rec["synthesizers"][mode]["dir"]
+            if balance in ("cae", "gan"):
+                over["synth_model"] = rec["synthesizers"][balance]["dir"]
+            if mode.endswith("+filter"):
+                over["synth_filter"] = str(runs / f"split{split}" / "ffn_none")
             cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml", over)
             t = time.perf_counter()
             report = train(cfg, train_paths, val_paths, run_dir)
@@ -94,11 +109,12 @@ def main() -> None:
                 "rare_f1": {c: pc[c]["f1"] for c in RARE}, "rare_mean_f1": float(np.mean([pc[c]["f1"] for c in RARE])),
                 "per_class_f1": {c: pc[c]["f1"] for c in report["class_names"]},
                 "train_seconds": round(metrics["train_seconds"], 1), "wall_seconds": round(time.perf_counter() - t, 1),
-                "n_train": metrics["n_train"], "best_epoch": metrics["best_epoch"], "run_dir": str(run_dir)}
+                "n_train": metrics["n_train"], "best_epoch": metrics["best_epoch"], "run_dir": str(run_dir),
+                "filter_accept_rate": metrics.get("balance", {}).get("filter_accept_rate")}
             print(f"split {split} balance={mode}: macro-F1 {report['macro_f1']:.4f} rare F1 "
                   f"{rec['runs'][mode]['rare_mean_f1']:.4f}", flush=True)
-            if mode == "none":
-                feature_clf = run_dir  # the last (largest) split's real-data classifier
+        if "none" in rec["runs"]:
+            feature_clf = Path(rec["runs"]["none"]["run_dir"])  # the last (largest) split's real-data classifier
         results[split] = rec
         print(f"wrote {write_result(f'synth_{split}', rec)}", flush=True)
 

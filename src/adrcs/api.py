@@ -125,8 +125,15 @@ def balance_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path,
             synthesizer.fit(train_set, say=say, progress=bool(cfg["progress"]))
             synth_seconds = time.time() - t0
         synthesizer.save(out / "synth")
+    judge = None
+    if cfg["synth_filter"] and method in ("cae", "gan"):
+        judge = Pipeline.load(cfg["synth_filter"])
+        say(f"balance: keeping synthetic maps that {cfg['synth_filter']} assigns to their class "
+            f"(p >= {cfg['synth_filter_threshold']})")
     t0 = time.time()
-    balanced, info = balance_training_set(train_set, method, int(cfg["balance_target"]), synthesizer, int(cfg["seed"]))
+    balanced, info = balance_training_set(train_set, method, int(cfg["balance_target"]), synthesizer, int(cfg["seed"]),
+                                          judge=judge, threshold=float(cfg["synth_filter_threshold"]))
+    info["synth_filter"] = str(cfg["synth_filter"])
     info["synth_fit_seconds"] = round(synth_seconds, 1)
     info["sample_seconds"] = round(time.time() - t0, 1)
     info["synth_model"] = str(cfg["synth_model"] or (out / "synth" if synthesizer else ""))

@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "balance_target": 0,       # maps per class after balancing; 0 = the second-largest class count
     "synth_model": "",         # folder of a fitted synthesizer (`adrcs synth fit`) to use; "" = fit one
     "synth_args": {},          # options of the synthesizer fitted for balancing (size, iterations, ...)
+    "synth_filter": "",        # run folder of a classifier trained on the same real training maps: keep only
+                               # synthetic maps it assigns to their class ("" = keep all)
+    "synth_filter_threshold": 0.5,
     "epoch_size": 0,           # maps drawn per training epoch; 0 = one pass over the training set
     "label_smoothing": 0.0,
     "augment": "dihedral",     # none | dihedral (random rot90 + flip per map)

@@ -95,3 +95,30 @@ def test_train_balance_never_touches_validation(files, tmp_path, monkeypatch):
     seen.clear()
     api.train(cfg, [files["train"]], None, tmp_path / "run2", say=lambda m: None)
     assert len(seen[0]) < len(load(files["train"]))
+
+
+class _Judge:
+    """Stands in for a real-data classifier: says `p` for the asked class on every map."""
+
+    def __init__(self, class_names, p):
+        self.class_names, self.p = list(class_names), p
+
+    def predict_proba(self, maps):
+        out = np.zeros((len(maps), len(self.class_names)), np.float32)
+        out[:, :] = (1 - self.p) / (len(self.class_names) - 1)
+        out[:, self.class_names.index("Donut")] = self.p
+        return out
+
+
+@pytest.mark.parametrize("p,accept", [(0.9, 1.0), (0.1, 0.0)])
+def test_filtered_balancing(files, p, accept):
+    from adrcs.synth.balance import filtered_sample
+
+    train = load(files["train"])
+    syn = create_synthesizer("cae", size=16, steps=2).fit(train, progress=False, say=lambda m: None)
+    judge = _Judge(train.class_names, p)
+    maps, rate = filtered_sample(syn, "Donut", 6, judge, threshold=0.5, max_rounds=2)
+    assert maps.shape == (6, 16, 16) and rate == accept  # too few accepted: best rejected ones fill up
+    out, info = balance_training_set(train, "cae", target=8, synthesizer=syn, judge=judge)
+    assert info["filter_accept_rate"]["Donut"] == accept
+    assert np.bincount(out.labels)[train.class_names.index("Donut")] == 8

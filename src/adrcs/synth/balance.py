@@ -12,6 +12,7 @@ import pandas as pd
 
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.errors import InputError
+from adrcs.pipeline import Pipeline
 from adrcs.synth.base import Synthesizer
 
 BALANCE_METHODS = ("none", "oversample", "cae", "gan")
@@ -48,11 +49,42 @@ def synthetic_set(maps: list[np.ndarray] | np.ndarray, class_index: int, class_n
                        class_names=list(class_names), meta=meta, multilabel=False)
 
 
+def filtered_sample(synth: Synthesizer, class_name: str, n: int, judge: Pipeline, threshold: float = 0.5,
+                    seed: int = 0, max_rounds: int = 10) -> tuple[np.ndarray, float]:
+    """`n` synthetic maps of a class that a classifier trained on real maps assigns to that class
+    with probability >= `threshold` (the ADRCS paper's check, used as a filter).
+
+    Candidates are drawn in rounds of 2n; if too few pass after `max_rounds`, the best-scoring
+    of the rejected ones fill the rest. Returns (maps, share of candidates accepted)."""
+    if class_name not in judge.class_names:
+        raise InputError(None, f"the filter classifier does not know class {class_name!r}")
+    k = judge.class_names.index(class_name)
+    kept: list[np.ndarray] = []
+    rejected: list[tuple[float, np.ndarray]] = []
+    drawn = 0
+    for r in range(max_rounds):
+        cand = synth.sample(class_name, 2 * n, seed=seed + 7919 * r)
+        drawn += len(cand)
+        p = judge.predict_proba(list(cand))[:, k]
+        kept += list(cand[p >= threshold])
+        rejected += [(float(q), m) for q, m in zip(p[p < threshold], cand[p < threshold])]
+        if len(kept) >= n:
+            break
+    accepted = len(kept) / max(drawn, 1)
+    if len(kept) < n:
+        rejected.sort(key=lambda t: -t[0])
+        kept += [m for _, m in rejected[:n - len(kept)]]
+    return np.stack(kept[:n]), accepted
+
+
 def balance_training_set(train: WaferMapSet, method: str, target: int = 0, synthesizer: Synthesizer | None = None,
-                         seed: int = 0) -> tuple[WaferMapSet, dict[str, Any]]:
+                         seed: int = 0, judge: Pipeline | None = None,
+                         threshold: float = 0.5) -> tuple[WaferMapSet, dict[str, Any]]:
     """Return the training set plus added maps, and a summary (target, real and added counts).
 
-    `target` 0 means `auto_target`. `cae`/`gan` need a synthesizer fitted on this training set.
+    `target` 0 means `auto_target`. `cae`/`gan` need a synthesizer fitted on this training set;
+    with `judge` (a classifier trained on the same real training maps) only synthetic maps it
+    assigns to their class are kept (see `filtered_sample`).
     """
     if method not in BALANCE_METHODS:
         raise InputError(None, f"balance={method!r} is not one of {list(BALANCE_METHODS)}")
@@ -84,6 +116,9 @@ def balance_training_set(train: WaferMapSet, method: str, target: int = 0, synth
         name = train.class_names[c]
         if method == "oversample":
             maps = oversample([train.maps[i] for i in np.flatnonzero(train.labels == c)], int(n_add), rng)
+        elif judge is not None:
+            maps, accepted = filtered_sample(synthesizer, name, int(n_add), judge, threshold, seed=seed * 1_000_003 + c)
+            info.setdefault("filter_accept_rate", {})[name] = round(accepted, 4)
         else:
             maps = synthesizer.sample(name, int(n_add), seed=seed * 1_000_003 + c)
         parts.append(synthetic_set(list(maps), c, train.class_names, method))
