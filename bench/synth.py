@@ -55,6 +55,7 @@ def main() -> None:
     ap.add_argument("--feature-classifier", type=Path, default=REPO / "bench" / "runs" / "wm811k_ffn",
                     help="run folder of a classifier trained on real training maps only (bench/wm811k.py "
                          "writes it); default when missing: the `none` run of the largest split here")
+    ap.add_argument("--no-quality", action="store_true", help="skip the synthetic-map quality evaluation")
     args = ap.parse_args()
     val_paths = [args.data_dir / "val_data.pkl.xz"]
     runs = REPO / "bench" / "runs" / "synth"
@@ -120,7 +121,7 @@ def main() -> None:
 
     if (args.feature_classifier / "model.ckpt").is_file():
         feature_clf = args.feature_classifier
-    if feature_clf is not None:
+    if feature_clf is not None and not args.no_quality:
         pipe = Pipeline.load(feature_clf)
         val = load_many(val_paths).labeled()
         for split in args.splits:
