@@ -123,6 +123,9 @@ def validate(cfg: dict[str, Any]) -> None:
             raise InputError(None, f"config {key}={cfg[key]!r} is not one of {list(allowed)}")
     if cfg["model"] not in list_models():
         raise InputError(None, f"unknown model {cfg['model']!r}; known models: {list_models()}")
+    if cfg["model"] not in list_models("map"):
+        raise InputError(None, f"model {cfg['model']!r} classifies 1-D feature vectors, not wafer maps; "
+                               f"wafer-map models: {list_models('map')}")
     if int(cfg["input_size"]) < 8 or int(cfg["input_size"]) % 8:
         raise InputError(None, f"input_size must be a multiple of 8 and >= 8 (got {cfg['input_size']})")
     if int(cfg["epochs"]) < 1 or int(cfg["batch_size"]) < 1:

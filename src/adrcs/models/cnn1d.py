@@ -1,0 +1,39 @@
+"""`cnn1d`: the proposed 1DCNN of the sinogram paper (conv + pooling groups, FC, output)."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from adrcs.models.base1d import SequenceClassifier, conv1d_bn_relu, global_pool
+from adrcs.models.registry import register
+
+
+class CNN1D(SequenceClassifier):
+    """Three groups of two k=3 conv-BN-ReLU layers (w, 2w, 4w filters), each followed by max-pool 2
+    (ceil mode, so short inputs survive), global avg + max pooling, FC `hidden` + ReLU + dropout,
+    linear output. With w=32, hidden=320 and 9 classes: about 180 K parameters, for any length."""
+
+    def __init__(self, num_classes: int, width: int = 32, hidden: int = 320, dropout: float = 0.3,
+                 multilabel: bool = False, in_chans: int = 1) -> None:
+        super().__init__()
+        self.multilabel = multilabel
+        layers: list[nn.Module] = []
+        c = in_chans
+        for w in (width, 2 * width, 4 * width):
+            layers += [conv1d_bn_relu(c, w), conv1d_bn_relu(w, w), nn.MaxPool1d(2, ceil_mode=True)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.num_features = 2 * c
+        self.head = nn.Sequential(nn.Linear(2 * c, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                  nn.Linear(hidden, num_classes))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return global_pool(self.features(self.as_sequence(x)))
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
+
+
+@register("cnn1d", input="sequence")
+def cnn1d(num_classes: int, **kwargs) -> CNN1D:
+    return CNN1D(num_classes, **kwargs)

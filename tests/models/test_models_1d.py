@@ -1,0 +1,48 @@
+"""1-D classifiers for selected sinogram features: registry, forward shapes, parameter counts."""
+import pytest
+import torch
+
+from adrcs.errors import InputError
+from adrcs.models import create_model, list_models
+
+SEQUENCE_MODELS = ["cnn1d", "inception1d", "lenet5_1d", "resnet50_1d", "vgg16_1d"]
+
+
+def test_registry_separates_map_and_sequence_models():
+    assert list_models("sequence") == SEQUENCE_MODELS
+    assert set(list_models("map")) == {"cnn", "ffn"}
+
+
+@pytest.mark.parametrize("name,kwargs", [("cnn1d", {}), ("lenet5_1d", {}), ("inception1d", {"width": 8}),
+                                         ("vgg16_1d", {"width": 8, "hidden": 32}),
+                                         ("resnet50_1d", {"width": 8})])
+@pytest.mark.parametrize("length", [5, 64, 301])
+def test_forward_shapes(name, kwargs, length):
+    torch.manual_seed(0)
+    net = create_model(name, num_classes=9, **kwargs).eval()
+    x = torch.randn(3, length)
+    out = net(x)
+    assert out.shape == (3, 9) and torch.isfinite(out).all()
+    assert net.forward_features(x.unsqueeze(1)).shape == (3, net.num_features)
+    p = net.predict_proba(x)
+    torch.testing.assert_close(p.sum(1), torch.ones(3))
+
+
+def test_parameter_counts():
+    count = {n: sum(p.numel() for p in create_model(n, num_classes=9).parameters()) for n in SEQUENCE_MODELS}
+    assert 160_000 <= count["cnn1d"] <= 200_000  # the paper's proposed 1DCNN: about 180 K
+    assert count["lenet5_1d"] < count["cnn1d"] < count["vgg16_1d"] < count["resnet50_1d"]
+    assert count["resnet50_1d"] > 10_000_000  # full-width ResNet-50 shape (3-4-6-3 bottlenecks)
+
+
+def test_multilabel_head():
+    net = create_model("cnn1d", num_classes=4, multilabel=True).eval()
+    p = net.predict_proba(torch.randn(2, 40))
+    assert ((p >= 0) & (p <= 1)).all() and not torch.allclose(p.sum(1), torch.ones(2))
+
+
+def test_config_rejects_sequence_model_for_wafer_maps():
+    from adrcs.config import load_config
+
+    with pytest.raises(InputError, match="1-D feature vectors"):
+        load_config(None, {"model": "cnn1d"})
