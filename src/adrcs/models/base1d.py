@@ -14,11 +14,23 @@ def conv1d_bn_relu(c_in: int, c_out: int, k: int = 3, stride: int = 1) -> nn.Seq
 
 
 class SequenceClassifier(WaferClassifier):
-    """A classifier of 1-D feature vectors: input (N, L) or (N, C, L); same interface as the 2-D models."""
+    """A classifier of 1-D feature vectors: input (N, L) or (N, C, L); same interface as the 2-D models.
+
+    Subclasses set `self.features` (a module ending in (N, C, L') or (N, F)), `self.head` and
+    `self.global_pool` (True: avg + max pool the (N, C, L') output to (N, 2C))."""
+
+    global_pool: bool = False
 
     @staticmethod
     def as_sequence(x: torch.Tensor) -> torch.Tensor:
         return x.unsqueeze(1) if x.dim() == 2 else x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.features(self.as_sequence(x))
+        return global_pool(f) if self.global_pool else f
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(feats)
 
 
 def global_pool(x: torch.Tensor) -> torch.Tensor:

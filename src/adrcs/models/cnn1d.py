@@ -1,10 +1,9 @@
 """`cnn1d`: the proposed 1DCNN of the sinogram paper (conv + pooling groups, FC, output)."""
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
-from adrcs.models.base1d import SequenceClassifier, conv1d_bn_relu, global_pool
+from adrcs.models.base1d import SequenceClassifier, conv1d_bn_relu
 from adrcs.models.registry import register
 
 
@@ -17,6 +16,7 @@ class CNN1D(SequenceClassifier):
                  multilabel: bool = False, in_chans: int = 1) -> None:
         super().__init__()
         self.multilabel = multilabel
+        self.global_pool = True
         layers: list[nn.Module] = []
         c = in_chans
         for w in (width, 2 * width, 4 * width):
@@ -26,12 +26,6 @@ class CNN1D(SequenceClassifier):
         self.num_features = 2 * c
         self.head = nn.Sequential(nn.Linear(2 * c, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                   nn.Linear(hidden, num_classes))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return global_pool(self.features(self.as_sequence(x)))
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
 
 
 @register("cnn1d", input="sequence")

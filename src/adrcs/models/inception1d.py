@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from adrcs.models.base1d import SequenceClassifier, conv1d_bn_relu, global_pool
+from adrcs.models.base1d import SequenceClassifier, conv1d_bn_relu
 from adrcs.models.registry import register
 
 
@@ -32,6 +32,7 @@ class Inception1D(SequenceClassifier):
                  multilabel: bool = False, in_chans: int = 1) -> None:
         super().__init__()
         self.multilabel = multilabel
+        self.global_pool = True
         layers: list[nn.Module] = [conv1d_bn_relu(in_chans, width, k=7)]
         c = width
         for i in range(blocks):
@@ -43,12 +44,6 @@ class Inception1D(SequenceClassifier):
         self.features = nn.Sequential(*layers)
         self.num_features = 2 * c
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * c, num_classes))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return global_pool(self.features(self.as_sequence(x)))
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
 
 
 @register("inception1d", input="sequence")

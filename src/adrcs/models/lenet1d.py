@@ -1,7 +1,6 @@
 """`lenet5_1d`: LeNet-5 with 1-D convolutions."""
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from adrcs.models.base1d import SequenceClassifier
@@ -23,12 +22,6 @@ class LeNet5_1D(SequenceClassifier):
         )
         self.num_features = 84
         self.head = nn.Linear(84, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(self.as_sequence(x))
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
 
 
 @register("lenet5_1d", input="sequence")

@@ -48,12 +48,6 @@ class ResNet50_1D(SequenceClassifier):
         self.num_features = c
         self.head = nn.Linear(c, num_classes)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(self.as_sequence(x))
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
-
 
 @register("resnet50_1d", input="sequence")
 def resnet50_1d(num_classes: int, **kwargs) -> ResNet50_1D:

@@ -1,7 +1,6 @@
 """`vgg16_1d`: VGG-16 with 1-D convolutions (13 conv layers in 5 stages, 3 FC layers)."""
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 from adrcs.models.base1d import SequenceClassifier, conv1d_bn_relu
@@ -31,12 +30,6 @@ class VGG16_1D(SequenceClassifier):
         self.head = nn.Sequential(nn.Linear(c, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                   nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                   nn.Linear(hidden, num_classes))
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(self.as_sequence(x))
-
-    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats)
 
 
 @register("vgg16_1d", input="sequence")
