@@ -58,9 +58,6 @@ def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Seq
     """Train a classifier as configured; writes config.yaml, model.ckpt, metrics.json, plots/ and logs/.
 
     Returns the validation report (the content of metrics.json's `val`)."""
-    from adrcs.engine.fit import fit
-
-    out = Path(out)
     train_all = _labeled(load_many(train_paths), "train", say)
     _resolve_multilabel(cfg, train_all)
     if val_paths:
@@ -73,15 +70,30 @@ def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Seq
     else:
         train_set, val = split_holdout(train_all, float(cfg["val_fraction"]), int(cfg["seed"]))
         say(f"no --val given: holding out {len(val)} of {len(train_all)} training maps (stratified)")
-    out.mkdir(parents=True, exist_ok=True)
     run_cfg = dict(cfg, train=[str(p) for p in train_paths], val=[str(p) for p in (val_paths or [])])
-    save_config(run_cfg, out / "config.yaml")
+    return train_sets(run_cfg, train_set, val, out, say)
+
+
+def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, out: str | Path,
+               say: Printer = print) -> dict[str, Any]:
+    """`train` on datasets already in memory (labeled, same classes): balance, features, fit, evaluate.
+
+    Writes the run folder and returns the validation report."""
+    from adrcs.engine.fit import fit
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
     balance_info = None
     if cfg["balance"] != "none":  # after the split: synthesis only ever sees the training maps
         train_set, balance_info = balance_run(cfg, train_set, out, say)
+    features, features_info = None, None
+    if cfg["features"] == "sinogram":  # fitted on the (balanced) training split only
+        features, features_info = sinogram_features_run(cfg, train_set, out, say)
     say(f"training {cfg['model']} on {len(train_set)} maps ({len(train_set.class_names)} "
-        f"{'labels' if train_set.multilabel else 'classes'}), validating on {len(val)}, input {cfg['input_size']}px")
-    result = fit(cfg, train_set, val, out, console_print=say)
+        f"{'labels' if train_set.multilabel else 'classes'}), validating on {len(val)}, input {cfg['input_size']}px"
+        + (f", {features.n_features_out} sinogram features" if features is not None else ""))
+    result = fit(cfg, train_set, val, out, console_print=say, features=features)
     if not result.is_global_zero:  # DDP worker: rank 0 evaluates and writes the run folder
         return {}
     report = _evaluate_set(result.pipeline, val, out / "plots", tta=None, title=f"Validation ({cfg['model']})", say=say,
@@ -90,6 +102,8 @@ def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Seq
                "n_train": len(train_set), "n_val": len(val), "model": cfg["model"]}
     if balance_info is not None:
         metrics["balance"] = balance_info
+    if features_info is not None:
+        metrics["features"] = features_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     say(f"run folder: {out} (model.ckpt, config.yaml, metrics.json, plots/, logs/); "
         f"trained in {result.train_seconds:.0f}s")
@@ -149,6 +163,50 @@ def balance_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path,
     say(f"balance={method}: target {info['target']} maps per class, added "
         + (", ".join(f"{c} +{n}" for c, n in info["added"].items() if n) or "nothing"))
     return balanced, info
+
+
+def sinogram_features_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path, say: Printer):
+    """Fit (or take from the cache) the SBAE -> Radon -> selection step on the training maps.
+
+    Writes `features/sbae_history.csv`, `features/selection.json` and `plots/selection_convergence.png`."""
+    from adrcs.features.cache import FeatureCache, fit_with_cache
+    from adrcs.features.sinogram import SinogramFeatures
+    from adrcs.transforms.resize import resize_stack
+
+    feats = SinogramFeatures(encoder=cfg["encoder"], sbae_args=cfg["sbae_args"], radon_angles=int(cfg["radon_angles"]),
+                             selector=cfg["selector"], selector_args=cfg["selector_args"],
+                             select_samples=int(cfg["select_samples"]), seed=int(cfg["seed"]),
+                             device="cuda" if cfg["device"] in ("gpu", "cuda", "auto") and _cuda() else "cpu")
+    maps = resize_stack(train_set.maps, int(cfg["input_size"]))
+    try:
+        hits = fit_with_cache(feats, maps, train_set.labels, FeatureCache.from_setting(cfg["feature_cache"]), say=say,
+                              progress=bool(cfg["progress"]))
+    except ValueError as e:  # e.g. an option the encoder or selector does not know
+        raise InputError(None, f"sinogram features: {e}")
+    except TypeError as e:
+        raise InputError(None, f"sinogram features: bad sbae_args/selector_args ({e})")
+    info = {**feats.summary(), "cache_hits": hits}
+    fdir = out / "features"
+    fdir.mkdir(parents=True, exist_ok=True)
+    if feats.sbae_ is not None and feats.sbae_.history_:
+        pd.DataFrame(feats.sbae_.history_).to_csv(fdir / "sbae_history.csv", index=False)
+    selected = np.flatnonzero(feats.support_).tolist()
+    (fdir / "selection.json").write_text(json.dumps({**info, "history": feats.history_, "selected_index": selected},
+                                                    indent=2))
+    if feats.history_:
+        from adrcs.report.selection import plot_convergence
+
+        plot_convergence({feats.selector: feats.history_}, out / "plots" / "selection_convergence.png",
+                         title=f"{feats.selector} feature search (best fitness per iteration)")
+    say(f"features: {feats.encoder} -> Radon -> {feats.selector}: kept {feats.n_features_out} of {feats.n_pool_} "
+        f"sinogram features ({100 * feats.n_features_out / feats.n_pool_:.1f} %)")
+    return feats, info
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | None, title: str, say: Printer,

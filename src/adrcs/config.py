@@ -28,6 +28,14 @@ DEFAULTS: dict[str, Any] = {
     "synth_filter": "",        # run folder of a classifier trained on the same real training maps: keep only
                                # synthetic maps it assigns to their class ("" = keep all)
     "synth_filter_threshold": 0.5,
+    "features": "none",        # none | sinogram: maps -> SBAE -> Radon -> selected 1-D features -> a 1-D model
+    "encoder": "sbae",         # sinogram encoder: sbae | cae (same net, no sparsity term) | none (one-hot map)
+    "sbae_args": {},           # SBAE options: channels, hidden, sparsity, gamma, weight_decay, steps, batch_size, lr
+    "radon_angles": 0,         # projection angles over [0, 180); 0 = the encoded map's side
+    "selector": "erd",         # feature search: erd | rd | ga | pso | gwo | sca | eo | none (keep all)
+    "selector_args": {},       # population, iterations, w, k, threshold, algorithm_args
+    "select_samples": 3000,    # training maps the search's KNN fitness sees (capped per class)
+    "feature_cache": "auto",   # fitted encoder/selection cache: auto ($ADRCS_CACHE_DIR or ~/.cache/adrcs) | none | DIR
     "epoch_size": 0,           # maps drawn per training epoch; 0 = one pass over the training set
     "label_smoothing": 0.0,
     "augment": "dihedral",     # none | dihedral (random rot90 + flip per map)
@@ -89,6 +97,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     cfg = dict(DEFAULTS)
     cfg["model_args"] = {}
     cfg["synth_args"] = {}
+    cfg["sbae_args"] = {}
+    cfg["selector_args"] = {}
     if path is not None:
         p = Path(path)
         data = read_yaml_mapping(p)
@@ -117,16 +127,26 @@ def validate(cfg: dict[str, Any]) -> None:
         "optimizer": ("adamw", "adam", "sgd"),
         "device": ("auto", "cpu", "gpu", "cuda", "mps"),
         "balance": ("none", "oversample", "cae", "gan"),
+        "features": ("none", "sinogram"),
+        "encoder": ("sbae", "cae", "none"),
+        "selector": ("erd", "rd", "ga", "pso", "gwo", "sca", "eo", "none"),
     }
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
             raise InputError(None, f"config {key}={cfg[key]!r} is not one of {list(allowed)}")
     if cfg["model"] not in list_models():
         raise InputError(None, f"unknown model {cfg['model']!r}; known models: {list_models()}")
-    if cfg["model"] not in list_models("map"):
+    if cfg["features"] == "none" and cfg["model"] not in list_models("map"):
         raise InputError(None, f"model {cfg['model']!r} classifies 1-D feature vectors, not wafer maps; "
-                               f"wafer-map models: {list_models('map')}")
-    if int(cfg["input_size"]) < 8 or int(cfg["input_size"]) % 8:
+                               f"wafer-map models: {list_models('map')} (or set features: sinogram)")
+    if cfg["features"] == "sinogram":
+        if cfg["model"] not in list_models("sequence"):
+            raise InputError(None, f"features=sinogram needs a 1-D model, one of {list_models('sequence')} "
+                                   f"(got {cfg['model']!r})")
+        if int(cfg["input_size"]) < 8 or int(cfg["input_size"]) % 2:
+            raise InputError(None, "input_size must be even and >= 8 for the sinogram pipeline "
+                                   f"(got {cfg['input_size']})")
+    elif int(cfg["input_size"]) < 8 or int(cfg["input_size"]) % 8:
         raise InputError(None, f"input_size must be a multiple of 8 and >= 8 (got {cfg['input_size']})")
     if int(cfg["epochs"]) < 1 or int(cfg["batch_size"]) < 1:
         raise InputError(None, "epochs and batch_size must be >= 1")

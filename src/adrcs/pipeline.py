@@ -35,11 +35,16 @@ class Pipeline:
     input_size: int
     tta: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    features: Any = None  # a fitted `SinogramFeatures` (maps -> 1-D features) for sequence models
 
     @property
     def preprocessing(self) -> dict[str, Any]:
-        return {"resize": "nearest", "input_size": self.input_size, "encoding": "one_hot_3",
-                "die_codes": {"off_wafer": 0, "good": 1, "fail": 2}, "tta": self.tta}
+        pre = {"resize": "nearest", "input_size": self.input_size, "encoding": "one_hot_3",
+               "die_codes": {"off_wafer": 0, "good": 1, "fail": 2}, "tta": self.tta}
+        if self.features is not None:
+            pre["features"] = {"kind": "sinogram", "encoder": self.features.encoder,
+                               "selector": self.features.selector, "n_features": self.features.n_features_out}
+        return pre
 
     def save(self, run_dir: str | Path, **extra: Any) -> Path:
         """Write `model.ckpt` (weights + everything needed to use them) into `run_dir`."""
@@ -53,6 +58,7 @@ class Pipeline:
             "input_size": self.input_size,
             "preprocessing": self.preprocessing,
             "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
+            **({"features": self.features.state()} if self.features is not None else {}),
             **self.extra, **extra,
         }, path)
         return path
@@ -74,10 +80,16 @@ class Pipeline:
                            **ck["model_args"])
         net.load_state_dict(ck["state_dict"])
         fuse_conv_bn(net).to(device)  # inference only: BatchNorm folded into the convolutions
-        known = {"format", "model", "model_args", "class_names", "multilabel", "input_size", "preprocessing", "state_dict"}
+        features = None
+        if ck.get("features") is not None:
+            from adrcs.features.sinogram import SinogramFeatures
+
+            features = SinogramFeatures.from_state(ck["features"], device=device)
+        known = {"format", "model", "model_args", "class_names", "multilabel", "input_size", "preprocessing",
+                 "state_dict", "features"}
         return cls(net=net, model_name=ck["model"], model_args=ck["model_args"], class_names=ck["class_names"],
                    multilabel=ck["multilabel"], input_size=ck["input_size"], tta=ck["preprocessing"].get("tta", False),
-                   extra={k: v for k, v in ck.items() if k not in known})
+                   extra={k: v for k, v in ck.items() if k not in known}, features=features)
 
     @property
     def device(self) -> torch.device:
@@ -94,8 +106,12 @@ class Pipeline:
         self.net.eval()
         out = []
         for i in range(0, len(x), batch_size):
-            xb = one_hot_maps(x[i:i + batch_size].to(self.device)).contiguous(memory_format=torch.channels_last)
-            views = dihedral_views(xb) if tta else [xb]
+            if self.features is not None:  # sinogram pipeline: maps -> selected 1-D features -> net
+                views = dihedral_views(x[i:i + batch_size]) if tta else [x[i:i + batch_size]]
+                views = [torch.from_numpy(self.features.transform(v.numpy())).to(self.device) for v in views]
+            else:
+                xb = one_hot_maps(x[i:i + batch_size].to(self.device)).contiguous(memory_format=torch.channels_last)
+                views = dihedral_views(xb) if tta else [xb]
             probs = sum(self.net.predict_proba(v) for v in views) / len(views)
             out.append(probs.float().cpu())
         n = len(self.class_names)

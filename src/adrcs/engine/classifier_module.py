@@ -18,17 +18,20 @@ class ClassifierModule(L.LightningModule):
     """Wraps a network from the registry with its loss, augmentation, metrics and optimiser.
 
     Batches are (uint8 maps (N, S, S), labels). The module one-hot encodes and augments on the
-    device the batch lives on, so the same code runs on CPU, a GPU or under DDP.
+    device the batch lives on, so the same code runs on CPU, a GPU or under DDP. With
+    `inputs="sequence"` batches are float feature vectors (N, L) that go to the net as they are.
     """
 
     def __init__(self, model: str, num_classes: int, class_names: list[str], multilabel: bool = False,
                  model_args: dict[str, Any] | None = None, class_weights: list[float] | None = None,
                  augment: str = "dihedral", optimizer: str = "adamw", lr: float = 3e-3,
-                 weight_decay: float = 1e-4, scheduler: str = "onecycle", label_smoothing: float = 0.0) -> None:
+                 weight_decay: float = 1e-4, scheduler: str = "onecycle", label_smoothing: float = 0.0,
+                 inputs: str = "map") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(model, num_classes=num_classes, multilabel=multilabel, **(model_args or {}))
-        self.net = self.net.to(memory_format=torch.channels_last)
+        if inputs == "map":
+            self.net = self.net.to(memory_format=torch.channels_last)
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
         self.register_buffer("class_weight", weight, persistent=False)
         if multilabel:
@@ -39,6 +42,8 @@ class ClassifierModule(L.LightningModule):
             self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        if self.hparams.inputs == "sequence":
+            return self.net(maps)
         x = one_hot_maps(maps).contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
@@ -49,7 +54,7 @@ class ClassifierModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         maps, y = batch
-        if self.hparams.augment == "dihedral":
+        if self.hparams.augment == "dihedral" and self.hparams.inputs == "map":
             maps = random_dihedral(maps)
         loss = self.loss(self(maps), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))

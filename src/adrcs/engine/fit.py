@@ -15,8 +15,10 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.engine.classifier_module import ClassifierModule
-from adrcs.engine.tensors import WaferTensors, class_counts, class_weights, make_loader, sampler_weights_for
+from adrcs.engine.tensors import (FeatureTensors, WaferTensors, class_counts, class_weights, make_loader,
+                                  sampler_weights_for)
 from adrcs.pipeline import Pipeline
+from adrcs.transforms.resize import resize_stack
 
 
 class EpochSummary(Callback):
@@ -68,8 +70,11 @@ def _quiet_lightning() -> None:
 
 
 def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
-        console_print=print) -> FitResult:
-    """Train `cfg['model']` on `train`, select on `val` macro-F1, save `model.ckpt` in `run_dir`."""
+        console_print=print, features=None) -> FitResult:
+    """Train `cfg['model']` on `train`, select on `val` macro-F1, save `model.ckpt` in `run_dir`.
+
+    With `features` (a fitted `SinogramFeatures`) the model is a 1-D classifier trained on the
+    features of the resized maps, and the saved pipeline carries the feature step."""
     _quiet_lightning()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -83,8 +88,13 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
         class_weights=None if weights is None else weights.tolist(), augment=cfg["augment"],
         optimizer=cfg["optimizer"], lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
         scheduler=cfg["scheduler"], label_smoothing=float(cfg["label_smoothing"]),
+        inputs="map" if features is None else "sequence",
     )
-    train_t, val_t = WaferTensors(train, size), WaferTensors(val, size)
+    if features is None:
+        train_t, val_t = WaferTensors(train, size), WaferTensors(val, size)
+    else:
+        train_t = FeatureTensors(features.transform(resize_stack(train.maps, size)), train)
+        val_t = FeatureTensors(features.transform(resize_stack(val.maps, size)), val)
     sw = sampler_weights_for(train) if cfg["imbalance"] == "sampler" else None
     bs = int(cfg["batch_size"])
     train_loader = make_loader(train_t, bs, train=True, sampler_weights=sw, num_workers=int(cfg["num_workers"]),
@@ -120,7 +130,7 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
     net = module.net.cpu().to(memory_format=torch.contiguous_format).eval()
     pipeline = Pipeline(net=net, model_name=cfg["model"], model_args=dict(cfg["model_args"]),
                         class_names=list(train.class_names), multilabel=train.multilabel, input_size=size,
-                        tta=bool(cfg["tta"]))
+                        tta=bool(cfg["tta"]), features=features)
     history = run_dir / "logs" / "metrics.csv"
     best_epoch = _best_epoch(history)
     if trainer.is_global_zero:

@@ -32,6 +32,14 @@ class WaferTensors(Dataset):
         return self.maps[t], self.labels[t]
 
 
+class FeatureTensors(WaferTensors):
+    """1-D feature vectors (N, L) float32 with their labels: the sinogram pipeline's training data."""
+
+    def __init__(self, features: np.ndarray, ds: WaferMapSet) -> None:
+        self.maps = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+        self.labels = torch.from_numpy(ds.labels.astype(np.float32 if ds.multilabel else np.int64))
+
+
 def _identity_collate(batch):
     return batch
 

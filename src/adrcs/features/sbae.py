@@ -89,7 +89,7 @@ class SBAEEncoder:
                 terms["total"].backward()
                 opt.step()
                 if it % 10 == 0 or it == self.steps - 1:
-                    self.history_.append({"step": it + 1, **{k: float(v) for k, v in terms.items()}})
+                    self.history_.append({"step": it + 1, **{k: float(v.detach()) for k, v in terms.items()}})
                 step(f"loss {terms['total'].item():.4f}")
         self.net_.eval()
         return self
