@@ -47,6 +47,7 @@ SIZES = ["26x26", "27x25", "25x27", "33x29", "30x34", "39x37", "All"]
 PROTOCOLS = {"60:20:20": (0.60, 0.20, 0.20), "36:15:49": (0.36, 0.15, 0.49), "23:15:62": (0.23, 0.15, 0.62)}
 SELECTORS = ["erd", "rd", "ga", "pso", "gwo", "sca", "eo"]
 NETS = ["cnn1d", "vgg16_1d", "resnet50_1d", "lenet5_1d", "inception1d"]
+SET26 = "26x26-60:20:20"
 MIN_PER_CLASS = 10  # classes with fewer maps in a set are left out of that set
 
 
@@ -92,12 +93,27 @@ def base_overrides(args: argparse.Namespace, input_size: int) -> dict[str, Any]:
     return o
 
 
+def synthesizer_for(split_key: str, cfg: dict[str, Any], train: WaferMapSet) -> str:
+    """Fit the balancing synthesizer once per training split (on that split only) and reuse it."""
+    from adrcs.synth import create_synthesizer
+
+    path = RUNS / f"synth_{split_key.replace(':', '-')}_{cfg['balance']}"
+    if not (path / "synthesizer.pt").is_file():
+        log(f"fitting the {cfg['balance']} synthesizer on the {len(train)} training maps of {split_key}")
+        syn = create_synthesizer(cfg["balance"], seed=int(cfg["seed"]), device=cfg["device"], **cfg["synth_args"])
+        syn.fit(train, say=lambda m: None)
+        syn.save(path)
+    return str(path)
+
+
 def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], train: WaferMapSet, val: WaferMapSet,
-        test: WaferMapSet | None) -> dict[str, Any]:
+        test: WaferMapSet | None, split_key: str = "") -> dict[str, Any]:
     """Train the pipeline as configured (+ overrides) and measure it on val and test."""
     cfg = load_config(REPO / "configs" / "wm811k_sinogram.yaml", overrides)
     if args.sbae_steps:
         cfg["sbae_args"] = {**cfg["sbae_args"], "steps": args.sbae_steps}
+    if split_key and cfg["balance"] in ("cae", "gan") and not cfg["synth_model"]:
+        cfg["synth_model"] = synthesizer_for(split_key, cfg, train)
     run_dir = RUNS / name
     t0 = time.time()
     log(f"{name}: {cfg['model']} encoder={cfg['encoder']} selector={cfg['selector']} on {len(train)} maps "
@@ -155,7 +171,7 @@ def set_26(pool: WaferMapSet):
 
 # -- studies ------------------------------------------------------------------------------------------
 def study_standard(args, train_std, val_std, pool) -> None:
-    rec = run("standard", args, base_overrides(args, 26), train_std, val_std, None)
+    rec = run("standard", args, base_overrides(args, 26), train_std, val_std, None, split_key="standard")
     ffn_path = RESULTS / "wm811k_ffn.json"
     rows = [row(rec, pipeline="sinogram (SBAE + Radon + ERD + 1DCNN, 26px)")]
     note = "Standard WM-811K train splits -> val (9 classes)."
@@ -176,7 +192,7 @@ def study_ablation(args, train_std, val_std, pool) -> None:
     for enc in ("none", "sbae"):
         for sel in ("none", "erd"):
             rec = run(f"ablation_{enc}_{sel}", args, {**base_overrides(args, size), "encoder": enc, "selector": sel},
-                      tr, va, te)
+                      tr, va, te, split_key=SET26)
             records.append(rec)
             rows.append(row(rec, SBAE="yes" if enc == "sbae" else "no", ERD="yes" if sel == "erd" else "no"))
     full = next(r for r in records if r["encoder"] == "sbae" and r["selector"] == "none")
@@ -194,7 +210,7 @@ def study_selectors(args, train_std, val_std, pool) -> None:
     (tr, va, te), size = set_26(pool)
     records, rows, hist = [], [], {}
     for sel in args.selectors:
-        rec = run(f"selector_{sel}", args, {**base_overrides(args, size), "selector": sel}, tr, va, te)
+        rec = run(f"selector_{sel}", args, {**base_overrides(args, size), "selector": sel}, tr, va, te, split_key=SET26)
         records.append(rec)
         f = rec["features"]
         sel_json = json.loads((RUNS / f"selector_{sel}" / "features" / "selection.json").read_text())
@@ -210,7 +226,7 @@ def study_classifiers(args, train_std, val_std, pool) -> None:
     (tr, va, te), size = set_26(pool)
     records, rows = [], []
     for net in args.nets:
-        rec = run(f"net_{net}", args, {**base_overrides(args, size), "model": net}, tr, va, te)
+        rec = run(f"net_{net}", args, {**base_overrides(args, size), "model": net}, tr, va, te, split_key=SET26)
         records.append(rec)
         rows.append({"classifier": net, "params": rec["params"], **{k: v for k, v in row(rec).items()
                                                                    if k not in ("pool", "search s")}})
@@ -225,7 +241,7 @@ def study_resolution(args, train_std, val_std, pool) -> None:
             log(f"resolution {name}: only {len(ds)} maps, skipped")
             continue
         tr, va, te = split3(ds, PROTOCOLS["60:20:20"])
-        rec = run(f"resolution_{name}", args, base_overrides(args, size), tr, va, te)
+        rec = run(f"resolution_{name}", args, base_overrides(args, size), tr, va, te, split_key=f"{name}-60:20:20")
         records.append(rec)
         rows.append(row(rec, set=name, maps=len(ds), classes=len(ds.class_names), input=size))
     save("resolution", records, rows, "Per native map size (shared train + val pooled), 60:20:20, stratified.")
@@ -236,7 +252,8 @@ def study_protocols(args, train_std, val_std, pool) -> None:
     records, rows = [], []
     for name in args.protocols:
         tr, va, te = split3(ds, PROTOCOLS[name])
-        rec = run(f"protocol_{name.replace(':', '-')}", args, base_overrides(args, size), tr, va, te)
+        rec = run(f"protocol_{name.replace(':', '-')}", args, base_overrides(args, size), tr, va, te,
+                  split_key=f"All-{name}")
         records.append(rec)
         rows.append(row(rec, protocol=name, train=len(tr), val=len(va), test=len(te)))
     save("protocols", records, rows, "All maps (train + val pooled) resized to 26x26; balancing after the split.")
@@ -255,7 +272,7 @@ def study_tsne(args, train_std, val_std, pool) -> None:
     (tr, va, te), size = set_26(pool)
     run_dir = RUNS / "ablation_sbae_none"
     if not (run_dir / "model.ckpt").is_file():
-        run("ablation_sbae_none", args, {**base_overrides(args, size), "selector": "none"}, tr, va, te)
+        run("ablation_sbae_none", args, {**base_overrides(args, size), "selector": "none"}, tr, va, te, split_key=SET26)
     feats = Pipeline.load(run_dir).features
     maps = resize_stack(te.maps, size)
     import torch

@@ -57,7 +57,7 @@ def test_no_encoder_ablation_uses_one_hot_maps():
 def test_capped_subsample_keeps_rare_classes():
     y = np.array([0] * 1000 + [1] * 20 + [2] * 5)
     idx = capped_subsample(y, 120, seed=0)
-    assert len(idx) == 120 and (y[idx] == 2).sum() == 5 and (y[idx] == 1).sum() == 20
+    assert len(idx) == 40 + 20 + 5 and (y[idx] == 2).sum() == 5 and (y[idx] == 1).sum() == 20
     assert len(capped_subsample(y, 0, 0)) == len(y)
     multi = np.array([[1, 0], [0, 1], [1, 0], [1, 1]])
     assert knn_classes(multi).tolist() == [1, 0, 1, 2]
@@ -144,3 +144,12 @@ def test_cli_evaluate_predict_and_cached_retrain(sinogram_run, capsys):
     assert "from the cache" in out
     hits = json.loads((root / "run2" / "metrics.json").read_text())["features"]["cache_hits"]
     assert hits == {"encoder": True, "selection": True}
+
+
+def test_shipped_sinogram_config_is_the_papers_setup():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "wm811k_sinogram.yaml")
+    assert cfg["features"] == "sinogram" and cfg["model"] == "cnn1d" and cfg["encoder"] == "sbae"
+    assert cfg["selector"] == "erd" and cfg["balance"] == "cae"
+    assert (cfg["optimizer"], cfg["lr"], cfg["batch_size"]) == ("adam", 1e-4, 32)

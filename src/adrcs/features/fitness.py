@@ -39,8 +39,9 @@ class SubsetFitness:
         for i, m in enumerate(masks):
             if not m.any():
                 continue
-            mt = torch.from_numpy(m.astype(np.float32))
-            d = (self.sq_te @ mt)[:, None] + (self.sq_tr @ mt)[None, :] - 2 * (self.x_te * mt) @ self.x_tr.T
+            cols = torch.from_numpy(np.flatnonzero(m))  # work only on the selected columns
+            a, b = self.x_te[:, cols], self.x_tr[:, cols]
+            d = self.sq_te[:, cols].sum(1)[:, None] + self.sq_tr[:, cols].sum(1)[None, :] - 2 * a @ b.T
             nn_idx = d.topk(k, dim=1, largest=False).indices
             votes = torch.zeros(len(self.y_te), self.n_classes).scatter_add_(
                 1, self.y_tr[nn_idx], torch.ones(nn_idx.shape))

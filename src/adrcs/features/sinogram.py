@@ -30,20 +30,16 @@ def knn_classes(y: np.ndarray) -> np.ndarray:
 
 
 def capped_subsample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Indices of at most `n` samples with at most n / n_classes per class (all of the rarer ones).
+    """Indices of at most n / n_classes samples per class (all of a rarer class), in order.
 
-    The search then sees the rare classes as much as the common ones, at a bounded KNN cost."""
-    if n <= 0 or len(y) <= n:
+    The search's KNN accuracy then weighs rare classes about as much as common ones (on an
+    imbalanced set the majority class would otherwise decide the fitness), at a bounded cost."""
+    if n <= 0:
         return np.arange(len(y))
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(y, return_counts=True)
-    cap = n // len(classes)
-    while True:  # raise the cap until the budget is used (small classes leave room for large ones)
-        take = np.minimum(counts, cap)
-        if take.sum() >= n or cap >= counts.max():
-            break
-        cap += max(1, (n - int(take.sum())) // max(1, int((counts > cap).sum())))
-    idx = [rng.choice(np.flatnonzero(y == c), size=int(t), replace=False) for c, t in zip(classes, take)]
+    cap = max(1, n // len(classes))
+    idx = [rng.choice(np.flatnonzero(y == c), size=min(int(k), cap), replace=False) for c, k in zip(classes, counts)]
     return np.sort(np.concatenate(idx))
 
 
