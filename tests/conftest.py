@@ -8,6 +8,7 @@ purpose):
   make_lswmd_frame(rng)            raw Kaggle LSWMD.pkl-style DataFrame (nested-array labels, unlabeled rows)
   make_mixed_arrays(rng, ...)      (maps (N,52,52) 0/1/2, labels (N,8)) as in Wafer_Map_Datasets.npz
   make_mixed_frame(rng, ...)       processed MixedWM38 DataFrame (label lists, boolean label columns)
+  make_wafer_set(n_per_class, ...) a WaferMapSet of drawn patterns (4 classes, 18-25 px maps by default)
 Fixtures writing files into tmp_path: wm811k_pickle, lswmd_pickle, mixed_npz, mixed_pickle.
 """
 from __future__ import annotations
@@ -86,6 +87,21 @@ def make_mixed_wafer(labels: list[str], rng: np.random.Generator, size: int = 52
     for name in labels:
         m[pattern_mask(name, (size, size), rng) & disc] = 2
     return m
+
+
+def make_wafer_set(n_per_class: int = 8, seed: int = 0,
+                   kinds: tuple[str, ...] = ("center", "donut", "edge_ring", "scratch")):
+    """A labeled WaferMapSet: `n_per_class` maps of each pattern kind, sides drawn in [18, 26)."""
+    from adrcs.data.wafer_map_set import WaferMapSet
+
+    rng = np.random.default_rng(seed)
+    maps, labels = [], []
+    for c, k in enumerate(kinds):
+        for _ in range(n_per_class):
+            maps.append(make_wafer(k, int(rng.integers(18, 26)), rng))
+            labels.append(c)
+    meta = pd.DataFrame({"source": "synthetic", "index": np.arange(len(maps))})
+    return WaferMapSet(maps, np.array(labels), list(kinds), meta)
 
 
 def to_255(m: np.ndarray) -> np.ndarray:

@@ -12,16 +12,9 @@ from adrcs.pipeline import Pipeline
 
 
 def tiny_set(n_per_class=8, seed=0, kinds=("center", "donut", "edge_ring", "scratch")):
-    from conftest import make_wafer
+    from conftest import make_wafer_set
 
-    rng = np.random.default_rng(seed)
-    maps, labels = [], []
-    for c, k in enumerate(kinds):
-        for _ in range(n_per_class):
-            maps.append(make_wafer(k, int(rng.integers(18, 26)), rng))
-            labels.append(c)
-    meta = pd.DataFrame({"source": "synthetic", "index": np.arange(len(maps))})
-    return WaferMapSet(maps, np.array(labels), list(kinds), meta)
+    return make_wafer_set(n_per_class, seed, kinds)
 
 
 @pytest.fixture(scope="module")

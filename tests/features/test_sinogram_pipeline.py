@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from adrcs.config import load_config
-from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.errors import InputError
 from adrcs.features.cache import FeatureCache, fit_with_cache
 from adrcs.features.sinogram import SinogramFeatures, capped_subsample, knn_classes
@@ -20,16 +19,9 @@ QUICK = {"features": "sinogram", "model": "cnn1d", "input_size": 16, "epochs": 3
 
 
 def tiny_set(n_per_class=6, seed=0, kinds=("center", "donut", "edge_ring", "scratch")):
-    from conftest import make_wafer
+    from conftest import make_wafer_set
 
-    rng = np.random.default_rng(seed)
-    maps, labels = [], []
-    for c, k in enumerate(kinds):
-        for _ in range(n_per_class):
-            maps.append(make_wafer(k, int(rng.integers(18, 26)), rng))
-            labels.append(c)
-    meta = pd.DataFrame({"source": "synthetic", "index": np.arange(len(maps))})
-    return WaferMapSet(maps, np.array(labels), list(kinds), meta)
+    return make_wafer_set(n_per_class, seed, kinds)
 
 
 def test_feature_step_shapes_and_state_round_trip():
