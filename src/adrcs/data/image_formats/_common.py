@@ -1,0 +1,79 @@
+"""Helpers the image formats share: image-file checks, box checks, meta tables."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from adrcs.errors import InputError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def is_image_name(p: Path) -> bool:
+    """True for a visible file name with an image extension (any case)."""
+    return p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
+
+
+def short(text: Any, limit: int = 80) -> str:
+    """`text` on one line, cut to `limit` characters."""
+    one = " ".join(str(text).split())
+    return one if len(one) <= limit else one[: limit - 3] + "..."
+
+
+def image_size(path: Path, *, where: str = "", verify: bool = False) -> tuple[int, int]:
+    """(width, height) of an image file, reading only its header unless `verify`.
+
+    `verify` decodes the whole image (PIL's own ``verify()`` checks PNG only), catching
+    truncated or corrupt files at load instead of at `ImageSet.read_image`.
+    Raises InputError naming the file when it is missing or not an image; `where` says
+    where it was listed (e.g. "listed in trainval.txt line 3").
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    ctx = f" ({where})" if where else ""
+    if not path.is_file():
+        raise InputError(path, f"image file not found{ctx}")
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            if verify:
+                im.load()
+    except UnidentifiedImageError as e:
+        raise InputError(path, f"not an image (PIL cannot identify the file){ctx}") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(path, f"cannot decode image ({short(e) or type(e).__name__}){ctx}") from e
+    return int(size[0]), int(size[1])
+
+
+def check_box(file: Path, where: str, box: Sequence[float], width: int, height: int, image: Path) -> None:
+    """Raise InputError(file, ...) unless `box` (x1, y1, x2, y2) is finite, non-empty and inside
+    the ``width x height`` image (edges may touch the border)."""
+    x1, y1, x2, y2 = box
+    shown = "(" + ", ".join(f"{v:g}" for v in box) + ")"
+    if not all(math.isfinite(v) for v in box):
+        raise InputError(file, f"{where}: box {shown} has a non-finite coordinate")
+    if x2 <= x1:
+        raise InputError(file, f"{where}: box {shown} has x2 <= x1")
+    if y2 <= y1:
+        raise InputError(file, f"{where}: box {shown} has y2 <= y1")
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        raise InputError(file, f"{where}: box {shown} lies outside the {width}x{height} image {image.name}")
+
+
+def make_meta(source: Path, fmt: str, sizes: Sequence[tuple[int, int]],
+              columns: dict[str, Iterable[Any]] | None = None) -> pd.DataFrame:
+    """The standard meta table: source, index, format, width, height, then `columns`."""
+    n = len(sizes)
+    meta = pd.DataFrame({
+        "source": [str(source)] * n,
+        "index": range(n),
+        "format": [fmt] * n,
+        "width": [w for w, _ in sizes],
+        "height": [h for _, h in sizes],
+    })
+    for name, values in (columns or {}).items():
+        meta[name] = list(values)
+    return meta
