@@ -211,13 +211,19 @@ def _cuda() -> bool:
 
 def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | None, title: str, say: Printer,
                   history: Path | None = None) -> dict[str, Any]:
+    probs = pipe.predict_proba(ds, tta=tta)
+    y = np.clip(ds.labels, 0, None) if ds.multilabel else ds.labels
+    return _evaluate_set_arrays(y, probs, pipe.class_names, pipe.multilabel, plot_dir, title, say, history)
+
+
+def _evaluate_set_arrays(y: np.ndarray, probs: np.ndarray, class_names: list[str], multilabel: bool, plot_dir: Path,
+                         title: str, say: Printer, history: Path | None = None) -> dict[str, Any]:
+    """Report, plots (confusion matrix, ROC, training curves) and a printed table for given predictions."""
     from adrcs.metrics.classification import report_for
     from adrcs.report.plots import plot_training_curves, write_report_plots
     from adrcs.report.tables import print_report
 
-    probs = pipe.predict_proba(ds, tta=tta)
-    y = np.clip(ds.labels, 0, None) if ds.multilabel else ds.labels
-    report = report_for(y, probs, pipe.class_names, pipe.multilabel)
+    report = report_for(y, probs, class_names, multilabel)
     write_report_plots(report, y, probs, plot_dir)
     if history is not None:
         plot_training_curves(history, plot_dir / "training_curves.png")

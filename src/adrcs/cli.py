@@ -70,7 +70,12 @@ def _extra_overrides(args: list[str]) -> dict[str, str]:
 def train(
     ctx: typer.Context,
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (configs/*.yaml)."),
-    train_paths: List[Path] = typer.Option(..., "--train", help="Training file(s): --train a.pkl b.pkl"),
+    train_paths: Optional[List[Path]] = typer.Option(None, "--train", help="Training file(s): --train a.pkl b.pkl"),
+    data: Optional[List[Path]] = typer.Option(
+        None, "--data", help="Training data (same as --train); for images: a DeepPCB list file, a VOC root "
+                             "or a folder of class folders."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
     val_paths: Optional[List[Path]] = typer.Option(
         None, "--val", help="Validation file(s); default: a stratified hold-out of train."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
@@ -91,7 +96,24 @@ def train(
                      balance=balance)
     overrides.update(_extra_overrides(list(ctx.args)))
     cfg = load_config(config, overrides)
-    api_train(cfg, train_paths, val_paths or None, out, say=_say)
+    paths = list(train_paths or []) + list(data or [])
+    if not paths:
+        raise InputError(None, "no training data: give --train FILE... (wafer maps) or --data PATH")
+    if cfg["task"] == "wafer":
+        if images or annotations:
+            raise InputError(None, "--images/--annotations are for image data (task: detect or image_classify)")
+        api_train(cfg, paths, val_paths or None, out, say=_say)
+        return
+    from adrcs import api_image_classify
+
+    if len(paths) > 1 or (val_paths and len(val_paths) > 1):
+        raise InputError(paths[1], "image tasks take one --data path (list file or folder) and at most one --val")
+    if cfg["task"] == "detect":
+        from adrcs.api_images import train_detection as fn
+    else:
+        fn = api_image_classify.train_image_classifier
+    fn(cfg, paths[0], images=images, annotations=annotations, val=val_paths[0] if val_paths else None, out=out,
+       say=_say)
 
 
 @app.command()
@@ -100,10 +122,16 @@ def evaluate(
     data: List[Path] = typer.Option(..., "--data", "-d", help="Labeled file(s) to evaluate on."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report JSON (default MODEL/evaluation.json)."),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average the 8 rot/flip views."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
 ) -> None:
     """Evaluate a trained model: metrics table, report JSON and plots."""
     from adrcs.api import evaluate as api_evaluate
 
+    image_fn = _image_run(model, "evaluate")
+    if image_fn is not None:
+        image_fn(model, data[0], images=images, annotations=annotations, out=out, say=_say)
+        return
     api_evaluate(model, data, out, tta=tta, say=_say)
 
 
@@ -111,14 +139,37 @@ def evaluate(
 def predict(
     model: Path = typer.Option(..., "--model", "-m", help="Run folder written by `adrcs train`."),
     data: List[Path] = typer.Option(..., "--data", "-d", help="File(s) of maps, labeled or not."),
-    out: Path = typer.Option(..., "--out", "-o", help="Predictions CSV to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions CSV (wafer maps, image classes) or, for a "
+                                                     "detector, a folder (predictions.json/.csv, annotated/)."),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average the 8 rot/flip views."),
     threshold: float = typer.Option(0.5, help="Multi-label decision threshold."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
+    score_threshold: Optional[float] = typer.Option(None, help="Detection: minimum box score (default: the model's)."),
 ) -> None:
     """Classify maps; one CSV row per map with the predicted class and probabilities."""
     from adrcs.api import predict as api_predict
 
+    image_fn = _image_run(model, "predict")
+    if image_fn is not None:
+        image_fn(model, data[0], images=images, annotations=annotations, out=out, score_threshold=score_threshold,
+                 say=_say)
+        return
     api_predict(model, data, out, tta=tta, threshold=threshold, say=_say)
+
+
+def _image_run(model: Path, verb: str):
+    """The image-data function for `verb` when `model` is an image run folder, else None."""
+    from adrcs import api_image_classify as ic
+
+    kind = ic.run_kind(model)
+    if kind == "detect":
+        from adrcs import api_images
+
+        return api_images.evaluate_detection if verb == "evaluate" else api_images.predict_detection
+    if kind == "image_classify":
+        return ic.evaluate_image_classifier if verb == "evaluate" else ic.predict_image_classifier
+    return None
 
 
 @app.command()

@@ -9,6 +9,7 @@ import yaml
 from adrcs.errors import InputError
 
 DEFAULTS: dict[str, Any] = {
+    "task": "wafer",           # wafer (wafer-map classification) | detect (boxes on images) | image_classify
     "model": "ffn",            # a name from adrcs.models.list_models()
     "model_args": {},          # keyword arguments of the model constructor (width, dropout, ...)
     "input_size": 48,          # maps are nearest-neighbour resized to input_size x input_size
@@ -36,9 +37,14 @@ DEFAULTS: dict[str, Any] = {
     "selector_args": {},       # population, iterations, w, k, threshold, algorithm_args
     "select_samples": 3000,    # training maps the search's KNN fitness sees (capped per class)
     "feature_cache": "auto",   # fitted encoder/selection cache: auto ($ADRCS_CACHE_DIR or ~/.cache/adrcs) | none | DIR
+    "detector": "fcos_r18_slim",  # task=detect: a name from adrcs.models.detection.list_detectors()
+    "detector_args": {},       # detector options (width_mult, fpn_channels, anchor_sizes, ...)
+    "use_template": "auto",    # images: add template + |test - template| channels (auto: when every image has one)
+    "image_mode": "L",         # images: L (grey) | RGB
+    "score_threshold": 0.5,    # detection: boxes below this score are dropped for precision/recall/F1 and predict
     "epoch_size": 0,           # maps drawn per training epoch; 0 = one pass over the training set
     "label_smoothing": 0.0,
-    "augment": "dihedral",     # none | dihedral (random rot90 + flip per map)
+    "augment": "dihedral",     # none | dihedral (random rot90 + flip per map) | flips (images: flips, shifts, brightness)
     "tta": False,              # average the 8 dihedral views at evaluate/predict time
     "early_stopping_patience": 10,  # epochs without val macro-F1 improvement (0 = off)
     "val_fraction": 0.1,       # stratified hold-out from train when no --val is given
@@ -99,6 +105,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     cfg["synth_args"] = {}
     cfg["sbae_args"] = {}
     cfg["selector_args"] = {}
+    cfg["detector_args"] = {}
     if path is not None:
         p = Path(path)
         data = read_yaml_mapping(p)
@@ -122,7 +129,7 @@ def validate(cfg: dict[str, Any]) -> None:
 
     choices = {
         "imbalance": ("none", "weights", "sqrt_weights", "power", "sampler"),
-        "augment": ("none", "dihedral"),
+        "augment": ("none", "dihedral", "flips"),
         "scheduler": ("onecycle", "cosine", "none"),
         "optimizer": ("adamw", "adam", "sgd"),
         "device": ("auto", "cpu", "gpu", "cuda", "mps"),
@@ -130,10 +137,27 @@ def validate(cfg: dict[str, Any]) -> None:
         "features": ("none", "sinogram"),
         "encoder": ("sbae", "cae", "none"),
         "selector": ("erd", "rd", "ga", "pso", "gwo", "sca", "eo", "none"),
+        "task": ("wafer", "detect", "image_classify"),
+        "image_mode": ("L", "RGB"),
     }
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
             raise InputError(None, f"config {key}={cfg[key]!r} is not one of {list(allowed)}")
+    if isinstance(cfg["use_template"], str):
+        flag = cfg["use_template"].lower()
+        if flag not in ("auto", "true", "false", "yes", "no", "1", "0", "on", "off"):
+            raise InputError(None, f"config use_template={cfg['use_template']!r} is not one of auto, true, false")
+        cfg["use_template"] = "auto" if flag == "auto" else flag in ("true", "yes", "1", "on")
+    if cfg["task"] == "detect":
+        from adrcs.models.detection import list_detectors
+
+        if cfg["detector"] not in list_detectors():
+            raise InputError(None, f"unknown detector {cfg['detector']!r}; known: {list_detectors()}")
+        if int(cfg["input_size"]) < 32 or int(cfg["epochs"]) < 1 or int(cfg["batch_size"]) < 1:
+            raise InputError(None, "detection needs input_size >= 32, epochs >= 1 and batch_size >= 1")
+        if cfg["optimizer"] not in ("adamw", "sgd"):
+            raise InputError(None, f"detection trains with optimizer adamw or sgd (got {cfg['optimizer']!r})")
+        return
     if cfg["model"] not in list_models():
         raise InputError(None, f"unknown model {cfg['model']!r}; known models: {list_models()}")
     if cfg["features"] == "none" and cfg["model"] not in list_models("map"):

@@ -11,6 +11,7 @@ from torchmetrics.classification import (MulticlassAccuracy, MulticlassF1Score, 
 
 from adrcs.models import create_model
 from adrcs.transforms.dihedral import random_dihedral
+from adrcs.transforms.image_augment import augment_images
 from adrcs.transforms.one_hot import one_hot_maps
 
 
@@ -19,7 +20,8 @@ class ClassifierModule(L.LightningModule):
 
     Batches are (uint8 maps (N, S, S), labels). The module one-hot encodes and augments on the
     device the batch lives on, so the same code runs on CPU, a GPU or under DDP. With
-    `inputs="sequence"` batches are float feature vectors (N, L) that go to the net as they are.
+    `inputs="sequence"` batches are float feature vectors (N, L) that go to the net as they are; with
+    `inputs="image"` uint8 images (N, C, H, W), flipped/shifted/brightened when `augment` is not none.
     """
 
     def __init__(self, model: str, num_classes: int, class_names: list[str], multilabel: bool = False,
@@ -44,6 +46,9 @@ class ClassifierModule(L.LightningModule):
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
         if self.hparams.inputs == "sequence":
             return self.net(maps)
+        if self.hparams.inputs == "image":  # uint8 (N, C, H, W), or float already augmented
+            x = maps.float() / 255.0 if maps.dtype == torch.uint8 else maps
+            return self.net(x.contiguous(memory_format=torch.channels_last))
         x = one_hot_maps(maps).contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
@@ -56,9 +61,27 @@ class ClassifierModule(L.LightningModule):
         maps, y = batch
         if self.hparams.augment == "dihedral" and self.hparams.inputs == "map":
             maps = random_dihedral(maps)
+        elif self.hparams.augment != "none" and self.hparams.inputs == "image":
+            maps = augment_images(maps)
         loss = self.loss(self(maps), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
+
+    def on_validation_epoch_start(self) -> None:
+        # images: small sets and batches leave BatchNorm's running stats off; re-estimate them
+        # on (up to 50 batches of) unaugmented training images before every validation
+        if self.hparams.inputs != "image" or self.trainer is None or self.trainer.sanity_checking:
+            return
+        loader = self.trainer.train_dataloader
+        if loader is None:
+            return
+        from itertools import islice
+
+        from adrcs.engine.precise_bn import recompute_bn_stats
+
+        batches = (b[0].to(self.device) for b in islice(loader, 50))
+        recompute_bn_stats(self.net, batches, prepare=lambda x: (x.float() / 255.0).contiguous(
+            memory_format=torch.channels_last))
 
     def validation_step(self, batch, batch_idx):
         maps, y = batch

@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import lightning as L
 import torch
@@ -70,11 +70,14 @@ def _quiet_lightning() -> None:
 
 
 def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
-        console_print=print, features=None) -> FitResult:
+        console_print=print, features=None, tensors: tuple[Any, Any] | None = None,
+        pipeline_factory: Callable[[torch.nn.Module], Any] | None = None) -> FitResult:
     """Train `cfg['model']` on `train`, select on `val` macro-F1, save `model.ckpt` in `run_dir`.
 
     With `features` (a fitted `SinogramFeatures`) the model is a 1-D classifier trained on the
-    features of the resized maps, and the saved pipeline carries the feature step."""
+    features of the resized maps, and the saved pipeline carries the feature step. With `tensors`
+    (prepared (train, val) `ImageTensors`) the model trains on images, and `pipeline_factory(net)`
+    builds the saved model instead of a wafer-map `Pipeline`."""
     _quiet_lightning()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -88,9 +91,11 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
         class_weights=None if weights is None else weights.tolist(), augment=cfg["augment"],
         optimizer=cfg["optimizer"], lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
         scheduler=cfg["scheduler"], label_smoothing=float(cfg["label_smoothing"]),
-        inputs="map" if features is None else "sequence",
+        inputs="image" if tensors is not None else "map" if features is None else "sequence",
     )
-    if features is None:
+    if tensors is not None:
+        train_t, val_t = tensors
+    elif features is None:
         train_t, val_t = WaferTensors(train, size), WaferTensors(val, size)
     else:
         train_t = FeatureTensors(features.transform(resize_stack(train.maps, size)), train)
@@ -128,9 +133,12 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
         module.load_state_dict(state, strict=False)
     best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
     net = module.net.cpu().to(memory_format=torch.contiguous_format).eval()
-    pipeline = Pipeline(net=net, model_name=cfg["model"], model_args=dict(cfg["model_args"]),
-                        class_names=list(train.class_names), multilabel=train.multilabel, input_size=size,
-                        tta=bool(cfg["tta"]), features=features)
+    if pipeline_factory is not None:
+        pipeline = pipeline_factory(net)
+    else:
+        pipeline = Pipeline(net=net, model_name=cfg["model"], model_args=dict(cfg["model_args"]),
+                            class_names=list(train.class_names), multilabel=train.multilabel, input_size=size,
+                            tta=bool(cfg["tta"]), features=features)
     history = run_dir / "logs" / "metrics.csv"
     best_epoch = _best_epoch(history)
     if trainer.is_global_zero:

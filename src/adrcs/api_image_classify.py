@@ -1,0 +1,159 @@
+"""Python API for whole-image defect classification of inspection images (`task: image_classify`).
+
+Labels come from class folders, or from the dominant box class of VOC / DeepPCB annotations.
+The model is a registered 2-D classifier (`ffn`, `cnn`) reading grey or RGB images, plus the
+template and |image - template| channels when templates are present (`use_template`).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from adrcs.config import save_config
+from adrcs.data.image_set import ImageSet
+from adrcs.errors import InputError
+
+Printer = Callable[[str], None]
+
+
+def run_kind(model_dir: str | Path) -> str | None:
+    """"detect", "image_classify" or None (a wafer-map run / not a run) from the checkpoint's format."""
+    import torch
+
+    p = Path(model_dir)
+    path = p / "model.ckpt" if p.is_dir() else p
+    if not path.is_file():
+        return None
+    try:
+        fmt = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("format", "")
+    except Exception:
+        return None
+    return {"adrcs-detector/1": "detect", "adrcs-image-classifier/1": "image_classify"}.get(fmt)
+
+
+def load_image_data(path: str | Path, images: str | Path | None = None, annotations: str | Path | None = None,
+                    require_labels: bool = True) -> ImageSet:
+    """Any supported image layout; plain folders / single images when labels are not required.
+
+    Whole-image labels missing (VOC, DeepPCB) are taken from the dominant box class."""
+    from adrcs.data.image_formats import load_images
+
+    try:
+        ds = load_images(path, images=images, annotations=annotations)
+    except InputError as e:
+        if require_labels or "unknown image-data layout" not in str(e):
+            raise
+        from adrcs.data.image_formats import plain  # unlabeled folder of images or one image file
+
+        ds = plain.read(path)
+    if (ds.labels < 0).all() and ds.has_boxes:
+        ds.labels = ds.dominant_labels()
+    if require_labels and not (ds.labels >= 0).any():
+        raise InputError(path, "no labeled images (need class folders or box annotations)")
+    return ds
+
+
+def train_image_classifier(cfg: dict[str, Any], data: str | Path, images: str | Path | None = None,
+                           annotations: str | Path | None = None, val: str | Path | None = None,
+                           out: str | Path = "runs/images", say: Printer = print) -> dict[str, Any]:
+    """Train `cfg['model']` on whole-image labels; writes the same run folder as wafer-map training."""
+    from adrcs.api import _evaluate_set_arrays
+    from adrcs.engine.fit import fit
+    from adrcs.engine.image_tensors import ImageTensors, decide_template
+    from adrcs.image_classifier_pipeline import ImageClassifierPipeline
+
+    out = Path(out)
+    ds = load_image_data(data, images, annotations)
+    ds = ds.subset(ds.labels >= 0)
+    if val is not None:
+        va = load_image_data(val)
+        va = va.subset(va.labels >= 0)
+        missing = sorted(set(va.class_names) - set(ds.class_names))
+        if missing:
+            raise InputError(val, f"classes {missing} are not in the training data")
+        remap = np.array([ds.class_names.index(c) for c in va.class_names])
+        va.labels, va.class_names = remap[va.labels], list(ds.class_names)
+        tr = ds
+    else:
+        tr, va = ds.split(float(cfg["val_fraction"]), int(cfg["seed"]))
+        say(f"no --val given: holding out {len(va)} of {len(ds)} images (stratified, seed {cfg['seed']})")
+    use_template = decide_template(tr, cfg["use_template"]) and decide_template(va, cfg["use_template"])
+    size, mode = int(cfg["input_size"]), cfg["image_mode"]
+    say(f"reading {len(tr)} + {len(va)} images at {size}x{size} ({mode}{', with templates' if use_template else ''})")
+    train_t = ImageTensors(tr, tr.labels, size, mode, use_template)
+    val_t = ImageTensors(va, va.labels, size, mode, use_template)
+    in_chans = int(train_t.maps.shape[1])
+    run_cfg = dict(cfg, model_args={**cfg["model_args"], "in_chans": in_chans}, train=[str(data)],
+                   val=[str(val)] if val else [])
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(run_cfg, out / "config.yaml")
+    names = list(tr.class_names)
+    lab_tr = SimpleNamespace(labels=tr.labels, class_names=names, multilabel=False)
+    lab_va = SimpleNamespace(labels=va.labels, class_names=names, multilabel=False)
+
+    def factory(net):
+        return ImageClassifierPipeline(net=net, model_name=cfg["model"], model_args=run_cfg["model_args"],
+                                       class_names=names, input_size=size, image_mode=mode, use_template=use_template)
+
+    say(f"training {cfg['model']} on {len(tr)} images ({len(names)} classes), validating on {len(va)}")
+    result = fit(run_cfg, lab_tr, lab_va, out, console_print=say, tensors=(train_t, val_t), pipeline_factory=factory)
+    probs = result.pipeline.predict_tensor(val_t.maps)
+    report = _evaluate_set_arrays(va.labels, probs, names, False, out / "plots", f"Validation ({cfg['model']})", say,
+                                  history=result.history_csv)
+    metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
+               "n_train": len(tr), "n_val": len(va), "model": cfg["model"], "use_template": use_template}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    say(f"run folder: {out} (model.ckpt, config.yaml, metrics.json, plots/, logs/)")
+    return report
+
+
+def evaluate_image_classifier(model_dir: str | Path, data: str | Path, images: str | Path | None = None,
+                              annotations: str | Path | None = None, out: str | Path | None = None,
+                              say: Printer = print) -> dict[str, Any]:
+    """Classification report (the wafer-map report keys) of an image classifier on labeled images."""
+    from adrcs.api import _evaluate_set_arrays
+    from adrcs.image_classifier_pipeline import ImageClassifierPipeline
+
+    pipe = ImageClassifierPipeline.load(model_dir)
+    ds = load_image_data(data, images, annotations)
+    ds = ds.subset(ds.labels >= 0)
+    missing = sorted(set(ds.class_names[i] for i in np.unique(ds.labels)) - set(pipe.class_names))
+    if missing:
+        raise InputError(data, f"classes {missing} are unknown to the model (it knows {pipe.class_names})")
+    y = np.array([pipe.class_names.index(ds.class_names[i]) for i in ds.labels])
+    out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    report = _evaluate_set_arrays(y, pipe.predict_proba(ds), pipe.class_names, False,
+                                  out_path.parent / (out_path.stem + "_plots"), f"Evaluation on {data}", say)
+    report.update(model_dir=str(model_dir), data=[str(data)])
+    out_path.write_text(json.dumps(report, indent=2))
+    say(f"report: {out_path}")
+    return report
+
+
+def predict_image_classifier(model_dir: str | Path, data: str | Path, images: str | Path | None = None,
+                             annotations: str | Path | None = None, out: str | Path = "predictions.csv",
+                             score_threshold: float | None = None, say: Printer = print) -> pd.DataFrame:
+    """One CSV row per image: path, predicted class, confidence, probability per class."""
+    from adrcs.image_classifier_pipeline import ImageClassifierPipeline
+
+    pipe = ImageClassifierPipeline.load(model_dir)
+    ds = load_image_data(data, images, annotations, require_labels=False)
+    probs = pipe.predict_proba(ds)
+    rows = pd.DataFrame({"image": [str(p) for p in ds.paths],
+                         "predicted": [pipe.class_names[i] for i in probs.argmax(axis=1)],
+                         "confidence": probs.max(axis=1).round(6)})
+    for j, n in enumerate(pipe.class_names):
+        rows[f"prob_{n}"] = probs[:, j].round(6)
+    out = Path(out)
+    if out.suffix.lower() != ".csv":  # a folder was given
+        out = out / "predictions.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out, index=False)
+    say(f"{len(rows)} images classified -> {out}")
+    return rows

@@ -1,0 +1,263 @@
+"""The Python API for inspection-image data (defect detection): train, evaluate, predict.
+
+The CLI verbs call these for image data (``task: detect``); `is_detector_run` tells a detector
+run folder from a wafer-map one. A detection run folder::
+
+    RUN/
+      model.ckpt          DetectorPipeline (format "adrcs-detector/1")
+      config.yaml         the resolved config + data paths
+      split.json          which images went to train and val
+      metrics.json        {"val": detection_report, train_seconds, best_epoch, n_train, n_val, ...}
+      logs/metrics.csv    Lightning CSV log (one row per epoch); logs/tb/ TensorBoard
+      plots/training_curves.png, plots/per_class_ap.png, plots/val_examples/<stem>.png
+
+cfg keys read (with their defaults when absent): detector ("fcos_r18_slim"), detector_args ({}),
+input_size (640), use_template ("auto"), image_mode ("L"), epochs (30), batch_size (4),
+eval_batch_size (4), optimizer ("adamw"), lr (1e-3), weight_decay (1e-4), scheduler ("cosine"),
+augment ("flips" | "none"), score_threshold (0.5), seed (0), device ("auto"), num_workers (0),
+early_stopping_patience (0), progress (True), val_fraction (0.2).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from adrcs.data.image_set import ImageSet
+from adrcs.errors import InputError
+
+Printer = Callable[[str], None]
+
+N_VAL_EXAMPLES = 8
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_detection_data(data: str | Path | ImageSet, images: str | Path | None = None,
+                        annotations: str | Path | None = None, *, allow_plain: bool = False) -> ImageSet:
+    """An ImageSet from `data` (returned as is when already one), read with `load_images`.
+
+    allow_plain: also accept an image file, or a folder of images that no annotated format
+    recognises, as unannotated images (`image_formats.plain`), for predict.
+    """
+    if isinstance(data, ImageSet):
+        return data
+    from adrcs.data.image_formats import detect, load_images, plain
+
+    p = Path(data)
+    if allow_plain and images is None and annotations is None and p.exists():
+        if (p.is_file() and plain.sniff(p)) or (p.is_dir() and detect(p) is None and plain.sniff(p)):
+            return plain.read(p)
+    return load_images(p, images=images, annotations=annotations)
+
+
+def _require_boxes(ds: ImageSet, source: Any, what: str) -> None:
+    if not ds.has_boxes:
+        raise InputError(_src(source), f"{what} has no box annotations: detection needs boxes "
+                                       "(DeepPCB list files or Pascal VOC XML)")
+
+
+def _src(data: Any) -> str | None:
+    if isinstance(data, ImageSet):
+        return data.notes.get("source") or (str(data.meta["source"].iloc[0]) if len(data) else None)
+    return None if data is None else str(data)
+
+
+def remap_classes(ds: ImageSet, class_names: list[str], source: Any, what: str) -> ImageSet:
+    """`ds` with box labels re-indexed onto `class_names` (the model's / training set's list).
+
+    Classes that carry at least one box in `ds` but are not in `class_names` raise InputError
+    naming them; classes of `ds` without any box are ignored.
+    """
+    if list(ds.class_names) == list(class_names):
+        return ds
+    used = sorted({int(c) for b in ds.box_labels for c in b})
+    extra = [ds.class_names[c] for c in used if ds.class_names[c] not in class_names]
+    if extra:
+        raise InputError(_src(source), f"{what} has classes the {'model' if what == 'data' else 'training data'} "
+                                       f"lacks: {', '.join(extra)} (known: {', '.join(class_names)})")
+    lut = np.array([class_names.index(c) if c in class_names else -1 for c in ds.class_names] + [-1], np.int64)
+    out = ds.subset(np.arange(len(ds)))
+    out.box_labels = [lut[b] for b in out.box_labels]
+    out.class_names = list(class_names)
+    return out
+
+
+def _targets(ds: ImageSet) -> list[dict[str, np.ndarray]]:
+    """Ground truth per image in original pixels, 0-based labels (`detection_report` with label_offset=0)."""
+    return [{"boxes": b, "labels": bl} for b, bl in zip(ds.boxes, ds.box_labels)]
+
+
+def _report(pipe, ds: ImageSet, batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """detection_report of `pipe` on `ds` (every box kept for mAP; P/R/F1 at the pipeline's threshold)."""
+    from adrcs.metrics.detection import detection_report
+
+    preds = pipe.predict(ds, batch_size=batch_size, score_threshold=0.0)
+    report = detection_report(preds, _targets(ds), pipe.class_names, score_threshold=pipe.score_threshold,
+                              label_offset=0)
+    return report, preds
+
+
+def _keep_above(preds: list[dict[str, Any]], thr: float) -> list[dict[str, Any]]:
+    out = []
+    for p in preds:
+        k = np.asarray(p["scores"]) >= thr
+        out.append({**p, "boxes": p["boxes"][k], "labels": p["labels"][k], "scores": p["scores"][k]})
+    return out
+
+
+def _summary(report: dict[str, Any]) -> str:
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    aps = ", ".join(f"{c} {f(v)}" for c, v in report["per_class_ap"].items() if v is not None)
+    return (f"mAP@0.5 {f(report['map_50'])}  mAP@0.5:0.95 {f(report['map_50_95'])}  precision "
+            f"{report['precision']:.3f}  recall {report['recall']:.3f}  F1 {report['f1']:.3f} "
+            f"(score >= {report['score_threshold']:g}, {report['n_images']} images)" + (f"; AP {aps}" if aps else ""))
+
+
+# ---------------------------------------------------------------- train
+
+
+def train_detection(cfg: dict[str, Any], data: str | Path | ImageSet, images: str | Path | None = None,
+                    annotations: str | Path | None = None, val: str | Path | ImageSet | None = None, *,
+                    out: str | Path, say: Printer = print) -> dict[str, Any]:
+    """Train a detector as configured and write the run folder `out` (see the module docs).
+
+    data / val: anything `load_images` reads (or an ImageSet); images, annotations: Pascal VOC
+    folders of `data`. Without `val`, ``cfg['val_fraction']`` (0.2) of the images is held out
+    with the fixed seed ``cfg['seed']``. Returns the validation report (metrics.json's ``val``).
+    """
+    from adrcs.config import save_config
+    from adrcs.engine.fit_detector import fit_detector
+    from adrcs.report.boxes import annotated_names, draw_detections, plot_per_class_ap
+    from adrcs.report.plots import plot_training_curves
+
+    full = load_detection_data(data, images, annotations)
+    _require_boxes(full, data, "training data")
+    seed = int(cfg.get("seed", 0))
+    if val is not None:
+        val_set = load_detection_data(val)
+        _require_boxes(val_set, val, "validation data")
+        val_set = remap_classes(val_set, list(full.class_names), val, "validation data")
+        train_set = full
+    else:
+        fraction = float(cfg.get("val_fraction", 0.2))
+        try:
+            train_set, val_set = full.split(fraction, seed)
+        except ValueError as e:
+            raise InputError(_src(data), f"cannot hold out a validation set: {e}") from e
+        say(f"no --val given: holding out {len(val_set)} of {len(full)} images (seed {seed})")
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    run_cfg = dict(cfg, data=_src(data), images=None if images is None else str(images),
+                   annotations=None if annotations is None else str(annotations), val=_src(val))
+    save_config(run_cfg, out / "config.yaml")
+    split = {"seed": seed, "val_fraction": None if val is not None else float(cfg.get("val_fraction", 0.2)),
+             "val_source": _src(val), "train": [str(p) for p in train_set.paths],
+             "val": [str(p) for p in val_set.paths]}
+    (out / "split.json").write_text(json.dumps(split, indent=2))
+
+    counts = ", ".join(f"{c} {n}" for c, n in train_set.class_counts("box").items() if n)
+    say(f"training {cfg.get('detector', 'fcos_r18_slim')} on {len(train_set)} images ({counts} boxes), "
+        f"validating on {len(val_set)}, input {int(cfg.get('input_size', 640))}px")
+    result = fit_detector(cfg, train_set, val_set, out, say=say)
+    pipe = result.pipeline
+    report, preds = _report(pipe, val_set, int(cfg.get("eval_batch_size", 4)))
+    metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
+               "n_train": len(train_set), "n_val": len(val_set), "detector": pipe.detector,
+               "use_template": pipe.use_template, "input_size": pipe.input_size}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    plots = out / "plots"
+    if result.history_csv is not None:
+        plot_training_curves(result.history_csv, plots / "training_curves.png")
+    plot_per_class_ap(report, plots / "per_class_ap.png", title=None)
+    n_ex = min(N_VAL_EXAMPLES, len(val_set))
+    names = annotated_names(val_set.paths[:n_ex])
+    for i, (p, name) in enumerate(zip(_keep_above(preds[:n_ex], pipe.score_threshold), names)):
+        draw_detections(val_set.read_image(i, "RGB"), p["boxes"], p["labels"], p["scores"], pipe.class_names,
+                        plots / "val_examples" / name, gt_boxes=val_set.boxes[i], gt_labels=val_set.box_labels[i])
+    say(f"validation: {_summary(report)}")
+    say(f"run folder: {out} (model.ckpt, config.yaml, split.json, metrics.json, plots/, logs/); "
+        f"trained in {result.train_seconds:.0f}s, best epoch {result.best_epoch}")
+    return report
+
+
+# ---------------------------------------------------------------- evaluate / predict
+
+
+def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, images: str | Path | None = None,
+                       annotations: str | Path | None = None, out: str | Path | None = None,
+                       say: Printer = print) -> dict[str, Any]:
+    """Evaluate a trained detector on annotated data; write the report JSON to `out`
+    (default MODEL/evaluation.json) and ``<out stem>_per_class_ap.png`` beside it."""
+    from adrcs.detector_pipeline import DetectorPipeline
+    from adrcs.report.boxes import plot_per_class_ap
+
+    pipe = DetectorPipeline.load(model_dir)
+    ds = load_detection_data(data, images, annotations)
+    _require_boxes(ds, data, "data")
+    ds = remap_classes(ds, list(pipe.class_names), data, "data")
+    report, _ = _report(pipe, ds, batch_size=4)
+    report["model_dir"] = str(model_dir)
+    report["data"] = _src(data)
+    out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=2))
+    chart = plot_per_class_ap(report, out_path.with_name(out_path.stem + "_per_class_ap.png"))
+    say(f"evaluation: {_summary(report)}")
+    say(f"report: {out_path}; chart: {chart}")
+    return report
+
+
+def predict_detection(model_dir: str | Path, data: str | Path | ImageSet, images: str | Path | None = None,
+                      annotations: str | Path | None = None, *, out: str | Path, score_threshold: float | None = None,
+                      say: Printer = print) -> Path:
+    """Detect defects in every image of `data` and write the folder `out`: predictions.json,
+    predictions.csv and annotated/<image stem>.png (ground truth dashed when `data` has boxes).
+
+    data: anything `load_images` reads, an image file or a folder of images (templates
+    ``*_temp.*`` paired). Boxes are in each image's own pixels. Returns `out`.
+    """
+    from adrcs.detector_pipeline import DetectorPipeline
+    from adrcs.report.boxes import write_predictions
+
+    pipe = DetectorPipeline.load(model_dir)
+    ds = load_detection_data(data, images, annotations, allow_plain=True)
+    thr = pipe.score_threshold if score_threshold is None else float(score_threshold)
+    preds = pipe.predict(ds, score_threshold=thr)
+    out = Path(out)
+    json_path, csv_path = write_predictions(preds, ds, pipe.class_names, out,
+                                            extra={"model_dir": str(model_dir), "score_threshold": thr})
+    n_boxes = sum(len(p["boxes"]) for p in preds)
+    per_class = np.bincount(np.concatenate([p["labels"] for p in preds]) if preds else np.zeros(0, np.int64),
+                            minlength=len(pipe.class_names))
+    found = ", ".join(f"{c} {n}" for c, n in zip(pipe.class_names, per_class) if n) or "none"
+    say(f"{len(ds)} images, {n_boxes} boxes (score >= {thr:g}; {found}) -> {json_path.name}, {csv_path.name}, "
+        f"annotated/ in {out}")
+    return out
+
+
+def is_detector_run(model_dir: str | Path) -> bool:
+    """True when `model_dir` (a run folder or a model.ckpt) holds a detector checkpoint."""
+    import torch
+
+    from adrcs.detector_pipeline import CHECKPOINT_NAME, DETECTOR_FORMAT
+
+    p = Path(model_dir)
+    path = p / CHECKPOINT_NAME if p.is_dir() else p
+    if not path.is_file():
+        return False
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        try:  # mmap needs the zip format; older files load whole
+            ck = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            return False
+    return isinstance(ck, dict) and ck.get("format") == DETECTOR_FORMAT
