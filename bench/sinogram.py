@@ -16,7 +16,7 @@ here) and split them stratified with a fixed seed; balancing, SBAE and the featu
 fitted on the train part only. Confusion matrices and classification reports of every run's test
 part go to bench/runs/sinogram/<run>/test_plots and the JSON.
 
-    python bench/sinogram.py [--studies standard ablation ...] [--epochs N] [--sbae-steps N]
+    python bench/sinogram.py [--studies standard ablation ...] [--epochs N] [--sbae-steps N] [--reuse]
 """
 from __future__ import annotations
 
@@ -108,7 +108,12 @@ def synthesizer_for(split_key: str, cfg: dict[str, Any], train: WaferMapSet) -> 
 
 def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], train: WaferMapSet, val: WaferMapSet,
         test: WaferMapSet | None, split_key: str = "") -> dict[str, Any]:
-    """Train the pipeline as configured (+ overrides) and measure it on val and test."""
+    """Train the pipeline as configured (+ overrides) and measure it on val and test (or, with --reuse,
+    return the record a previous run left in its folder)."""
+    record_path = RUNS / name / "record.json"
+    if args.reuse and record_path.is_file():
+        log(f"{name}: reusing {record_path}")
+        return json.loads(record_path.read_text())
     cfg = load_config(REPO / "configs" / "wm811k_sinogram.yaml", overrides)
     if args.sbae_steps:
         cfg["sbae_args"] = {**cfg["sbae_args"], "steps": args.sbae_steps}
@@ -136,6 +141,7 @@ def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], train: W
         rep = report_for(test.labels, probs, pipe.class_names, False)
         write_report_plots(rep, test.labels, probs, run_dir / "test_plots")
         rec.update(n_test=len(test), test_accuracy=rep["accuracy"], test_macro_f1=rep["macro_f1"], test_report=rep)
+    record_path.write_text(json.dumps(rec, indent=2))
     f = rec["features"] or {}
     log(f"{name}: val acc {rec['val_accuracy']:.4f} F1 {rec['val_macro_f1']:.4f}"
         + (f", test acc {rec['test_accuracy']:.4f} F1 {rec['test_macro_f1']:.4f}" if test is not None else "")
@@ -314,6 +320,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     ap.add_argument("--sbae-steps", type=int, default=None, help="override the config's SBAE steps")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--reuse", action="store_true", help="reuse runs that left bench/runs/sinogram/<run>/record.json")
     args = ap.parse_args()
     train_paths = sorted(args.data_dir.glob("train_*_split.pkl.xz"))
     val_path = args.data_dir / "val_data.pkl.xz"
