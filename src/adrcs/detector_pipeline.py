@@ -142,18 +142,9 @@ class DetectorPipeline:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> "DetectorPipeline":
         """Load a run folder (or a `model.ckpt` path) written by `train_detection`."""
-        p = Path(run_dir)
-        path = p / CHECKPOINT_NAME if p.is_dir() else p
-        if not path.is_file():
-            raise InputError(p, f"no {CHECKPOINT_NAME} here: is this a run folder written by `adrcs train`?")
-        try:
-            ck = torch.load(path, map_location=device, weights_only=True)
-        except Exception as e:  # corrupt file, not a torch file
-            raise InputError(path, f"cannot read the checkpoint ({type(e).__name__})")
-        if not isinstance(ck, dict) or ck.get("format") != DETECTOR_FORMAT:
-            found = ck.get("format") if isinstance(ck, dict) else None
-            raise InputError(path, f"not an ADRCS detector (expected format {DETECTOR_FORMAT}"
-                                   + (f", found {found})" if found else ")"))
+        from adrcs.checkpoint import read_checkpoint
+
+        ck, path = read_checkpoint(run_dir, DETECTOR_FORMAT, "detector", device)
         size = int(ck["input_size"])
         try:
             net = create_detector(ck["detector"], num_classes=len(ck["class_names"]), in_chans=int(ck["in_chans"]),

@@ -46,16 +46,9 @@ class ImageClassifierPipeline:
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> "ImageClassifierPipeline":
-        p = Path(run_dir)
-        path = p / CHECKPOINT_NAME if p.is_dir() else p
-        if not path.is_file():
-            raise InputError(p, f"no {CHECKPOINT_NAME} here: is this a run folder written by `adrcs train`?")
-        try:
-            ck = torch.load(path, map_location=device, weights_only=True)
-        except Exception as e:
-            raise InputError(path, f"cannot read the checkpoint ({type(e).__name__})")
-        if not isinstance(ck, dict) or ck.get("format") != IMAGE_CLASSIFIER_FORMAT:
-            raise InputError(path, f"not an ADRCS image classifier (expected format {IMAGE_CLASSIFIER_FORMAT})")
+        from adrcs.checkpoint import read_checkpoint
+
+        ck, _ = read_checkpoint(run_dir, IMAGE_CLASSIFIER_FORMAT, "image classifier", device)
         net = create_model(ck["model"], num_classes=len(ck["class_names"]), **ck["model_args"])
         net.load_state_dict(ck["state_dict"])
         fuse_conv_bn(net).to(device)

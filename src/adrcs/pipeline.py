@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from adrcs.data.wafer_map_set import WaferMapSet
-from adrcs.errors import InputError
 from adrcs.models import create_model
 from adrcs.models.fuse import fuse_conv_bn
 from adrcs.transforms.dihedral import dihedral_views
@@ -66,16 +65,9 @@ class Pipeline:
     @classmethod
     def load(cls, run_dir: str | Path, device: str = "cpu") -> "Pipeline":
         """Load a run folder (or a `model.ckpt` path) written by `adrcs train`."""
-        p = Path(run_dir)
-        path = p / CHECKPOINT_NAME if p.is_dir() else p
-        if not path.is_file():
-            raise InputError(p, f"no {CHECKPOINT_NAME} here: is this a run folder written by `adrcs train`?")
-        try:
-            ck = torch.load(path, map_location=device, weights_only=True)
-        except Exception as e:  # corrupt file, not a torch file
-            raise InputError(path, f"cannot read the checkpoint ({type(e).__name__})")
-        if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(path, f"not an ADRCS wafer-map model (expected format {CHECKPOINT_FORMAT})")
+        from adrcs.checkpoint import read_checkpoint
+
+        ck, _ = read_checkpoint(run_dir, CHECKPOINT_FORMAT, "wafer-map model", device)
         net = create_model(ck["model"], num_classes=len(ck["class_names"]), multilabel=ck["multilabel"],
                            **ck["model_args"])
         net.load_state_dict(ck["state_dict"])

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from adrcs.checkpoint import restore_best
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.engine.classifier_module import ClassifierModule
 from adrcs.engine.tensors import (FeatureTensors, WaferTensors, class_counts, class_weights, make_loader,
@@ -128,10 +129,7 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
     trainer.fit(module, train_loader, val_loader)
     seconds = time.time() - t0
 
-    if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_file():
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state, strict=False)
-    best_score = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
+    best_score = restore_best(module, checkpoint)
     net = module.net.cpu().to(memory_format=torch.contiguous_format).eval()
     if pipeline_factory is not None:
         pipeline = pipeline_factory(net)

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
+from adrcs.checkpoint import restore_best
 from adrcs.data.image_set import ImageSet
 from adrcs.detector_pipeline import DetectorPipeline, resolve_image_mode
 from adrcs.engine.detection_data import DetectionDataset, detection_collate
@@ -166,10 +167,7 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
     trainer.fit(module, train_loader, val_loader)
     seconds = time.time() - t0
 
-    if checkpoint.best_model_path and Path(checkpoint.best_model_path).is_file():
-        state = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state, strict=False)
-    best_map = None if checkpoint.best_model_score is None else float(checkpoint.best_model_score)
+    best_map = restore_best(module, checkpoint)
     net = module.net.cpu().eval()
     pipeline = DetectorPipeline(net=net, detector=detector, detector_args=detector_args,
                                 class_names=list(train.class_names), in_chans=train_ds.in_chans, input_size=size,
