@@ -237,3 +237,15 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
         code = e.code or 0
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny tensors: one torch thread is as fast, and immune to a busy machine (use with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -14,12 +14,7 @@ QUICK = ["--input-size", "64", "--epochs", "2", "--batch-size", "2", "--device",
          "--val-fraction", "0.34"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_deeppcb_train_evaluate_predict(tmp_path, capsys):

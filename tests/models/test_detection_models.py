@@ -15,13 +15,7 @@ SIZE = 96
 NUM_CLASSES = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is as fast and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(in_chans: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
