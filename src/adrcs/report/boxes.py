@@ -208,8 +208,6 @@ def plot_per_class_ap(report: dict[str, Any], path: str | Path, title: str | Non
     ax.set_title(title or ("per-class AP@0.5" + (f" (mAP@0.5 {m:.3f})" if m is not None else "")))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    from adrcs.report.plots import save_figure
+
+    return save_figure(fig, path, tight=False)

@@ -38,10 +38,11 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: int = _DPI, tight: bool = True) -> Path:
+    """Write a figure as PNG (parent folders created) and close it; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return path
 
@@ -52,7 +53,7 @@ def _placeholder(path: str | Path, message: str, title: str | None = None) -> Pa
     ax.set_axis_off()
     if title:
         ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- confusion matrix
@@ -101,7 +102,7 @@ def plot_confusion_matrix(
             colour = "white" if v > 0.5 * vmax else "black"
             ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=fontsize)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- ROC
@@ -162,7 +163,7 @@ def plot_roc_curves(
     ax.set_title("ROC curves (one-vs-rest)" if not multilabel else "ROC curves (per label)")
     ax.legend(loc="lower right", fontsize=7 if len(curves) > 8 else 8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- training curves
@@ -240,7 +241,7 @@ def plot_training_curves(history: "pd.DataFrame | str | Path", path: str | Path)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- multilabel grid
@@ -271,7 +272,7 @@ def plot_multilabel_confusion(per_label_cms: dict, path: str | Path) -> Path:
         ax.set_title(name, fontsize=10)
     fig.suptitle("Per-label confusion matrices (row-normalised colour, counts)", fontsize=11)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # --------------------------------------------------------------------------- all at once

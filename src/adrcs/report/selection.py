@@ -11,6 +11,8 @@ matplotlib.use("Agg")  # headless; must precede pyplot import
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from adrcs.report.plots import save_figure  # noqa: E402
+
 __all__ = ["plot_convergence"]
 
 
@@ -21,8 +23,6 @@ def plot_convergence(histories: Mapping[str, Sequence[float]], path: str | Path,
     Creates missing parent directories and returns the written path; empty histories are skipped and with
     nothing to draw the figure says so instead of raising.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     drawn = 0
     for name, history in histories.items():
@@ -42,6 +42,4 @@ def plot_convergence(histories: Mapping[str, Sequence[float]], path: str | Path,
         ax.set_axis_off()
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 
+from adrcs.report.plots import save_figure  # noqa: E402
+
 # off-wafer, good die, failing die
 DIE_COLORS = ListedColormap(["#ffffff", "#9fc5a8", "#c0392b"])
 
@@ -29,11 +31,7 @@ def plot_synth_history(history: pd.DataFrame, path: str | Path, title: str = "sy
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, tight=False)
 
 
 def plot_real_vs_synthetic(real: Mapping[str, np.ndarray], synthetic: Mapping[str, np.ndarray], path: str | Path,
@@ -52,8 +50,4 @@ def plot_real_vs_synthetic(real: Mapping[str, np.ndarray], synthetic: Mapping[st
         axes[r, 0].text(-0.15, 0.5, c, transform=axes[r, 0].transAxes, ha="right", va="center", fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.12, right=0.99, top=0.93, bottom=0.01, wspace=0.05, hspace=0.08)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100, tight=False)
