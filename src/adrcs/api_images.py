@@ -15,7 +15,11 @@ cfg keys read (with their defaults when absent): detector ("fcos_r18_slim"), det
 input_size (640), use_template ("auto"), image_mode ("L"), epochs (30), batch_size (4),
 eval_batch_size (4), optimizer ("adamw"), lr (1e-3), weight_decay (1e-4), scheduler ("cosine"),
 augment ("flips" | "none"), score_threshold (0.5), seed (0), device ("auto"), num_workers (0),
-early_stopping_patience (0), progress (True), val_fraction (0.2).
+early_stopping_patience (0), progress (True), val_fraction (0.2), train_crop (None),
+paste_defects ("none" | "gan": GAN-made defects pasted into training images), paste_args ({}).
+
+With paste_defects: gan the run folder also has synth/defect_gan/ (defect_gan.pt, history.csv,
+training_curves.png, samples.png).
 """
 from __future__ import annotations
 
@@ -170,7 +174,8 @@ def train_detection(cfg: dict[str, Any], data: str | Path | ImageSet, images: st
     report, preds = _report(pipe, val_set, int(cfg.get("eval_batch_size", 4)))
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val_set), "detector": pipe.detector,
-               "use_template": pipe.use_template, "input_size": pipe.input_size}
+               "use_template": pipe.use_template, "input_size": pipe.input_size, "train_crop": cfg.get("train_crop"),
+               "synthetic": result.synthetic}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 
     plots = out / "plots"

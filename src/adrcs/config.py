@@ -41,6 +41,9 @@ DEFAULTS: dict[str, Any] = {
     "detector_args": {},       # detector options (width_mult, fpn_channels, anchor_sizes, ...)
     "use_template": "auto",    # images: add template + |test - template| channels (auto: when every image has one)
     "image_mode": "L",         # images: L (grey) | RGB
+    "train_crop": None,        # detection: train on random square windows of this side (null: whole images)
+    "paste_defects": "none",   # detection: none | gan (conditional GAN defects pasted into defect-free regions)
+    "paste_args": {},          # probability, max_per_image, patch, margin, from (a fitted GAN), iterations, ...
     "score_threshold": 0.5,    # detection: boxes below this score are dropped for precision/recall/F1 and predict
     "epoch_size": 0,           # maps drawn per training epoch; 0 = one pass over the training set
     "label_smoothing": 0.0,
@@ -106,6 +109,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     cfg["sbae_args"] = {}
     cfg["selector_args"] = {}
     cfg["detector_args"] = {}
+    cfg["paste_args"] = {}
     if path is not None:
         p = Path(path)
         data = read_yaml_mapping(p)
@@ -155,6 +159,11 @@ def validate(cfg: dict[str, Any]) -> None:
             raise InputError(None, f"unknown detector {cfg['detector']!r}; known: {list_detectors()}")
         if int(cfg["input_size"]) < 32 or int(cfg["epochs"]) < 1 or int(cfg["batch_size"]) < 1:
             raise InputError(None, "detection needs input_size >= 32, epochs >= 1 and batch_size >= 1")
+        if str(cfg.get("paste_defects")).lower() not in ("none", "gan", "false", "off"):
+            raise InputError(None, f"paste_defects must be 'gan' or 'none' (got {cfg['paste_defects']!r})")
+        crop = cfg.get("train_crop")
+        if crop is not None and (not isinstance(crop, int) or not 32 <= crop):
+            raise InputError(None, f"train_crop must be an integer >= 32 or null (got {crop!r})")
         if cfg["optimizer"] not in ("adamw", "sgd"):
             raise InputError(None, f"detection trains with optimizer adamw or sgd (got {cfg['optimizer']!r})")
         return

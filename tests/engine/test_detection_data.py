@@ -130,3 +130,18 @@ def test_template_channels(box_set, tmp_path):
     no_template.templates = [None, no_template.templates[1]]
     with pytest.raises(ValueError, match="no template"):
         DetectionDataset(no_template, use_template=True)
+
+
+def test_random_crops_keep_boxes_on_the_rectangles(box_set):
+    ds = DetectionDataset(box_set, size=128, augment=True, brightness=0, contrast=0, max_shift=0, seed=2, crop=48)
+    with_boxes = 0
+    for _ in range(8):
+        for i in range(3):
+            x, t = ds[i]
+            assert x.shape == (1, 48, 48)
+            _assert_on_rectangles(x, t)
+            assert ((t["boxes"] >= 0) & (t["boxes"] <= 48)).all()
+            with_boxes += len(t["boxes"]) > 0
+    assert with_boxes >= 8  # windows are mostly placed on a defect
+    x, _ = DetectionDataset(box_set, size=32, crop=48)[0]  # a crop larger than the image: whole image
+    assert x.shape == (1, 32, 32)

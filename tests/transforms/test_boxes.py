@@ -120,3 +120,20 @@ def test_empty_and_integer_boxes():
     assert ob.shape == (0, 4)
     _, ob = resize_with_boxes(img, np.array([[1, 2, 3, 4]]), (96, 128))
     assert ob.dtype == np.float32 and ob.tolist() == [[2, 4, 6, 8]]
+
+
+def test_crop_moves_clips_and_drops_boxes():
+    from adrcs.transforms.boxes import crop_with_boxes
+
+    img = np.arange(H * W).reshape(H, W)
+    boxes = np.array([[5, 10, 25, 20], [40, 30, 60, 44], [0, 0, 4, 4]], np.float32)
+    out, ob, keep = crop_with_boxes(img, boxes, 10, 8, 40, 30)
+    assert out.shape == (30, 40) and out[0, 0] == img[8, 10]
+    # box 1: 15 of 20 px wide stays (75 %); box 2: x 40..50 of 40..60 and y 30..38 of 30..44 -> 29 % < 50 %
+    assert keep.tolist() == [True, False, False]
+    assert ob.tolist() == [[0, 2, 15, 12]]
+    t_out, t_b, t_keep = crop_with_boxes(torch.from_numpy(img)[None], torch.from_numpy(boxes), 10, 8, 40, 30,
+                                         min_visible=0.2)
+    assert t_out.shape == (1, 30, 40) and t_keep.tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="not inside"):
+        crop_with_boxes(img, boxes, 50, 0, 40, 30)

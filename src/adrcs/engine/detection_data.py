@@ -11,6 +11,8 @@ With ``use_template=True`` the channels are test, template and |test - template|
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -19,7 +21,8 @@ from torch.utils.data import Dataset
 from adrcs.data.image_set import ImageSet
 from adrcs.models.detection import LABEL_OFFSET
 from adrcs.models.detection.reference import as_unit_tensor, reference_channels
-from adrcs.transforms.boxes import hflip_with_boxes, resize_with_boxes, shift_with_boxes, vflip_with_boxes
+from adrcs.transforms.boxes import (crop_with_boxes, hflip_with_boxes, resize_with_boxes, shift_with_boxes,
+                                    vflip_with_boxes)
 
 Target = dict[str, torch.Tensor]
 
@@ -32,13 +35,19 @@ class DetectionDataset(Dataset):
     augment: random h/v flips, shifts up to `max_shift` of the side (content pushed out is filled
         with 0, boxes clipped or dropped) and brightness/contrast jitter; test and template get the
         same geometry and jitter, so the difference channel stays meaningful.
+    crop: train on random `crop` x `crop` windows of the resized image (None: whole image). Most
+        windows (p 0.75) are placed around a random box so defects stay frequent; a fully
+        convolutional detector then predicts on whole images (4x cheaper steps at half the side).
     mode: "L" (grey, 1 channel) or "RGB" (3).
+    paster: adds synthetic defects and their boxes before the other augmentations
+        (`adrcs.synth.defect_paste.DefectPaster`); called as
+        ``paster(test, template or None, boxes, 0-based labels, rng)``.
     seed: augmentation seed; each DataLoader worker draws its own stream from it.
     """
 
     def __init__(self, images: ImageSet, size: int | None = 640, use_template: bool = False, augment: bool = False,
                  seed: int = 0, mode: str = "L", max_shift: float = 0.05, brightness: float = 0.1,
-                 contrast: float = 0.2) -> None:
+                 contrast: float = 0.2, crop: int | None = None, paster: Callable | None = None) -> None:
         if use_template and any(t is None for t in images.templates):
             n = sum(t is None for t in images.templates)
             raise ValueError(f"use_template=True but {n} of {len(images)} images have no template")
@@ -53,6 +62,8 @@ class DetectionDataset(Dataset):
         self.max_shift = float(max_shift)
         self.brightness = float(brightness)
         self.contrast = float(contrast)
+        self.paster = paster
+        self.crop = None if crop is None or int(crop) <= 0 else int(crop)
         self._rng: np.random.Generator | None = None
         self._rng_key: object = ()
 
@@ -81,8 +92,15 @@ class DetectionDataset(Dataset):
         labels = torch.from_numpy(self.images.box_labels[i].copy()) + LABEL_OFFSET
         if self.size is not None and tuple(x.shape[-2:]) != (self.size, self.size):
             x, boxes = resize_with_boxes(x, boxes, self.size)
+        if self.paster is not None:
+            c = x.shape[0] // 2 if self.use_template else x.shape[0]
+            test, tmpl = x[:c], (x[c:] if self.use_template else None)
+            test, boxes, labels = self.paster(test, tmpl, boxes, labels - LABEL_OFFSET, self._generator())
+            x, labels = (torch.cat([test, tmpl]) if tmpl is not None else test), labels + LABEL_OFFSET
         if self.augment:
             x, boxes, labels = self._augment(x, boxes, labels)
+        if self.crop is not None and (x.shape[-1] > self.crop or x.shape[-2] > self.crop):
+            x, boxes, labels = self._crop(x, boxes, labels)
         if self.use_template:
             c = x.shape[0] // 2
             x = reference_channels(x[:c], x[c:])
@@ -99,6 +117,13 @@ class DetectionDataset(Dataset):
         if t.shape != x.shape:  # templates are aligned, but may be stored at another resolution
             t = F.interpolate(t[None], size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0]
         return torch.cat([x, t], dim=0)
+
+    def template_tensor(self, i: int, hw: tuple[int, int]) -> torch.Tensor:
+        """Image `i`'s template as float (C, h, w) in [0, 1], resized (bilinear) to `hw`."""
+        t = _chw(self.images.read_template(i, self.mode))
+        if tuple(t.shape[-2:]) != tuple(hw):
+            t = F.interpolate(t[None], size=tuple(hw), mode="bilinear", align_corners=False, antialias=True)[0]
+        return t
 
     def _generator(self) -> np.random.Generator:
         """One stream per process: the main one seeded by `seed`, each worker by (seed, worker seed)."""
@@ -129,6 +154,22 @@ class DetectionDataset(Dataset):
             m = x[:n].mean()
             x = ((x - m) * c + m + b).clamp_(0.0, 1.0)
         return x, boxes, labels
+
+
+    def _crop(self, x: torch.Tensor, boxes: torch.Tensor,
+              labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rng = self._generator()
+        h, w = x.shape[-2:]
+        cw, ch = min(self.crop, w), min(self.crop, h)
+        if len(boxes) and rng.random() < 0.75:  # a window that holds the centre of a random box
+            b = boxes[int(rng.integers(len(boxes)))].tolist()
+            cx, cy = int((b[0] + b[2]) / 2), int((b[1] + b[3]) / 2)
+            x0 = int(rng.integers(max(0, cx - cw + 1), max(0, min(cx, w - cw)) + 1))
+            y0 = int(rng.integers(max(0, cy - ch + 1), max(0, min(cy, h - ch)) + 1))
+        else:
+            x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        x, boxes, keep = crop_with_boxes(x, boxes, x0, y0, cw, ch)
+        return x, boxes, labels[torch.as_tensor(keep)]
 
 
 def _chw(img: np.ndarray) -> torch.Tensor:

@@ -64,6 +64,7 @@ class FitDetectorResult:
     best_epoch: int | None
     best_map_50: float | None
     history_csv: Path | None
+    synthetic: dict[str, Any] | None = None
 
 
 def resolve_use_template(setting: Any, *sets: ImageSet) -> bool:
@@ -123,8 +124,21 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
     augment = resolve_augment(cfg.get("augment", "flips"))
     score_threshold = float(cfg.get("score_threshold", 0.5))
     num_workers = int(cfg.get("num_workers", 0))
+    crop = int(cfg.get("train_crop") or 0) or None
+    if crop is not None and not 32 <= crop:
+        raise InputError(None, f"train_crop must be at least 32 pixels (or null), got {crop}")
 
-    train_ds = DetectionDataset(train, size=size, use_template=use_template, augment=augment, seed=seed, mode=mode)
+    paster, synthetic = None, None
+    paste = str(cfg.get("paste_defects", "none")).strip().lower()
+    if paste == "gan":  # fitted on the training split only
+        from adrcs.synth.defect_paste import fit_defect_paster
+
+        paster, synthetic = fit_defect_paster(train, size, use_template, mode, dict(cfg.get("paste_args") or {}),
+                                              run_dir / "synth" / "defect_gan", seed=seed, say=say)
+    elif paste not in ("none", "false", "off"):
+        raise InputError(None, f"paste_defects must be 'gan' or 'none', got {cfg.get('paste_defects')!r}")
+    train_ds = DetectionDataset(train, size=size, use_template=use_template, augment=augment, seed=seed, mode=mode,
+                                crop=crop, paster=paster)
     val_ds = DetectionDataset(val, size=size, use_template=use_template, augment=False, seed=seed, mode=mode)
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(train_ds, batch_size=int(cfg.get("batch_size", 4)), shuffle=True,
@@ -145,6 +159,8 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
     except (ValueError, TypeError) as e:  # unknown detector / optimizer / scheduler, bad detector_args
         raise InputError(None, f"cannot build detector {detector!r}: {' '.join(str(e).split())}") from e
 
+    if crop is not None:  # crops are fed as they are; eval still resizes whole images to input_size
+        module.net.transform._skip_resize = True
     ckpt_dir = run_dir / "checkpoints"
     checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="max",
                                  save_last=False, save_top_k=1, auto_insert_metric_name=False)
@@ -177,7 +193,8 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
     pipeline.save(run_dir, train_seconds=float(seconds), best_epoch=best_epoch, best_val_map_50=best_map,
                   train_class_counts=train.class_counts("box"))
     shutil.rmtree(ckpt_dir, ignore_errors=True)  # model.ckpt holds the best weights
-    return FitDetectorResult(pipeline, run_dir, seconds, best_epoch, best_map, history if history.is_file() else None)
+    return FitDetectorResult(pipeline, run_dir, seconds, best_epoch, best_map, history if history.is_file() else None,
+                             synthetic)
 
 
 def _best_epoch(history: Path) -> int | None:

@@ -51,3 +51,27 @@ def plot_real_vs_synthetic(real: Mapping[str, np.ndarray], synthetic: Mapping[st
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.12, right=0.99, top=0.93, bottom=0.01, wspace=0.05, hspace=0.08)
     return save_figure(fig, path, dpi=100, tight=False)
+
+
+def plot_defect_patches(context: Mapping[str, np.ndarray], real: Mapping[str, np.ndarray],
+                        synthetic: Mapping[str, np.ndarray], path: str | Path,
+                        title: str = "defect GAN: context | real | synthetic (same context)") -> Path:
+    """One row per class: up to 6 triples of (context, real defect patch, GAN patch on that context)."""
+    classes = list(synthetic)
+    per = max((len(np.asarray(synthetic[c])) for c in classes), default=1)
+    fig, axes = plt.subplots(len(classes), 3 * per, figsize=(1.1 * 3 * per, 1.2 * len(classes) + 0.5),
+                             squeeze=False)
+    for r, c in enumerate(classes):
+        for j in range(per):
+            for k, src in enumerate((context, real, synthetic)):
+                ax = axes[r][3 * j + k]
+                ax.axis("off")
+                arr = np.asarray(src[c])
+                if j < len(arr):
+                    img = arr[j]
+                    img = img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1)
+                    ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
+            axes[r][0].set_title(c, fontsize=8, loc="left")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path, tight=False)

@@ -1,4 +1,4 @@
-"""Image transforms that carry their boxes along: resize, horizontal/vertical flip, shift.
+"""Image transforms that carry their boxes along: resize, horizontal/vertical flip, shift, crop.
 
 Images: numpy (H, W) or (H, W, C), or torch tensors (..., H, W) (channels first, as torchvision).
 Boxes: (K, 4) ``x1 y1 x2 y2`` in pixels, numpy or torch; each function returns the image and
@@ -86,6 +86,33 @@ def shift_with_boxes(img: Array, boxes: Boxes, dx: int, dy: int, fill: float = 0
     else:
         moved = np.clip(b + np.asarray([dx, dy, dx, dy], b.dtype), 0, np.asarray([w, h, w, h], b.dtype))
     keep = ((moved[:, 2] - moved[:, 0]) >= min_size) & ((moved[:, 3] - moved[:, 1]) >= min_size)
+    return out, moved[keep], keep
+
+
+def crop_with_boxes(img: Array, boxes: Boxes, x0: int, y0: int, width: int, height: int,
+                    min_visible: float = 0.5) -> tuple[Array, Boxes, Boxes]:
+    """The `width` x `height` window at (`x0`, `y0`) of `img` (inside the image), boxes moved into it.
+
+    A box keeps its clipped part when at least `min_visible` of its area lies in the window
+    (a defect cut in half is still that defect); otherwise it is dropped. Returns
+    ``(crop, kept boxes, keep)`` with `keep` the boolean mask over the input boxes.
+    """
+    h, w = _hw(img)
+    x0, y0, width, height = int(x0), int(y0), int(width), int(height)
+    if width < 1 or height < 1 or x0 < 0 or y0 < 0 or x0 + width > w or y0 + height > h:
+        raise ValueError(f"crop window {width}x{height} at ({x0}, {y0}) is not inside the {w}x{h} image")
+    out = img[..., y0:y0 + height, x0:x0 + width] if isinstance(img, torch.Tensor) else img[y0:y0 + height,
+                                                                                               x0:x0 + width]
+    b = _float_boxes(boxes)
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    if isinstance(b, torch.Tensor):
+        off = torch.tensor([x0, y0, x0, y0], dtype=b.dtype, device=b.device)
+        hi = torch.tensor([width, height, width, height], dtype=b.dtype, device=b.device)
+        moved = torch.minimum(torch.clamp(b - off, min=0), hi)
+    else:
+        moved = np.clip(b - np.asarray([x0, y0, x0, y0], b.dtype), 0, np.asarray([width, height] * 2, b.dtype))
+    vis = (moved[:, 2] - moved[:, 0]) * (moved[:, 3] - moved[:, 1])
+    keep = (vis > 0) & (vis >= min_visible * area)
     return out, moved[keep], keep
 
 
