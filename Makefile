@@ -1,4 +1,4 @@
-# Quick start: `make run` (train + evaluate on the shipped sample data), `make test`.
+# Quick start: `make run` (train + evaluate on the shipped sample data), `make serve`, `make test`.
 # Both create .venv and install ADRCS on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAMPLES := src/adrcs/samples
 RUN_DIR ?= runs/sample_ffn
 
-.PHONY: run test install bench clean
+.PHONY: run serve test install bench clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,12 @@ run: install
 		--val $(SAMPLES)/wm811k_sample_val.pkl.xz --out $(RUN_DIR) --epochs 25
 	$(BIN)/adrcs evaluate --model $(RUN_DIR) --data $(SAMPLES)/wm811k_sample_val.pkl.xz --out $(RUN_DIR)/evaluation.json
 	$(BIN)/adrcs predict --model $(RUN_DIR) --data $(SAMPLES)/wm811k_sample_val.pkl.xz --out $(RUN_DIR)/predictions.csv
+
+# The inspection service on the sample model (trained by `make run` if missing), SQLite store in runs/.
+serve: install
+	test -f $(RUN_DIR)/model.ckpt || $(MAKE) run
+	$(BIN)/adrcs serve --model $(RUN_DIR) --db sqlite:///runs/adrcs.db --admin-token-file runs/admin.token \
+		--host 127.0.0.1 --port 8000
 
 test: install
 	$(BIN)/python -m pytest

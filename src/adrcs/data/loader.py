@@ -5,7 +5,9 @@ anything else as a pickle (xz/gzip/bz2/zip/zstd compression is recognised from t
 bytes, so the extension does not matter). The object read is handed to the format modules in
 ``adrcs.data.formats``, whose ``sniff`` picks the reader.
 
-Pickles can run code when loaded: load only files from sources you trust.
+Pickles can run code when loaded: load only files from sources you trust, or pass
+``trusted=False`` (what the inspection service does with uploads): pickles are then unpickled with
+`SafeUnpickler`, which only builds numpy / pandas data classes, and npz files never unpickle.
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ _MAGIC = [
 ]
 
 
-def load(path: str | Path, *, require_labels: bool = False) -> WaferMapSet:
+def load(path: str | Path, *, require_labels: bool = False, trusted: bool = True) -> WaferMapSet:
     """Read one wafer-map file, auto-detecting its format.
 
     Supported: processed WM-811K pickles, Kaggle's raw ``LSWMD.pkl``, the MixedWM38 npz and the
@@ -47,14 +49,14 @@ def load(path: str | Path, *, require_labels: bool = False) -> WaferMapSet:
     0/1/2; unlabeled maps are kept (label -1) and counted in ``notes["unlabeled"]``.
 
     Raises InputError (naming the file and the problem) for anything that is not readable wafer-map
-    data, and, with ``require_labels``, when no map carries a label.
+    data, and, with ``require_labels``, when no map carries a label. ``trusted=False``: see the module docs.
     """
     p = Path(path)
     if not p.exists():
         raise InputError(p, "file not found")
     if p.is_dir():
         raise InputError(p, "is a directory, expected a wafer-map file (.pkl, .pkl.xz, .npz)")
-    obj = _read_object(p)
+    obj = _read_object(p, trusted)
     if isinstance(obj, pd.DataFrame) and len(obj) == 0:
         raise InputError(p, "contains no wafer maps (the table has no rows)")
     fmt = formats.detect(p, obj)
@@ -162,7 +164,7 @@ def _is_npz(p: Path, compression: str | None) -> bool:
     return bool(names) and all(n.endswith(".npy") for n in names)
 
 
-def _read_object(p: Path) -> Any:
+def _read_object(p: Path, trusted: bool = True) -> Any:
     try:
         with open(p, "rb") as f:
             head = f.read(8)
@@ -172,11 +174,13 @@ def _read_object(p: Path) -> Any:
         raise InputError(p, "contains no wafer maps (the file is empty)")
     compression = _compression(head)
     if _is_npz(p, compression):
-        return _read_npz(p)
+        return _read_npz(p, allow_pickle=trusted)
+    if not trusted:
+        return _read_untrusted_pickle(p, compression)
     return _read_pickle(p, compression)
 
 
-def _read_npz(p: Path) -> NpzArrays:
+def _read_npz(p: Path, allow_pickle: bool = True) -> NpzArrays:
     try:
         try:
             with np.load(p, allow_pickle=False) as z:
@@ -184,6 +188,9 @@ def _read_npz(p: Path) -> NpzArrays:
         except ValueError as e:
             if "allow_pickle" not in str(e):
                 raise
+            if not allow_pickle:
+                raise InputError(p, "npz holds object arrays (pickled data), refused for untrusted input; "
+                                    "send maps of one size as an (N, H, W) array") from e
         with np.load(p, allow_pickle=True) as z:  # object arrays (maps of different sizes)
             return NpzArrays({k: z[k] for k in z.files})
     except InputError:
@@ -265,3 +272,37 @@ class _LegacyUnpickler(_BaseUnpickler):  # type: ignore[misc,valid-type]
                 break
         module, name = _CLASS_MOVES.get((module, name), (module, name))
         return super().find_class(module, name)
+
+
+# What `SafeUnpickler` may build: numpy / pandas classes and their pickle helpers, a few builtins.
+_SAFE_ROOTS = ("numpy", "pandas")
+_SAFE_HELPERS = ("_reconstruct", "_frombuffer", "scalar", "_unpickle", "__pyx_unpickle", "_new_", "new_block",
+                 "_DType_reconstruct",
+                 "_restore_", "__newobj__")
+_SAFE_OTHERS = {("builtins", n) for n in ("set", "frozenset", "slice", "complex", "bytearray", "range", "list",
+                                          "dict", "tuple", "object", "int", "float", "str", "bytes", "bool")} | {
+    ("copyreg", "_reconstructor"), ("collections", "OrderedDict"), ("_codecs", "encode"),
+    ("datetime", "datetime"), ("datetime", "date"), ("datetime", "timedelta"), ("datetime", "timezone")}
+
+
+class SafeUnpickler(_LegacyUnpickler):
+    """Unpickler for untrusted files: only numpy / pandas classes and their unpickling helpers
+    (plus plain builtins), so a crafted pickle cannot call `os.system` and the like."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = super().find_class(module, name)
+        mod = getattr(obj, "__module__", module) or module
+        if (module, name) in _SAFE_OTHERS:
+            return obj
+        if any(m == r or m.startswith(r + ".") for m in (module, mod) for r in _SAFE_ROOTS) and (
+                isinstance(obj, type) or name.startswith(_SAFE_HELPERS)):
+            return obj
+        raise pickle.UnpicklingError(f"refused to load {module}.{name} from an untrusted pickle")
+
+
+def _read_untrusted_pickle(p: Path, compression: str | None) -> Any:
+    try:
+        with _open_stream(p, compression) as f:
+            return SafeUnpickler(f, encoding="latin1").load()
+    except Exception as e:
+        raise InputError(p, f"not a readable wafer-map pickle ({type(e).__name__}: {_short(e)})") from e

@@ -16,7 +16,7 @@ import numpy as np
 
 from adrcs.data.image_set import ImageSet
 
-__all__ = ["CLASS_COLOURS", "annotated_names", "class_colour", "draw_detections", "plot_per_class_ap",
+__all__ = ["CLASS_COLOURS", "annotate", "annotated_names", "class_colour", "draw_detections", "plot_per_class_ap",
            "write_predictions"]
 
 # tab10: distinct on grey PCB images
@@ -61,13 +61,23 @@ def _dashed_rectangle(draw, box: Sequence[float], colours: Sequence[Any], width:
 
 def draw_detections(image: np.ndarray, boxes: Any, labels: Any, scores: Any, class_names: Sequence[str],
                     path: str | Path, gt_boxes: Any = None, gt_labels: Any = None) -> Path:
-    """Write `image` (uint8 (H, W) or (H, W, 3)) as a PNG with its detections drawn on it.
+    """Write `image` as a PNG with its detections drawn on it (`annotate`); returns the path."""
+    im = annotate(image, boxes, labels, scores, class_names, gt_boxes, gt_labels)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, format="PNG")
+    return path
+
+
+def annotate(image: np.ndarray, boxes: Any, labels: Any, scores: Any, class_names: Sequence[str],
+             gt_boxes: Any = None, gt_labels: Any = None):
+    """`image` (uint8 (H, W) or (H, W, 3)) as an RGB PIL image with its detections drawn on it.
 
     boxes (K, 4) x1 y1 x2 y2 in the image's pixels, labels (K,) 0-based class indices into
     `class_names`, scores (K,) or None. Each predicted box gets its class colour and a tag
     "class 0.93" (the best-scoring box drawn last, on top); ground truth (`gt_boxes`, optional) is
     drawn first as thin dashed white/black boxes, with the class name in small print (white on black) when
-    `gt_labels` is given. Returns the written path.
+    `gt_labels` is given.
     """
     from PIL import ImageDraw, ImageFont
 
@@ -107,10 +117,7 @@ def draw_detections(image: np.ndarray, boxes: Any, labels: Any, scores: Any, cla
         tx = min(max(x1, 0.0), max(w - tw, 0))
         draw.rectangle([tx, ty, tx + tw, ty + th], fill=colour)
         draw.text((tx + 2 - tx1, ty + 2 - ty1), tag, fill=(255, 255, 255), font=font)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    im.save(path, format="PNG")
-    return path
+    return im
 
 
 def annotated_names(paths: Sequence[str | Path]) -> list[str]:

@@ -1,0 +1,1 @@
+"""Inspection service: results store (``adrcs.serve.store``) and the HTTP service built on it."""

@@ -1,0 +1,159 @@
+"""`ModelHost`: the models the service answers with, one champion per kind, swapped on promote/rollback.
+
+Kinds: "wafer" (wafer-map classifier, `Pipeline`), "detect" (`DetectorPipeline`) and
+"image_classify" (`ImageClassifierPipeline`). A version is registered in the store's model
+registry under the name ``<kind>-<first 12 hex of the checkpoint's sha256>``, so the same run
+folder always gets the same version. The loaded champion is cached and reloaded when the
+registry's champion changes (checked on every `current` call: one indexed query).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adrcs.errors import InputError
+from adrcs.serve.drift import Reference
+
+KINDS = ("wafer", "detect", "image_classify")
+IMAGE_KINDS = ("detect", "image_classify")
+
+
+def checkpoint_kind(model_dir: str | Path) -> str:
+    """The kind of a run folder, from its checkpoint format; InputError when it is not a run folder."""
+    from adrcs.api_image_classify import run_kind
+
+    p = Path(model_dir)
+    ck = p / "model.ckpt" if p.is_dir() else p
+    if not ck.is_file():
+        raise InputError(p, "no model.ckpt here: is this a run folder written by `adrcs train`?")
+    return run_kind(p) or "wafer"
+
+
+def version_name(model_dir: str | Path, kind: str) -> str:
+    """``<kind>-<sha256 prefix of model.ckpt>``."""
+    p = Path(model_dir)
+    ck = p / "model.ckpt" if p.is_dir() else p
+    h = hashlib.sha256()
+    with open(ck, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return f"{kind}-{h.hexdigest()[:12]}"
+
+
+def drift_reference(model_dir: str | Path, class_names: list[str]) -> Reference | None:
+    """The class mix (and confidences, when saved) the model's validation predictions had.
+
+    Read from ``drift_reference.json`` when the run wrote one, else from the validation confusion
+    matrix in ``metrics.json`` (predicted counts), else from the checkpoint's training class counts.
+    """
+    p = Path(model_dir)
+    p = p if p.is_dir() else p.parent
+    ref_file = p / "drift_reference.json"
+    if ref_file.is_file():
+        try:
+            return Reference.from_dict(json.loads(ref_file.read_text()))
+        except (ValueError, KeyError, TypeError):
+            pass
+    metrics = p / "metrics.json"
+    if metrics.is_file():
+        try:
+            val = json.loads(metrics.read_text()).get("val", {})
+            cm = np.asarray(val.get("confusion_matrix"), dtype=float)
+            names = val.get("class_names") or class_names
+            if cm.ndim == 2 and cm.shape[1] == len(names) and cm.sum() > 0:
+                return Reference.from_counts({c: int(n) for c, n in zip(names, cm.sum(axis=0))})
+        except (ValueError, TypeError, json.JSONDecodeError):
+            pass
+    return None
+
+
+@dataclass
+class LoadedModel:
+    """A champion ready to predict."""
+
+    version: str
+    kind: str
+    path: str
+    pipeline: Any
+    class_names: list[str]
+    multilabel: bool = False
+    reference: Reference | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def predict_maps(self, maps: list[np.ndarray]) -> np.ndarray:
+        """Wafer maps -> probabilities (N, K)."""
+        with self.lock:  # one forward pass at a time per model (torch threads are shared anyway)
+            return self.pipeline.predict_proba(maps, batch_size=1024)
+
+
+def load_pipeline(kind: str, path: str | Path, device: str = "cpu") -> Any:
+    """Load the saved model of a run folder of `kind`."""
+    if kind == "wafer":
+        from adrcs.pipeline import Pipeline
+
+        return Pipeline.load(path, device=device)
+    if kind == "detect":
+        from adrcs.detector_pipeline import DetectorPipeline
+
+        return DetectorPipeline.load(path, device=device)
+    from adrcs.image_classifier_pipeline import ImageClassifierPipeline
+
+    return ImageClassifierPipeline.load(path, device=device)
+
+
+class ModelHost:
+    """Registers run folders in `store` and serves each kind's champion."""
+
+    def __init__(self, store: Any, device: str = "cpu") -> None:
+        self.store = store
+        self.device = device
+        self._loaded: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def register(self, model_dir: str | Path, *, actor: str = "system", parent: str | None = None,
+                 metrics: dict[str, Any] | None = None, promote_if_first: bool = True) -> str:
+        """Add a run folder to the registry (idempotent); the first model of its kind becomes champion."""
+        model_dir = Path(model_dir).resolve()
+        kind = checkpoint_kind(model_dir)
+        version = version_name(model_dir, kind)
+        known = {m.version for m in self.store.list_models()}
+        if version not in known:
+            if metrics is None:
+                mfile = model_dir / "metrics.json"
+                metrics = json.loads(mfile.read_text()).get("val", {}) if mfile.is_file() else {}
+                metrics = {k: v for k, v in metrics.items() if k in ("accuracy", "macro_f1", "map_50", "map_50_95",
+                                                                     "per_class", "class_names", "per_class_ap")}
+            self.store.register_model(version, kind=kind, path=str(model_dir), metrics=metrics, parent=parent,
+                                      actor=actor)
+        if promote_if_first and self.store.champion(kind) is None:
+            self.store.promote(version, actor=actor)
+        return version
+
+    def kinds(self) -> list[str]:
+        """Kinds that have a champion."""
+        return [k for k in KINDS if self.store.champion(k) is not None]
+
+    def current(self, kind: str) -> LoadedModel:
+        """The champion of `kind`, loaded (reloaded when the registry's champion changed)."""
+        champ = self.store.champion(kind)
+        if champ is None:
+            raise LookupError(f"no {kind} model is deployed")
+        loaded = self._loaded.get(kind)
+        if loaded is not None and loaded.version == champ.version:
+            return loaded
+        with self._lock:
+            loaded = self._loaded.get(kind)
+            if loaded is None or loaded.version != champ.version:
+                pipe = load_pipeline(kind, champ.path, self.device)
+                names = list(pipe.class_names)
+                loaded = LoadedModel(version=champ.version, kind=kind, path=champ.path, pipeline=pipe,
+                                     class_names=names, multilabel=bool(getattr(pipe, "multilabel", False)),
+                                     reference=drift_reference(champ.path, names))
+                self._loaded[kind] = loaded
+        return loaded

@@ -1,0 +1,51 @@
+"""API tokens with roles: `inspector` may inspect and read; `engineer` may also review; `admin` may also
+promote, roll back and retrain. Tokens travel as ``Authorization: Bearer <token>`` (or ``X-API-Token``)
+and are checked against the store, which keeps only their SHA-256."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from fastapi import HTTPException, Request, status
+
+from adrcs.serve.store import ROLES
+
+INSPECTOR, ENGINEER, ADMIN = ROLES
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the token's name and role."""
+
+    name: str
+    role: str
+
+
+def token_from(request: Request) -> str | None:
+    """The token of a request, from the Authorization header (Bearer) or X-API-Token."""
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip() or None
+    return request.headers.get("x-api-token") or None
+
+
+def require(role: str) -> Callable[[Request], Caller]:
+    """FastAPI dependency: 401 without a valid token, 403 when its role is below `role`."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+
+    def dependency(request: Request) -> Caller:
+        token = token_from(request)
+        if token is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API token (Authorization: Bearer <token>)",
+                                headers={"WWW-Authenticate": "Bearer"})
+        found = request.app.state.store.check_token(token)
+        if found is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        name, have = found
+        if ROLES.index(have) < ROLES.index(role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {have!r} may not do this (needs {role!r})")
+        return Caller(name, have)
+
+    return dependency

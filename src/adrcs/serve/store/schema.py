@@ -1,0 +1,140 @@
+"""SQLAlchemy 2.x ORM tables of the results store.
+
+Append-only except ``model_versions.status`` and ``api_tokens.revoked``. Any change here needs a new
+Alembic revision under ``migrations/versions`` (tests check the two agree).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String,
+                        Text)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current UTC time."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamp on every backend.
+
+    Binds convert to UTC (naive input is taken as UTC); SQLite stores naive UTC text, PostgreSQL
+    ``timestamptz``. Results always come back aware, in UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base; constraint names follow ``NAMING`` so migrations stay portable."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class BlobRow(Base):
+    """Input content, stored once per sha256."""
+
+    __tablename__ = "blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    media_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(BigInteger)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class InspectionRow(Base):
+    """One prediction on one input."""
+
+    __tablename__ = "inspections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    lot: Mapped[str | None] = mapped_column(String(128), index=True)
+    wafer: Mapped[str | None] = mapped_column(String(128))
+    tool: Mapped[str | None] = mapped_column(String(128))
+    input_sha256: Mapped[str] = mapped_column(String(64), ForeignKey("blobs.sha256"), index=True)
+    model_version: Mapped[str] = mapped_column(String(128))
+    predicted: Mapped[str] = mapped_column(String(255), index=True)
+    probabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
+    confidence: Mapped[float] = mapped_column(Float, index=True)
+    boxes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class ReviewRow(Base):
+    """A human review of an inspection; the latest (highest id) one is effective."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(ForeignKey("inspections.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    reviewer: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(16))
+    label: Mapped[str] = mapped_column(String(255))
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class ModelVersionRow(Base):
+    """A registered model; ``status`` is the only mutable column."""
+
+    __tablename__ = "model_versions"
+    version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    parent: Mapped[str | None] = mapped_column(String(128))
+
+
+class ModelEventRow(Base):
+    """Registry history (register/promote/rollback/reject); rollback replays it."""
+
+    __tablename__ = "model_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    version: Mapped[str] = mapped_column(String(128), index=True)  # no FK: a rejected challenger may be unregistered
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(255))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class ApiTokenRow(Base):
+    """An API token: only its sha256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+__all__ = ["Base", "BlobRow", "InspectionRow", "ReviewRow", "ModelVersionRow", "ModelEventRow", "ApiTokenRow",
+           "UTCDateTime", "utcnow", "NAMING"]

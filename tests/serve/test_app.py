@@ -1,0 +1,340 @@
+"""The inspection service through FastAPI's test client: inspect, list, review, stats, models (promote,
+rollback), roles, bad inputs, the review picture, images; and adaptive retraining's champion/challenger."""
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from adrcs.serve.app import ServiceConfig, create_app
+from adrcs.serve.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("adrcs_test_helpers", REPO / "tests" / "conftest.py")
+helpers = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(helpers)  # the root conftest's data makers (tests/serve has its own conftest)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _train_wafer(tmp: Path, seed: int, epochs: int = 1) -> Path:
+    from adrcs.api import train
+    from adrcs.config import load_config
+
+    files = []
+    for i, n in enumerate([4, 2]):
+        p = tmp / f"wm{seed}_{i}.pkl.xz"
+        helpers.make_wm811k_frame(np.random.default_rng(10 + i), per_class=n).to_pickle(p)
+        files.append(p)
+    cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml",
+                      {"epochs": epochs, "input_size": 16, "device": "cpu", "batch_size": 16, "seed": seed,
+                       "model_args": {"width": 8}, "progress": False})
+    run = tmp / f"run{seed}"
+    train(cfg, [files[0]], [files[1]], run, say=lambda s: None)
+    return run
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("serve")
+    return {"a": _train_wafer(tmp, 0), "b": _train_wafer(tmp, 1), "tmp": tmp}
+
+
+@pytest.fixture
+def service(runs, tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'adrcs.db'}")
+    tokens = {role: store.create_token(role + "-user", role) for role in ("inspector", "engineer", "admin")}
+    app = create_app(ServiceConfig(db="unused", models=[str(runs["a"])], max_request_bytes=2_000_000), store=store)
+    with TestClient(app) as client:
+        yield client, tokens, store
+
+
+def auth(tokens: dict, role: str) -> dict:
+    return {"Authorization": f"Bearer {tokens[role]}"}
+
+
+def _maps(n: int, rng=None) -> list:
+    rng = rng or np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        m = np.ones((20, 20), np.int64)
+        m[:2], m[:, :2] = 0, 0
+        m[rng.random((20, 20)) < 0.2] = 2
+        out.append(m.tolist())
+    return out
+
+
+def _inspect(client, tokens, n=3, lot="L1", **extra):
+    r = client.post("/v1/inspect/wafer-maps", json={"maps": _maps(n), "lot": lot, **extra},
+                    headers=auth(tokens, "inspector"))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_health_docs_metrics_page(service):
+    client, tokens, _ = service
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["models"]["wafer"].startswith("wafer-")
+    assert "/v1/inspect/wafer-maps" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+    _inspect(client, tokens)
+    text = client.get("/metrics").text
+    assert "adrcs_requests_total" in text and "adrcs_predictions_total" in text and "adrcs_model_info" in text
+    assert "ADRCS review" in client.get("/").text
+
+
+def test_inspect_json_maps_stored_with_everything(service):
+    client, tokens, store = service
+    body = _inspect(client, tokens, n=3, wafer=["w1", "w2", "w3"], tool="T7")
+    res = body["results"]
+    assert len(res) == 3 and body["model_version"].startswith("wafer-")
+    for r, w in zip(res, ["w1", "w2", "w3"]):
+        assert abs(sum(r["probabilities"].values()) - 1) < 1e-3
+        assert r["class"] == max(r["probabilities"], key=r["probabilities"].get)
+        assert r["confidence"] == pytest.approx(max(r["probabilities"].values()), abs=1e-5)
+        rec = store.get_inspection(r["id"])
+        assert rec.lot == "L1" and rec.wafer == w and rec.tool == "T7" and rec.predicted == r["class"]
+        content, media = store.get_blob(rec.input_sha256)
+        assert media == "application/x-npy"
+    # 0/128/255 coding gives the same answer as 0/1/2
+    m = np.array(_maps(1)[0])
+    r255 = client.post("/v1/inspect/wafer-maps", json={"maps": [np.array([0, 128, 255])[m].tolist()]},
+                       headers=auth(tokens, "inspector")).json()["results"][0]
+    r012 = client.post("/v1/inspect/wafer-maps", json={"maps": [m.tolist()]},
+                       headers=auth(tokens, "inspector")).json()["results"][0]
+    assert r255["probabilities"] == r012["probabilities"]
+
+
+def test_inspect_uploaded_pickle_and_npz(service, tmp_path):
+    client, tokens, _ = service
+    p = tmp_path / "lot.pkl.xz"
+    helpers.make_wm811k_frame(np.random.default_rng(3), per_class=1).to_pickle(p)
+    r = client.post("/v1/inspect/wafer-maps", files={"file": ("lot.pkl.xz", p.read_bytes())},
+                    data={"lot": "LOT9"}, headers=auth(tokens, "inspector"))
+    assert r.status_code == 200, r.text
+    assert len(r.json()["results"]) == 9 and {x["lot"] for x in r.json()["results"]} == {"LOT9"}
+    buf = io.BytesIO()
+    np.savez(buf, arr_0=np.array(_maps(2), np.uint8), arr_1=np.zeros((2, 8), np.int64))
+    r = client.post("/v1/inspect/wafer-maps", files={"file": ("m.npz", buf.getvalue())},
+                    headers=auth(tokens, "inspector"))
+    assert r.status_code == 200, r.text and len(r.json()["results"]) == 2
+
+
+def test_list_filters_get_and_picture(service):
+    client, tokens, _ = service
+    _inspect(client, tokens, n=2, lot="A")
+    _inspect(client, tokens, n=3, lot="B")
+    h = auth(tokens, "inspector")
+    b = client.get("/v1/inspections", params={"lot": "B"}, headers=h).json()
+    assert b["total"] == 3 and all(i["lot"] == "B" for i in b["items"])
+    one = b["items"][0]
+    cls = client.get("/v1/inspections", params={"cls": one["class"]}, headers=h).json()
+    assert cls["total"] >= 1 and all(i["class"] == one["class"] for i in cls["items"])
+    low = client.get("/v1/inspections", params={"low_confidence": True}, headers=h).json()
+    assert all(i["confidence"] <= 0.7 for i in low["items"])
+    page = client.get("/v1/inspections", params={"limit": 2, "offset": 1}, headers=h).json()
+    assert len(page["items"]) == 2 and page["total"] == 5
+    assert client.get("/v1/inspections", params={"since": "2000-01-01T00:00:00Z"}, headers=h).json()["total"] == 5
+    assert client.get("/v1/inspections", params={"until": "2000-01-01"}, headers=h).json()["total"] == 0
+    assert client.get(f"/v1/inspections/{one['id']}", headers=h).json()["id"] == one["id"]
+    png = client.get(f"/v1/inspections/{one['id']}/image.png", headers=h)
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_review_confirm_correct_and_permissions(service):
+    client, tokens, store = service
+    rid = _inspect(client, tokens, n=1)["results"][0]["id"]
+    body = {"action": "confirm"}
+    assert client.post(f"/v1/inspections/{rid}/review", json=body, headers=auth(tokens, "inspector")).status_code == 403
+    r = client.post(f"/v1/inspections/{rid}/review", json=body, headers=auth(tokens, "engineer"))
+    assert r.status_code == 200, r.text
+    assert r.json()["inspection"]["reviewed"] and r.json()["review"]["reviewer"] == "engineer-user"
+    r = client.post(f"/v1/inspections/{rid}/review", json={"action": "correct", "label": "Scratch"},
+                    headers=auth(tokens, "engineer"))
+    assert r.status_code == 200 and r.json()["inspection"]["effective_label"] == "Scratch"
+    rec = store.get_inspection(rid)
+    assert len(rec.reviews) == 2 and rec.predicted != "" and rec.label == "Scratch"  # nothing overwritten
+    bad = client.post(f"/v1/inspections/{rid}/review", json={"action": "correct", "label": "Nope"},
+                      headers=auth(tokens, "engineer"))
+    assert bad.status_code == 422 and "unknown class" in bad.json()["detail"]
+    assert client.post(f"/v1/inspections/{rid}/review", json={"action": "correct"},
+                       headers=auth(tokens, "engineer")).status_code == 422
+    assert client.post(f"/v1/inspections/{rid}/review", json={"action": "delete"},
+                       headers=auth(tokens, "engineer")).status_code == 422
+    assert client.post("/v1/inspections/999999/review", json=body, headers=auth(tokens, "engineer")).status_code == 404
+    reviewed = client.get("/v1/inspections", params={"reviewed": True}, headers=auth(tokens, "inspector")).json()
+    assert [i["id"] for i in reviewed["items"]] == [rid]
+
+
+def test_stats_counts_and_drift(service):
+    client, tokens, _ = service
+    _inspect(client, tokens, n=4, lot="L1")
+    _inspect(client, tokens, n=2, lot="L2")
+    s = client.get("/v1/stats", headers=auth(tokens, "inspector")).json()
+    per_lot = {}
+    for row in s["counts"]:
+        per_lot[row["lot"]] = per_lot.get(row["lot"], 0) + row["count"]
+    assert per_lot == {"L1": 4, "L2": 2} and s["total"] == 6
+    assert s["drift"]["status"] in ("insufficient_data", "ok", "warning", "alert", "no_reference")
+    day = client.get("/v1/stats", params={"by": "day"}, headers=auth(tokens, "inspector")).json()
+    assert sum(r["count"] for r in day["counts"]) == 6
+    assert client.get("/v1/stats", params={"by": "tool"}, headers=auth(tokens, "inspector")).status_code == 422
+
+
+def test_models_promote_rollback_roles(service, runs):
+    client, tokens, store = service
+    first = client.get("/v1/models", headers=auth(tokens, "inspector")).json()["champions"]["wafer"]
+    second = client.app.state.host.register(runs["b"])
+    assert second != first and store.champion("wafer").version == first
+    assert client.post(f"/v1/models/{second}/promote", headers=auth(tokens, "engineer")).status_code == 403
+    assert client.post("/v1/models/wafer-nope/promote", headers=auth(tokens, "admin")).status_code == 404
+    r = client.post(f"/v1/models/{second}/promote", headers=auth(tokens, "admin"))
+    assert r.status_code == 200 and r.json()["champion"]["version"] == second
+    assert _inspect(client, tokens, n=1)["model_version"] == second  # served by the new champion
+    r = client.post("/v1/models/rollback", headers=auth(tokens, "admin"))
+    assert r.status_code == 200 and r.json()["champion"]["version"] == first
+    assert _inspect(client, tokens, n=1)["model_version"] == first
+    assert client.post("/v1/models/rollback", headers=auth(tokens, "admin")).status_code == 409
+    listed = client.get("/v1/models", headers=auth(tokens, "inspector")).json()
+    assert {m["version"] for m in listed["models"]} == {first, second}
+
+
+def test_tokens_missing_wrong_revoked(service):
+    client, tokens, store = service
+    body = {"maps": _maps(1)}
+    assert client.post("/v1/inspect/wafer-maps", json=body).status_code == 401
+    assert client.post("/v1/inspect/wafer-maps", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.post("/v1/inspect/wafer-maps", json=body, headers={"X-API-Token": tokens["admin"]}).status_code == 200
+    store.revoke_token("inspector-user")
+    assert client.post("/v1/inspect/wafer-maps", json=body, headers=auth(tokens, "inspector")).status_code == 401
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"maps": [[[0, 1], [1]]]}, "rows of different lengths"),
+    ({"maps": [[0, 1, 2]]}, "2-D grid"),
+    ({"maps": [[[0, 7], [1, 1]]]}, "die codes"),
+    ({"maps": []}, "non-empty"),
+    ({"nomaps": 1}, "'maps'"),
+    ({"maps": _maps(2), "wafer": ["only-one"]}, "one per map"),
+])
+def test_bad_wafer_inputs_get_422_with_a_message(service, body, fragment):
+    client, tokens, _ = service
+    r = client.post("/v1/inspect/wafer-maps", json=body, headers=auth(tokens, "inspector"))
+    assert r.status_code == 422 and fragment in r.json()["detail"], r.text
+    assert "Traceback" not in r.text
+
+
+def test_other_bad_requests(service):
+    client, tokens, _ = service
+    h = auth(tokens, "inspector")
+    r = client.post("/v1/inspect/wafer-maps", content=b"{not json", headers={**h, "Content-Type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    huge = {"maps": [np.ones((1000, 1000), np.int64).tolist()]}
+    assert client.post("/v1/inspect/wafer-maps", json=huge, headers=h).status_code == 413
+    r = client.post("/v1/inspect/wafer-maps", files={"file": ("x.pkl", b"not a pickle")}, headers=h)
+    assert r.status_code == 422 and "x.pkl" in r.json()["detail"]
+    evil = io.BytesIO()
+    import pickle
+
+    pickle.dump({"a": eval}, evil)  # noqa: S301 - a pickle that references a builtin function
+    r = client.post("/v1/inspect/wafer-maps", files={"file": ("evil.pkl", evil.getvalue())}, headers=h)
+    assert r.status_code == 422 and "refused" in r.json()["detail"]
+    r = client.post("/v1/inspect/images", files={"file": ("a.png", b"garbage")}, headers=h)
+    assert r.status_code in (422, 503)
+    assert client.get("/v1/inspections/123456", headers=h).status_code == 404
+    assert client.get("/v1/inspections", params={"since": "yesterday"}, headers=h).status_code == 422
+    assert client.get("/v1/inspections", params={"limit": 0}, headers=h).status_code == 422
+
+
+@pytest.fixture(scope="module")
+def detector_run(tmp_path_factory) -> Path:
+    sys.path.insert(0, str(REPO / "tests" / "engine"))
+    from test_fit_detector import make_deeppcb, tiny_cfg
+
+    from adrcs.api_images import train_detection
+
+    root = tmp_path_factory.mktemp("det")
+    lst = make_deeppcb(root / "data", n=4)
+    train_detection(tiny_cfg(epochs=1), lst, out=root / "run", say=lambda s: None)
+    return root / "run"
+
+
+def test_inspect_image_with_template(runs, detector_run, tmp_path):
+    from PIL import Image
+
+    store = Store(f"sqlite:///{tmp_path / 'img.db'}")
+    tok = store.create_token("insp", "inspector")
+    app = create_app(ServiceConfig(models=[str(runs["a"]), str(detector_run)]), store=store)
+    img_dir = detector_run.parent / "data" / "imgs"
+    test, temp = (img_dir / "0000_test.jpg").read_bytes(), (img_dir / "0000_temp.jpg").read_bytes()
+    with TestClient(app) as client:
+        h = {"Authorization": f"Bearer {tok}"}
+        r = client.post("/v1/inspect/images", files={"file": ("0000_test.jpg", test), "template": ("t.jpg", temp)},
+                        data={"lot": "P1"}, headers=h)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        assert out["kind"] == "detect" and out["width"] == 96 and isinstance(out["boxes"], list)
+        for b in out["boxes"]:
+            assert {"class", "score", "x1", "y1", "x2", "y2"} <= set(b)
+        png = client.get(f"/v1/inspections/{out['id']}/image.png", headers=h)
+        assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).size == (96, 96)
+        r = client.post("/v1/inspect/images", files={"file": ("0000_test.jpg", test)}, headers=h)
+        assert r.status_code == 422 and "template" in r.json()["detail"]
+        r = client.post("/v1/inspect/images", files={"file": ("bad.png", b"\x89PNG broken")}, headers=h)
+        assert r.status_code == 422 and "bad.png" in r.json()["detail"]
+
+
+def test_champion_challenger_refuses_a_worse_model():
+    from adrcs.adapt import compare
+
+    names = ["a", "b", "c"]
+    y = np.array([0] * 10 + [1] * 10 + [2] * 10)
+    good = y.copy()
+    worse = y.copy()
+    worse[10:16] = 0  # class b recall 1.0 -> 0.4
+    d = compare(y, good, worse, names)
+    assert not d.promote and any("recall of b" in r for r in d.reasons) and any("macro-F1" in r for r in d.reasons)
+    better = compare(y, worse, good, names)
+    assert better.promote and better.challenger["macro_f1"] > better.champion["macro_f1"]
+    slight = y.copy()
+    slight[20] = 1  # c recall 1.0 -> 0.9: over the 0.05 margin
+    assert not compare(y, good, slight, names).promote
+    assert compare(y, good, slight, names, recall_margin=0.15, f1_tolerance=0.05).promote
+    assert not compare(np.zeros(0), np.zeros(0), np.zeros(0), names).promote  # no audit data
+
+
+def test_audit_split_is_fixed_by_id():
+    from adrcs.adapt import is_audit
+
+    picks = [is_audit(i) for i in range(2000)]
+    assert picks == [is_audit(i) for i in range(2000)]
+    assert 0.25 < np.mean(picks) < 0.35
+
+
+def test_adapt_round_trains_challenger_and_decides(service, runs, tmp_path):
+    client, tokens, store = service
+    from adrcs.adapt import adapt
+
+    for lot in ("R1", "R2", "R3"):
+        for res in _inspect(client, tokens, n=8, lot=lot)["results"]:
+            client.post(f"/v1/inspections/{res['id']}/review", json={"action": "confirm"},
+                        headers=auth(tokens, "engineer"))
+    champion = store.champion("wafer").version
+    lines: list[str] = []
+    report = adapt(store, runs["a"], tmp_path / "challenger", overrides={"epochs": 1, "progress": False},
+                   say=lines.append)
+    assert report["n_pool"] + report["n_audit"] == 24 and report["n_audit"] > 0
+    assert (tmp_path / "challenger" / "adapt_report.json").is_file()
+    versions = {m.version for m in store.list_models()}
+    assert report["challenger"] in versions
+    if report["promoted"]:
+        assert store.champion("wafer").version == report["challenger"]
+    else:
+        assert store.champion("wafer").version == champion
+        assert any(e["action"] == "reject" for e in store.model_events())
+    assert json.loads((tmp_path / "challenger" / "adapt_report.json").read_text())["promoted"] == report["promoted"]
