@@ -96,8 +96,11 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
     result = fit(cfg, train_set, val, out, console_print=say, features=features)
     if not result.is_global_zero:  # DDP worker: rank 0 evaluates and writes the run folder
         return {}
-    report = _evaluate_set(result.pipeline, val, out / "plots", tta=None, title=f"Validation ({cfg['model']})", say=say,
-                           history=result.history_csv)
+    probs = result.pipeline.predict_proba(val, tta=None)
+    y = np.clip(val.labels, 0, None) if val.multilabel else val.labels
+    report = _evaluate_set_arrays(y, probs, result.pipeline.class_names, result.pipeline.multilabel, out / "plots",
+                                  f"Validation ({cfg['model']})", say, history=result.history_csv)
+    write_drift_reference(result.pipeline, probs, out)
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val), "model": cfg["model"]}
     if balance_info is not None:
@@ -108,6 +111,20 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
     say(f"run folder: {out} (model.ckpt, config.yaml, metrics.json, plots/, logs/); "
         f"trained in {result.train_seconds:.0f}s")
     return report
+
+
+def write_drift_reference(pipe: Pipeline, probs: np.ndarray, out: Path) -> Path | None:
+    """``drift_reference.json``: the validation predictions' class mix and confidences, which the
+    service's drift monitor compares live traffic with (single-label models)."""
+    if pipe.multilabel or len(probs) == 0:
+        return None
+    from adrcs.serve.drift import DriftMonitor
+
+    pred = [pipe.class_names[k] for k in probs.argmax(axis=1)]
+    ref = DriftMonitor.make_reference(pred, probs.max(axis=1), class_names=list(pipe.class_names))
+    path = out / "drift_reference.json"
+    path.write_text(json.dumps(ref.to_dict(), indent=2))
+    return path
 
 
 def balance_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path,
