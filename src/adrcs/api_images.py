@@ -14,7 +14,7 @@ run folder from a wafer-map one. A detection run folder::
 cfg keys read (with their defaults when absent): detector ("fcos_r18_slim"), detector_args ({}),
 input_size (640), use_template ("auto"), image_mode ("L"), epochs (30), batch_size (4),
 eval_batch_size (4), optimizer ("adamw"), lr (1e-3), weight_decay (1e-4), scheduler ("cosine"),
-augment ("flips" | "none"), score_threshold (0.5), seed (0), device ("auto"), num_workers (0),
+augment ("flips" | "none"), score_threshold (0.5, or "auto": best F1 on val), seed (0), device ("auto"), num_workers (0),
 early_stopping_patience (0), progress (True), val_fraction (0.2), train_crop (None),
 paste_defects ("none" | "gan": GAN-made defects pasted into training images), paste_args ({}).
 
@@ -171,6 +171,16 @@ def train_detection(cfg: dict[str, Any], data: str | Path | ImageSet, images: st
         f"validating on {len(val_set)}, input {int(cfg.get('input_size', 640))}px")
     result = fit_detector(cfg, train_set, val_set, out, say=say)
     pipe = result.pipeline
+    if str(cfg.get("score_threshold")).strip().lower() == "auto":  # best micro F1 on the validation split
+        from adrcs.detector_pipeline import DetectorPipeline
+        from adrcs.metrics.detection import best_f1_threshold
+
+        raw = pipe.predict(val_set, batch_size=int(cfg.get("eval_batch_size", 4)), score_threshold=0.0)
+        thr, f1 = best_f1_threshold(raw, _targets(val_set), len(pipe.class_names), label_offset=0)
+        saved = DetectorPipeline.load(out)
+        saved.score_threshold = pipe.score_threshold = thr
+        saved.save(out)
+        say(f"score threshold: {thr:g} (best F1 {f1:.3f} on the validation split)")
     report, preds = _report(pipe, val_set, int(cfg.get("eval_batch_size", 4)))
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val_set), "detector": pipe.detector,

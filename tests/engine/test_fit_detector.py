@@ -314,3 +314,14 @@ def test_data_errors(tmp_path):
         resolve_use_template("true", no_temp)
     with pytest.raises(InputError, match="use_template"):
         resolve_use_template("maybe", ds)
+
+
+def test_auto_score_threshold_is_chosen_on_val_and_saved(tmp_path):
+    lst = make_deeppcb(tmp_path / "data")
+    lines: list[str] = []
+    train_detection(tiny_cfg(epochs=2, score_threshold="auto"), lst, out=tmp_path / "run", say=lines.append)
+    thr = DetectorPipeline.load(tmp_path / "run").score_threshold
+    assert 0.1 <= thr <= 0.9 and any(f"score threshold: {thr:g}" in s for s in lines)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["val"]["score_threshold"] == thr
+    with pytest.raises(InputError, match="score_threshold"):
+        train_detection(tiny_cfg(epochs=1, score_threshold="high"), lst, out=tmp_path / "bad", say=lines.append)

@@ -88,3 +88,15 @@ def test_background_label_and_offset():
     assert detection_report(zero_based, t0, NAMES, label_offset=0)["f1"] == 1.0
     with pytest.raises(ValueError, match="target labels"):
         detection_report(zero_based, t0, NAMES)  # 0-based targets with the default offset
+
+
+def test_best_f1_threshold_picks_the_score_that_separates():
+    from adrcs.metrics.detection import best_f1_threshold
+
+    gt = {"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]]), "labels": torch.tensor([1, 1])}
+    pred = {"boxes": torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50]]),
+            "labels": torch.tensor([1, 1, 1]), "scores": torch.tensor([0.9, 0.6, 0.4])}
+    thr, f1 = best_f1_threshold([pred], [gt], num_classes=1)
+    assert 0.4 < thr <= 0.6 and f1 == 1.0
+    thr, f1 = best_f1_threshold([pred], [gt], num_classes=1, candidates=[0.95])
+    assert thr == 0.95 and f1 == 0.0

@@ -49,7 +49,8 @@ def runs(tmp_path_factory) -> dict:
 def service(runs, tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'adrcs.db'}")
     tokens = {role: store.create_token(role + "-user", role) for role in ("inspector", "engineer", "admin")}
-    app = create_app(ServiceConfig(db="unused", models=[str(runs["a"])], max_request_bytes=2_000_000), store=store)
+    app = create_app(ServiceConfig(db="unused", models=[str(runs["a"])], max_request_bytes=2_000_000,
+                                   token_cache_s=0), store=store)
     with TestClient(app) as client:
         yield client, tokens, store
 
@@ -234,6 +235,19 @@ def test_tokens_missing_wrong_revoked(service):
     assert client.post("/v1/inspect/wafer-maps", json=body, headers={"X-API-Token": tokens["admin"]}).status_code == 200
     store.revoke_token("inspector-user")
     assert client.post("/v1/inspect/wafer-maps", json=body, headers=auth(tokens, "inspector")).status_code == 401
+
+
+def test_token_cache_remembers_a_check(runs, tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    tok = store.create_token("i", "inspector")
+    app = create_app(ServiceConfig(models=[str(runs["a"])], token_cache_s=60), store=store)
+    with TestClient(app) as client:
+        h = {"Authorization": f"Bearer {tok}"}
+        assert client.get("/v1/models", headers=h).status_code == 200
+        store.revoke_token("i")
+        assert client.get("/v1/models", headers=h).status_code == 200  # within the cache time
+        app.state.token_cache.clear()
+        assert client.get("/v1/models", headers=h).status_code == 401
 
 
 @pytest.mark.parametrize("body, fragment", [

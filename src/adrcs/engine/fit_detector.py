@@ -86,6 +86,20 @@ def resolve_use_template(setting: Any, *sets: ImageSet) -> bool:
     raise InputError(None, f"use_template must be auto, true or false, got {setting!r}")
 
 
+def resolve_score_threshold(setting: Any) -> float:
+    """The score threshold used while training: a number in [0, 1], or 0.5 for "auto" (which
+    `train_detection` then replaces by the best-F1 threshold on the validation split)."""
+    if str(setting).strip().lower() == "auto":
+        return 0.5
+    try:
+        t = float(setting)
+    except (TypeError, ValueError):
+        raise InputError(None, f"score_threshold must be a number in [0, 1] or 'auto', got {setting!r}")
+    if not 0.0 <= t <= 1.0:
+        raise InputError(None, f"score_threshold must be in [0, 1], got {t}")
+    return t
+
+
 def resolve_augment(setting: Any) -> bool:
     """Detection augmentation on/off: "flips" (flips + shifts + brightness/contrast) or "none"."""
     key = str(setting).strip().lower()
@@ -122,7 +136,7 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
     mode = resolve_image_mode(cfg.get("image_mode", "L"))
     use_template = resolve_use_template(cfg.get("use_template", "auto"), train, val)
     augment = resolve_augment(cfg.get("augment", "flips"))
-    score_threshold = float(cfg.get("score_threshold", 0.5))
+    score_threshold = resolve_score_threshold(cfg.get("score_threshold", 0.5))
     num_workers = int(cfg.get("num_workers", 0))
     crop = int(cfg.get("train_crop") or 0) or None
     if crop is not None and not 32 <= crop:

@@ -67,6 +67,7 @@ class ServiceConfig:
     low_confidence: float = 0.7                         # below: shown in the review queue
     drift: DriftConfig = field(default_factory=DriftConfig)
     retrain: dict[str, Any] = field(default_factory=dict)  # options for `adrcs.adapt.adapt` (admin retrain)
+    token_cache_s: float = 5.0                          # a checked token is trusted this long (revocation delay)
 
 
 class ReviewIn(BaseModel):
@@ -189,17 +190,23 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
 
     batcher = MicroBatcher(predict_batch, max_batch=config.batch_max, max_wait_ms=config.batch_wait_ms,
                            on_batch=metrics.observe_batch)
+    # group commit: inspections of concurrent requests are written in one transaction (one fsync);
+    # each request is answered only after its records are committed
+    writer = MicroBatcher(store.add_inspections, max_batch=8192, max_wait_ms=config.batch_wait_ms)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         batcher.start()
+        writer.start()
         yield
         await batcher.stop()
+        await writer.stop()
 
     app = FastAPI(title="ADRCS inspection service", version="1", lifespan=lifespan,
                   description="Wafer-map and inspection-image defect classification with review and retraining.")
     app.state.store, app.state.host, app.state.config, app.state.metrics = store, host, config, metrics
     app.state.jobs = {}
+    app.state.token_cache = {}
     app.add_middleware(BodyLimit, limit=config.max_request_bytes)
 
     # ------------------------------------------------------------ errors and request metrics
@@ -244,6 +251,38 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             out["labels"] = json.loads(rec.predicted)
         return out
 
+    def _parse_json_maps(raw: bytes) -> tuple[list[np.ndarray], str | None, str | None, list[str | None]]:
+        try:
+            body = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(None, "body is not valid JSON (send {\"maps\": [...]} or a multipart file)")
+        if not isinstance(body, dict) or "maps" not in body:
+            raise InputError(None, "body must be a JSON object with a 'maps' list")
+        maps = maps_from_json(body["maps"])
+        lot, tool = _short_text(body.get("lot"), "lot"), _short_text(body.get("tool"), "tool")
+        return maps, lot, tool, _wafer_ids(body.get("wafer"), len(maps))
+
+    def _new_inspections(maps: list[np.ndarray], wafers: list[str | None], outputs: list[tuple[str, np.ndarray]],
+                         lot: str | None, tool: str | None) -> tuple[list[NewInspection], list[dict[str, float]]]:
+        request_id = uuid.uuid4().hex
+        news, prob_dicts = [], []
+        for m, w, (version, p) in zip(maps, wafers, outputs):
+            model = host.current("wafer")  # the model that answered (the champion may have changed since)
+            names = model.class_names
+            probs = {c: round(float(v), 6) for c, v in zip(names, p)}
+            if model.multilabel:
+                labels = sorted(c for c, v in probs.items() if v >= 0.5)
+                predicted, conf = json.dumps(labels, separators=(",", ":")), float(np.mean(np.maximum(p, 1 - p)))
+            else:
+                k = int(np.argmax(p))
+                predicted, conf = names[k], float(p[k])
+            news.append(NewInspection(kind="wafer_map", model_version=version, predicted=predicted,
+                                      probabilities=probs, confidence=conf, content=encode_map(m),
+                                      media_type="application/x-npy", lot=lot, wafer=w, tool=tool,
+                                      request_id=request_id))
+            prob_dicts.append(probs)
+        return news, prob_dicts
+
     @app.post("/v1/inspect/wafer-maps", openapi_extra={"requestBody": WAFER_MAPS_SCHEMA}, tags=["inspect"])
     async def inspect_wafer_maps(request: Request, caller: Caller = Depends(require(INSPECTOR))) -> dict:
         """Classify wafer maps; every result is stored before the response is sent."""
@@ -261,38 +300,16 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             wafers = _wafer_ids(_short_text(form.get("wafer"), "wafer"), len(maps))
             if "wafer" in ds.meta and form.get("wafer") is None:
                 wafers = [None if w is None else str(w) for w in ds.meta["wafer"]]
-        else:
-            try:
-                body = json.loads(await request.body())
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise InputError(None, "body is not valid JSON (send {\"maps\": [...]} or a multipart file)")
-            if not isinstance(body, dict) or "maps" not in body:
-                raise InputError(None, "body must be a JSON object with a 'maps' list")
-            maps = maps_from_json(body["maps"])
-            lot, tool = _short_text(body.get("lot"), "lot"), _short_text(body.get("tool"), "tool")
-            wafers = _wafer_ids(body.get("wafer"), len(maps))
+        else:  # parsing runs off the event loop so other requests keep flowing
+            maps, lot, tool, wafers = await run_in_threadpool(_parse_json_maps, await request.body())
         if len(maps) > config.max_maps_per_request:
             raise InputError(None, f"{len(maps)} maps in one request; the limit is {config.max_maps_per_request}")
         outputs = await batcher.submit(maps)
-        request_id = uuid.uuid4().hex
-        news, prob_dicts = [], []
-        for m, w, (version, p) in zip(maps, wafers, outputs):
-            names = model.class_names if version == model.version else host.current("wafer").class_names
-            probs = {c: round(float(v), 6) for c, v in zip(names, p)}
-            if model.multilabel:
-                labels = sorted(c for c, v in probs.items() if v >= 0.5)
-                predicted, conf = json.dumps(labels, separators=(",", ":")), float(np.mean(np.maximum(p, 1 - p)))
-            else:
-                k = int(np.argmax(p))
-                predicted, conf = names[k], float(p[k])
-            news.append(NewInspection(kind="wafer_map", model_version=version, predicted=predicted,
-                                      probabilities=probs, confidence=conf, content=encode_map(m),
-                                      media_type="application/x-npy", lot=lot, wafer=w, tool=tool,
-                                      request_id=request_id))
-            prob_dicts.append(probs)
-        records = await run_in_threadpool(store.add_inspections, news)
+        news, prob_dicts = await run_in_threadpool(_new_inspections, maps, wafers, outputs, lot, tool)
+        records = await writer.submit(news)
         metrics.count_predictions([r.predicted for r in records])
-        return {"request_id": request_id, "model_version": records[0].model_version if records else model.version,
+        return {"request_id": records[0].request_id if records else None,
+                "model_version": records[0].model_version if records else model.version,
                 "results": [_result(r, model, p) for r, p in zip(records, prob_dicts)]}
 
     @app.post("/v1/inspect/images", openapi_extra={"requestBody": IMAGES_SCHEMA}, tags=["inspect"])
@@ -349,7 +366,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
                             media_type="image/png", lot=_short_text(form.get("lot"), "lot"),
                             wafer=_short_text(form.get("wafer"), "wafer"), tool=_short_text(form.get("tool"), "tool"),
                             boxes=out["boxes"], request_id=uuid.uuid4().hex)
-        (saved,) = await run_in_threadpool(store.add_inspections, [rec])
+        (saved,) = await writer.submit([rec])
         metrics.count_predictions([saved.predicted])
         return {"id": saved.id, "kind": kind, "class": saved.predicted, "confidence": saved.confidence,
                 "probabilities": out["probabilities"], "boxes": out["boxes"], "model_version": model.version,

@@ -3,12 +3,13 @@ promote, roll back and retrain. Tokens travel as ``Authorization: Bearer <token>
 and are checked against the store, which keeps only their SHA-256."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 from fastapi import HTTPException, Request, status
 
-from adrcs.serve.store import ROLES
+from adrcs.serve.store import ROLES, hash_token
 
 INSPECTOR, ENGINEER, ADMIN = ROLES
 
@@ -29,6 +30,24 @@ def token_from(request: Request) -> str | None:
     return request.headers.get("x-api-token") or None
 
 
+def _check(request: Request, token: str) -> tuple[str, str] | None:
+    """`Store.check_token`, remembered for `config.token_cache_s` seconds (no DB round trip per request)."""
+    state = request.app.state
+    ttl = float(getattr(getattr(state, "config", None), "token_cache_s", 0.0) or 0.0)
+    if ttl <= 0:
+        return state.store.check_token(token)
+    key = hash_token(token)
+    now = time.monotonic()
+    hit = state.token_cache.get(key)
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    found = state.store.check_token(token)
+    if len(state.token_cache) > 10_000:
+        state.token_cache.clear()
+    state.token_cache[key] = (now, found)
+    return found
+
+
 def require(role: str) -> Callable[[Request], Caller]:
     """FastAPI dependency: 401 without a valid token, 403 when its role is below `role`."""
     if role not in ROLES:
@@ -39,7 +58,7 @@ def require(role: str) -> Callable[[Request], Caller]:
         if token is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API token (Authorization: Bearer <token>)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        found = request.app.state.store.check_token(token)
+        found = _check(request, token)
         if found is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API token",
                                 headers={"WWW-Authenticate": "Bearer"})

@@ -1,0 +1,197 @@
+"""Load and crash test of the inspection service (issue 7).
+
+Starts `adrcs serve` on 127.0.0.1 (a subprocess, SQLite store in a temp folder) with a wafer-map
+model, then:
+
+1. load: a bounded number of concurrent clients (httpx, asyncio) send requests for a bounded time,
+   for single-map requests and for 256-map requests; reports maps/s, requests/s, p50/p99 latency and
+   errors (any non-200 or transport error);
+2. crash: clients send 8-map requests; the server is killed with SIGKILL mid-load, restarted on the
+   same store, and every acknowledged inspection id (a 200 response) is looked up: lost = acknowledged
+   ids not in the store.
+
+Maps are real validation maps (WM-811K val, or the shipped sample when ../shared is absent).
+Results: bench/results/service.json and service.md. Example:
+
+    python bench/service.py --model bench/runs/wm811k_ffn --duration 20
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, machine, write_result  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, db: str, port: int, token_file: Path, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "adrcs.cli", "serve", "--model", str(model), "--db", db, "--port", str(port),
+           "--admin-token-file", str(token_file), "--log-level", "warning"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
+    import httpx
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not answer /health within 120 s; see {log}")
+
+
+def load_maps(n: int) -> list[list]:
+    from adrcs.data import load
+
+    shared = REPO.parent / "shared" / "data" / "wm811k" / "val_data.pkl.xz"
+    src = shared if shared.is_file() else REPO / "src" / "adrcs" / "samples" / "wm811k_sample_val.pkl.xz"
+    ds = load(src)
+    idx = np.random.default_rng(0).choice(len(ds), size=min(n, len(ds)), replace=False)
+    return [ds.maps[i].tolist() for i in idx]
+
+
+async def drive(url: str, token: str, bodies: list[bytes], maps_per_request: int, clients: int,
+                duration: float, acked: list[int] | None = None) -> dict[str, Any]:
+    """`clients` loops sending bodies round-robin for `duration` s; latencies of 200 responses."""
+    import httpx
+
+    lat: list[float] = []
+    errors: dict[str, int] = {}
+    stop = time.perf_counter() + duration
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    async def one(k: int, client: httpx.AsyncClient) -> None:
+        i = k
+        while time.perf_counter() < stop:
+            body = bodies[i % len(bodies)]
+            i += clients
+            t0 = time.perf_counter()
+            try:
+                r = await client.post(f"{url}/v1/inspect/wafer-maps", content=body, headers=headers)
+            except httpx.HTTPError as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+                if acked is not None:  # the server is gone: stop this client
+                    return
+                continue
+            if r.status_code == 200:
+                lat.append(time.perf_counter() - t0)
+                if acked is not None:
+                    acked.extend(x["id"] for x in r.json()["results"])
+            else:
+                errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
+
+    t0 = time.perf_counter()
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        await asyncio.gather(*(one(k, client) for k in range(clients)))
+    wall = time.perf_counter() - t0
+    a = np.asarray(lat) * 1000
+    return {"clients": clients, "maps_per_request": maps_per_request, "seconds": round(wall, 1),
+            "requests_ok": len(lat), "errors": sum(errors.values()), "error_kinds": errors,
+            "requests_per_s": round(len(lat) / wall, 1), "maps_per_s": round(len(lat) * maps_per_request / wall, 1),
+            "latency_ms_p50": round(float(np.percentile(a, 50)), 1) if len(a) else None,
+            "latency_ms_p99": round(float(np.percentile(a, 99)), 1) if len(a) else None}
+
+
+def bodies_for(maps: list[list], per_request: int, n_bodies: int = 32) -> list[bytes]:
+    rng = np.random.default_rng(per_request)
+    out = []
+    for b in range(n_bodies):
+        idx = rng.choice(len(maps), size=per_request, replace=len(maps) < per_request)
+        out.append(json.dumps({"maps": [maps[i] for i in idx], "lot": f"LOAD{b % 4}"}).encode())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=REPO / "bench" / "runs" / "wm811k_ffn")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per load scenario")
+    ap.add_argument("--single-clients", type=int, default=16)
+    ap.add_argument("--batch-clients", type=int, default=4)
+    ap.add_argument("--batch-maps", type=int, default=256)
+    ap.add_argument("--crash-after", type=float, default=5.0, help="seconds of load before the SIGKILL")
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    if not (args.model / "model.ckpt").is_file():
+        sys.exit(f"{args.model}: no model.ckpt (train one, e.g. `make run`, and pass --model)")
+    from adrcs.serve.store import Store
+
+    maps = load_maps(2000)
+    tmp = Path(tempfile.mkdtemp(prefix="adrcs-bench-service-"))
+    db = f"sqlite:///{tmp / 'service.db'}"
+    port, token_file, log = free_port(), tmp / "admin.token", tmp / "server.log"
+    url = f"http://127.0.0.1:{port}"
+    record: dict[str, Any] = {"model": str(args.model), "store": "sqlite (WAL, synchronous=FULL)",
+                              "machine": machine(), "scenarios": {}}
+    proc = start_server(args.model, db, port, token_file, log)
+    token = token_file.read_text().strip()
+    try:
+        asyncio.run(drive(url, token, bodies_for(maps, 1, 8), 1, 4, 2.0))  # warm-up
+        for name, per, clients in (("single_map", 1, args.single_clients),
+                                   (f"batch_{args.batch_maps}", args.batch_maps, args.batch_clients)):
+            res = asyncio.run(drive(url, token, bodies_for(maps, per), per, clients, args.duration))
+            record["scenarios"][name] = res
+            print(name, json.dumps(res))
+        # crash test: SIGKILL under load, restart, look up every acknowledged id
+        acked: list[int] = []
+
+        async def crash() -> dict[str, Any]:
+            task = asyncio.create_task(drive(url, token, bodies_for(maps, 8), 8, 8, args.crash_after + 30, acked))
+            await asyncio.sleep(args.crash_after)
+            os.kill(proc.pid, signal.SIGKILL)
+            return await task
+
+        crash_load = asyncio.run(crash())
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    proc = start_server(args.model, db, port, token_file, log)  # restart on the same store
+    try:
+        store = Store(db)
+        present = {r.id for r in store.list_inspections(limit=10 ** 9, newest_first=False)} if acked else set()
+        lost = sorted(set(acked) - present)
+        ok_after = asyncio.run(drive(url, token, bodies_for(maps, 1, 4), 1, 2, 2.0))
+    finally:
+        proc.kill()
+    record["crash"] = {"acknowledged": len(acked), "lost": len(lost), "lost_ids": lost[:20],
+                       "requests_ok_before_kill": crash_load["requests_ok"],
+                       "errors_at_kill": crash_load["errors"], "serving_after_restart": ok_after["requests_ok"] > 0}
+    print("crash", json.dumps(record["crash"]))
+    write_result(f"service{args.tag}", record)
+    rows = [f"| {k} | {v['clients']} | {v['maps_per_request']} | {v['requests_per_s']} | {v['maps_per_s']} | "
+            f"{v['latency_ms_p50']} | {v['latency_ms_p99']} | {v['errors']} |" for k, v in record["scenarios"].items()]
+    c = record["crash"]
+    md = "\n".join(["| scenario | clients | maps/request | requests/s | maps/s | p50 ms | p99 ms | errors |",
+                    "| --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
+                    f"kill -9 under load: {c['acknowledged']} inspections acknowledged, {c['lost']} lost; "
+                    f"serving after restart: {c['serving_after_restart']}"])
+    (REPO / "bench" / "results" / f"service{args.tag}.md").write_text(md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
