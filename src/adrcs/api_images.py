@@ -14,8 +14,8 @@ run folder from a wafer-map one. A detection run folder::
 cfg keys read (with their defaults when absent): detector ("fcos_r18_slim"), detector_args ({}),
 input_size (640), use_template ("auto"), image_mode ("L"), epochs (30), batch_size (4),
 eval_batch_size (4), optimizer ("adamw"), lr (1e-3), weight_decay (1e-4), scheduler ("cosine"),
-augment ("flips" | "none"), score_threshold (0.5, or "auto": best F1 on val), seed (0), device ("auto"), num_workers (0),
-early_stopping_patience (0), progress (True), val_fraction (0.2), train_crop (None),
+augment ("flips" | "none"), score_threshold (0.5, or "auto": best F1 on val), seed (0), device ("auto"),
+num_workers (0), early_stopping_patience (0), progress (True), val_fraction (0.2), train_crop (None),
 paste_defects ("none" | "gan": GAN-made defects pasted into training images), paste_args ({}).
 
 With paste_defects: gan the run folder also has synth/defect_gan/ (defect_gan.pt, history.csv,
