@@ -26,6 +26,16 @@ def maps_from_json(maps: Sequence[Any]) -> list[np.ndarray]:
     """Nested lists (one 2-D grid per map) -> uint8 die-code arrays 0/1/2 (0/128/255 accepted)."""
     if not isinstance(maps, (list, tuple)) or len(maps) == 0:
         raise InputError(None, "maps must be a non-empty list of 2-D arrays")
+    try:  # fast path: maps of one size convert in one call
+        stack = np.asarray(maps)
+    except (ValueError, TypeError):
+        stack = None
+    if (stack is not None and stack.ndim == 3 and stack.dtype.kind in "iu" and 0 < stack.shape[1] <= MAX_MAP_SIDE
+            and 0 < stack.shape[2] <= MAX_MAP_SIDE and stack.min() >= 0 and stack.max() <= 255):
+        try:
+            return to_die_codes(stack.astype(np.uint8), "request")
+        except InputError:
+            pass  # the per-map path below names the bad map
     arrays = []
     for i, m in enumerate(maps):
         try:

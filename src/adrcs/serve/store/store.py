@@ -268,6 +268,18 @@ def _event(r: ModelEventRow) -> dict[str, Any]:
             "detail": dict(r.detail or {})}
 
 
+def insert_for(s: Session, table: Any) -> Any:
+    """An INSERT construct of the session's dialect (SQLite / PostgreSQL ones know ON CONFLICT)."""
+    name = s.get_bind().dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy import insert
+    return insert(table)
+
+
 # --------------------------------------------------------------------------------------------- store
 class Store:
     """Thread-safe results store over SQLAlchemy (SQLite file or PostgreSQL)."""
@@ -383,25 +395,53 @@ class Store:
             self._check_new(it)
         if not items:
             return []
+        now = utcnow()
+        blobs: dict[str, dict[str, Any]] = {}
+        shas, referenced = [], set()
+        for it in items:
+            if it.content is not None:
+                content = bytes(it.content)
+                sha = hashlib.sha256(content).hexdigest()
+                blobs.setdefault(sha, {"sha256": sha, "media_type": str(it.media_type), "size": len(content),
+                                       "content": content, "created_at": now})
+            else:
+                sha = str(it.input_sha256).lower()
+                referenced.add(sha)
+            shas.append(sha)
+        values = [{"created_at": _utc(it.created_at) or now, "kind": it.kind, "lot": it.lot, "wafer": it.wafer,
+                   "tool": it.tool, "input_sha256": sha, "model_version": it.model_version,
+                   "predicted": it.predicted, "probabilities": {str(k): float(v) for k, v in it.probabilities.items()},
+                   "confidence": float(it.confidence),
+                   "boxes": None if it.boxes is None else _jsonable(list(it.boxes)), "request_id": it.request_id}
+                  for it, sha in zip(items, shas)]
         with self._session(write=True) as s:
-            rows = []
-            for it in items:
-                if it.content is not None:
-                    sha = self._insert_blob(s, bytes(it.content), str(it.media_type))
-                else:
-                    sha = str(it.input_sha256).lower()
-                    if s.scalar(select(BlobRow.sha256).where(BlobRow.sha256 == sha)) is None:
-                        raise NotFound(f"no blob {sha}")
-                row = InspectionRow(
-                    created_at=_utc(it.created_at) or utcnow(), kind=it.kind, lot=it.lot, wafer=it.wafer,
-                    tool=it.tool, input_sha256=sha, model_version=it.model_version, predicted=it.predicted,
-                    probabilities={str(k): float(v) for k, v in it.probabilities.items()},
-                    confidence=float(it.confidence), boxes=None if it.boxes is None else _jsonable(list(it.boxes)),
-                    request_id=it.request_id)
-                s.add(row)
-                rows.append(row)
-            s.flush()
-            return [_inspection(r) for r in rows]
+            missing = referenced - set(blobs)
+            if missing:
+                found = set(s.scalars(select(BlobRow.sha256).where(BlobRow.sha256.in_(sorted(missing)))))
+                if missing - found:
+                    raise NotFound(f"no blob {sorted(missing - found)[0]}")
+            if blobs:  # one multi-row insert; content already stored is skipped
+                self._insert_blobs(s, list(blobs.values()))
+            ids = s.scalars(insert_for(s, InspectionRow).returning(InspectionRow.id, sort_by_parameter_order=True),
+                            values).all()
+        return [Inspection(id=int(i), created_at=v["created_at"], kind=v["kind"], lot=v["lot"], wafer=v["wafer"],
+                           tool=v["tool"], input_sha256=v["input_sha256"], model_version=v["model_version"],
+                           predicted=v["predicted"], probabilities=dict(v["probabilities"]),
+                           confidence=v["confidence"], boxes=v["boxes"], request_id=v["request_id"])
+                for i, v in zip(ids, values)]
+
+    @staticmethod
+    def _insert_blobs(s: Session, values: list[dict[str, Any]]) -> None:
+        name = s.get_bind().dialect.name
+        if name in ("sqlite", "postgresql"):
+            stmt = insert_for(s, BlobRow).on_conflict_do_nothing(index_elements=["sha256"])
+            s.execute(stmt, values)
+            return
+        have = set(s.scalars(select(BlobRow.sha256).where(BlobRow.sha256.in_([v["sha256"] for v in values]))))
+        for v in values:
+            if v["sha256"] not in have:
+                s.add(BlobRow(**v))
+        s.flush()
 
     @staticmethod
     def _reviews_of(s: Session, ids: Sequence[int]) -> dict[int, list[Review]]:
