@@ -118,6 +118,7 @@ def table_row(rec: dict[str, Any]) -> dict[str, Any]:
     f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
     return {"variant": rec["variant"], "mAP@0.5": f(r["map_50"]), "mAP@0.5:0.95": f(r["map_50_95"]),
             **{f"AP {c}": f(v) for c, v in r["per_class_ap"].items()},
+            "score thr": r["score_threshold"],
             "P / R / F1": f"{r['precision']:.3f} / {r['recall']:.3f} / {r['f1']:.3f}",
             "CPU img/s (b1 / b8 / e2e)": f"{cpu['images_per_s_batch1']} / {cpu['images_per_s_batch8']} / "
                                          f"{cpu['images_per_s_end_to_end']}",

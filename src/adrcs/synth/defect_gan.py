@@ -29,7 +29,7 @@ import torch.nn as nn
 from adrcs.engine.progress import progress_steps
 from adrcs.errors import InputError
 from adrcs.synth.defect_crops import DefectCrops, box_mask
-from adrcs.synth.gan import feature_matching, gradient_penalty
+from adrcs.synth.gan import critic_update, generator_update
 
 FORMAT = "adrcs-defect-gan/1"
 CHECKPOINT_NAME = "defect_gan.pt"
@@ -162,35 +162,20 @@ class DefectGAN:
         w_avg = None
         with progress_steps(iterations, "defect GAN: training generator/critic", say, progress) as step:
             for it in range(iterations):
-                for _ in range(n_critic):
+                for _ in range(n_critic):  # the critic sees (patch, context) pairs
                     real, ctx, y = real_batch()
                     with torch.no_grad():
                         gen = fake(y, ctx)
-                    x_real, x_fake = torch.cat([real, ctx], 1), torch.cat([gen, ctx], 1)
-                    d_real, _ = D(x_real, y)
-                    d_fake, _ = D(x_fake, y)
-                    gp = gradient_penalty(D, x_real, x_fake, y)
-                    wasserstein = d_real.mean() - d_fake.mean()
-                    loss_d = -wasserstein + float(a["gp_weight"]) * gp
-                    opt_d.zero_grad(set_to_none=True)
-                    loss_d.backward()
-                    opt_d.step()
+                    logged = critic_update(D, opt_d, torch.cat([real, ctx], 1), torch.cat([gen, ctx], 1), y,
+                                           float(a["gp_weight"]))
                 real, ctx, y = real_batch()
-                d_fake, f_fake = D(torch.cat([fake(y, ctx), ctx], 1), y)
-                with torch.no_grad():
-                    _, f_real = D(torch.cat([real, ctx], 1), y)
-                fm = feature_matching(f_real, f_fake)
-                loss_g = -d_fake.mean() + float(a["fm_weight"]) * fm
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
-                w = float(wasserstein.detach())
+                logged.update(generator_update(D, opt_g, torch.cat([real, ctx], 1), torch.cat([fake(y, ctx), ctx], 1),
+                                               y, float(a["fm_weight"])))
+                w = float(logged["wasserstein"])
                 w_avg = w if w_avg is None else 0.95 * w_avg + 0.05 * w
                 if it % 10 == 0 or it == iterations - 1:
-                    self.history.append({"step": it + 1, "wasserstein": w, "gradient_penalty": gp.item(),
-                                         "critic_loss": loss_d.item(), "generator_loss": loss_g.item(),
-                                         "feature_matching": fm.item()})
-                step(f"W {w_avg:.3f}  fm {fm.item():.4f}")
+                    self.history.append({"step": it + 1, **{k: float(v) for k, v in logged.items()}})
+                step(f"W {w_avg:.3f}  fm {float(logged['feature_matching']):.4f}")
         G.eval(), D.eval()
         self.fit_seconds = time.time() - t0
         return self

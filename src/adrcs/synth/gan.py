@@ -88,6 +88,34 @@ def feature_matching(f_real: torch.Tensor, f_fake: torch.Tensor) -> torch.Tensor
     return (f_real.detach().mean(dim=0) - f_fake.mean(dim=0)).pow(2).mean()
 
 
+def critic_update(critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
+                  y: torch.Tensor, gp_weight: float) -> dict[str, torch.Tensor]:
+    """One WGAN-GP critic step on a real and a (detached) generated batch; returns the logged terms."""
+    d_real, _ = critic(real, y)
+    d_fake, _ = critic(fake, y)
+    gp = gradient_penalty(critic, real, fake, y)
+    wasserstein = d_real.mean() - d_fake.mean()
+    loss = -wasserstein + gp_weight * gp
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {"wasserstein": wasserstein.detach(), "gradient_penalty": gp.detach(), "critic_loss": loss.detach()}
+
+
+def generator_update(critic: nn.Module, opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
+                     y: torch.Tensor, fm_weight: float) -> dict[str, torch.Tensor]:
+    """One generator step: -E[D(fake)] + `fm_weight` * feature matching against the real batch."""
+    d_fake, f_fake = critic(fake, y)
+    with torch.no_grad():
+        _, f_real = critic(real, y)
+    fm = feature_matching(f_real, f_fake)
+    loss = -d_fake.mean() + fm_weight * fm
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return {"generator_loss": loss.detach(), "feature_matching": fm.detach()}
+
+
 @register_synthesizer
 class GANSynthesizer(Synthesizer):
     """Class-conditional WGAN-GP + feature matching; generator and critic as in the module docstring."""
@@ -169,33 +197,17 @@ class GANSynthesizer(Synthesizer):
                     real, y = real_batch()
                     with torch.no_grad():
                         fake, _ = fake_batch(y)
-                    d_real, _ = D(real, y)
-                    d_fake, _ = D(fake, y)
-                    gp = gradient_penalty(D, real, fake, y)
-                    wasserstein = d_real.mean() - d_fake.mean()
-                    loss_d = -wasserstein + float(a["gp_weight"]) * gp
-                    opt_d.zero_grad(set_to_none=True)
-                    loss_d.backward()
-                    opt_d.step()
+                    logged = critic_update(D, opt_d, real, fake, y, float(a["gp_weight"]))
                 real, y = real_batch()
                 fake, _ = fake_batch(y)
-                d_fake, f_fake = D(fake, y)
-                with torch.no_grad():
-                    _, f_real = D(real, y)
-                fm = feature_matching(f_real, f_fake)
-                loss_g = -d_fake.mean() + float(a["fm_weight"]) * fm
-                opt_g.zero_grad(set_to_none=True)
-                loss_g.backward()
-                opt_g.step()
+                logged.update(generator_update(D, opt_g, real, fake, y, float(a["fm_weight"])))
                 if "generator_ema" in self.nets:
                     self._update_ema()
-                w = float(wasserstein.detach())
+                w = float(logged["wasserstein"])
                 w_avg = w if w_avg is None else 0.95 * w_avg + 0.05 * w
                 if it % 10 == 0 or it == iterations - 1:
-                    self.history.append({"step": it + 1, "wasserstein": w, "gradient_penalty": gp.item(),
-                                         "critic_loss": loss_d.item(), "generator_loss": loss_g.item(),
-                                         "feature_matching": fm.item()})
-                step(f"W {w_avg:.3f}  fm {fm.item():.4f}")
+                    self.history.append({"step": it + 1, **{k: float(v) for k, v in logged.items()}})
+                step(f"W {w_avg:.3f}  fm {float(logged['feature_matching']):.4f}")
         if "generator_ema" in self.nets:  # its BN statistics were tracked for other weights
             self._recalibrate_batch_norm(self.nets["generator_ema"], probs, g)
 
