@@ -23,7 +23,8 @@ import pytest
 
 # pytest imports every conftest.py as the module `conftest`; this one would hide the root one's data
 # makers from `from conftest import make_wafer, ...` in other folders, so it re-exports them.
-_spec = importlib.util.spec_from_file_location("adrcs_root_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+_ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
+_spec = importlib.util.spec_from_file_location("adrcs_root_conftest", _ROOT_CONFTEST)
 _root = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_root)
 for _name in ("make_wafer", "make_mixed_wafer", "make_wafer_set", "make_wm811k_frame", "make_lswmd_frame",
