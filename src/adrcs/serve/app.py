@@ -137,6 +137,32 @@ class BodyLimit:
             await _too_large(self.limit, send)
 
 
+class RequestMetrics:
+    """ASGI middleware: request count and latency per route template, method and status."""
+
+    def __init__(self, app: Any, metrics: ServiceMetrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_status(msg: dict) -> None:
+            nonlocal status
+            if msg["type"] == "http.response.start":
+                status = int(msg["status"])
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe_request(getattr(route, "path", "unmatched"), scope.get("method", "?"), status,
+                                         time.perf_counter() - t0)
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -223,18 +249,12 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
         return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:  # no stack traces to clients
-            log.exception("unhandled error on %s %s", request.method, request.url.path)
-            response = JSONResponse({"detail": "internal error"}, status_code=500)
-        route = request.scope.get("route")
-        metrics.observe_request(getattr(route, "path", "unmatched"), request.method, response.status_code,
-                                time.perf_counter() - t0)
-        return response
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:  # no stack traces to clients
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    app.add_middleware(RequestMetrics, metrics=metrics)
 
     # ------------------------------------------------------------ inspect
 
@@ -284,7 +304,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         return news, prob_dicts
 
     @app.post("/v1/inspect/wafer-maps", openapi_extra={"requestBody": WAFER_MAPS_SCHEMA}, tags=["inspect"])
-    async def inspect_wafer_maps(request: Request, caller: Caller = Depends(require(INSPECTOR))) -> dict:
+    async def inspect_wafer_maps(request: Request, caller: Caller = Depends(require(INSPECTOR))) -> JSONResponse:
         """Classify wafer maps; every result is stored before the response is sent."""
         model = _model_or_503("wafer")
         ctype = request.headers.get("content-type", "")
@@ -308,9 +328,9 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         news, prob_dicts = await run_in_threadpool(_new_inspections, maps, wafers, outputs, lot, tool)
         records = await writer.submit(news)
         metrics.count_predictions([r.predicted for r in records])
-        return {"request_id": records[0].request_id if records else None,
-                "model_version": records[0].model_version if records else model.version,
-                "results": [_result(r, model, p) for r, p in zip(records, prob_dicts)]}
+        return JSONResponse({"request_id": records[0].request_id if records else None,  # skips jsonable_encoder
+                             "model_version": records[0].model_version if records else model.version,
+                             "results": [_result(r, model, p) for r, p in zip(records, prob_dicts)]})
 
     @app.post("/v1/inspect/images", openapi_extra={"requestBody": IMAGES_SCHEMA}, tags=["inspect"])
     async def inspect_image(request: Request, caller: Caller = Depends(require(INSPECTOR))) -> dict:
