@@ -286,9 +286,9 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
                          lot: str | None, tool: str | None) -> tuple[list[NewInspection], list[dict[str, float]]]:
         request_id = uuid.uuid4().hex
         news, prob_dicts = [], []
+        model = host.current("wafer")
         for m, w, (version, p) in zip(maps, wafers, outputs):
-            model = host.current("wafer")  # the model that answered (the champion may have changed since)
-            names = model.class_names
+            names = model.class_names  # a champion swap mid-request: same classes unless retrained otherwise
             probs = {c: round(float(v), 6) for c, v in zip(names, p)}
             if model.multilabel:
                 labels = sorted(c for c, v in probs.items() if v >= 0.5)
@@ -518,6 +518,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         if version not in {m.version for m in store.list_models()}:
             raise HTTPException(404, f"no model version {version!r}")
         m = store.promote(version, actor=caller.name)
+        host.invalidate(m.kind)
         host.current(m.kind)  # load now, not on the next request
         metrics.set_model(m.version, m.kind)
         return {"champion": m.to_dict()}
@@ -528,6 +529,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             m = store.rollback(actor=caller.name, kind=kind)
         except ValueError as e:
             raise HTTPException(409, str(e))
+        host.invalidate(m.kind)
         host.current(m.kind)
         metrics.set_model(m.version, m.kind)
         return {"champion": m.to_dict()}

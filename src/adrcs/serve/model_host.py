@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,11 +111,20 @@ def load_pipeline(kind: str, path: str | Path, device: str = "cpu") -> Any:
 class ModelHost:
     """Registers run folders in `store` and serves each kind's champion."""
 
-    def __init__(self, store: Any, device: str = "cpu") -> None:
+    def __init__(self, store: Any, device: str = "cpu", refresh_s: float = 2.0) -> None:
         self.store = store
         self.device = device
+        self.refresh_s = float(refresh_s)  # how often the registry's champion is re-read (promotions elsewhere)
         self._loaded: dict[str, LoadedModel] = {}
+        self._checked: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def invalidate(self, kind: str | None = None) -> None:
+        """Re-read the registry on the next `current` call (after a promote / rollback)."""
+        if kind is None:
+            self._checked.clear()
+        else:
+            self._checked.pop(kind, None)
 
     def register(self, model_dir: str | Path, *, actor: str = "system", parent: str | None = None,
                  metrics: dict[str, Any] | None = None, promote_if_first: bool = True) -> str:
@@ -140,8 +150,13 @@ class ModelHost:
         return [k for k in KINDS if self.store.champion(k) is not None]
 
     def current(self, kind: str) -> LoadedModel:
-        """The champion of `kind`, loaded (reloaded when the registry's champion changed)."""
+        """The champion of `kind`, loaded (reloaded when the registry's champion changed; the registry is
+        read at most every `refresh_s` seconds, or at once after `invalidate`)."""
+        loaded = self._loaded.get(kind)
+        if loaded is not None and time.monotonic() - self._checked.get(kind, -1e9) < self.refresh_s:
+            return loaded
         champ = self.store.champion(kind)
+        self._checked[kind] = time.monotonic()
         if champ is None:
             raise LookupError(f"no {kind} model is deployed")
         loaded = self._loaded.get(kind)
