@@ -51,6 +51,7 @@ from adrcs.serve.store import NewInspection, NotFound, Store
 
 log = logging.getLogger("adrcs.serve")
 PAGE = Path(__file__).with_name("page") / "index.html"
+SMALL_BODY = 64 * 1024  # JSON bodies below this are parsed on the event loop (a thread hop costs more)
 
 
 @dataclass
@@ -320,12 +321,15 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             wafers = _wafer_ids(_short_text(form.get("wafer"), "wafer"), len(maps))
             if "wafer" in ds.meta and form.get("wafer") is None:
                 wafers = [None if w is None else str(w) for w in ds.meta["wafer"]]
-        else:  # parsing runs off the event loop so other requests keep flowing
-            maps, lot, tool, wafers = await run_in_threadpool(_parse_json_maps, await request.body())
+        else:  # large bodies are parsed off the event loop so other requests keep flowing
+            raw = await request.body()
+            maps, lot, tool, wafers = (_parse_json_maps(raw) if len(raw) < SMALL_BODY
+                                       else await run_in_threadpool(_parse_json_maps, raw))
         if len(maps) > config.max_maps_per_request:
             raise InputError(None, f"{len(maps)} maps in one request; the limit is {config.max_maps_per_request}")
         outputs = await batcher.submit(maps)
-        news, prob_dicts = await run_in_threadpool(_new_inspections, maps, wafers, outputs, lot, tool)
+        news, prob_dicts = (_new_inspections(maps, wafers, outputs, lot, tool) if len(maps) <= 16
+                            else await run_in_threadpool(_new_inspections, maps, wafers, outputs, lot, tool))
         records = await writer.submit(news)
         metrics.count_predictions([r.predicted for r in records])
         return JSONResponse({"request_id": records[0].request_id if records else None,  # skips jsonable_encoder
