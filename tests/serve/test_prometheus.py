@@ -1,9 +1,8 @@
 """ServiceMetrics: Prometheus text exposition, per-instance registries, model version switch."""
 from __future__ import annotations
 
-import pytest
 
-pytest.importorskip("prometheus_client")
+import prometheus_client  # noqa: F401  (a declared dependency: no skip)
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 

@@ -20,11 +20,9 @@ def _browser():
     driver = shutil.which("chromedriver")
     if chromium is None or driver is None:
         pytest.skip("no chromium + chromedriver on PATH (Debian: apt-get install chromium chromium-driver)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed")
+    from selenium import webdriver  # the test extra: installed by `make test`
+    from selenium.webdriver.chrome.service import Service
+
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900"):
