@@ -107,7 +107,7 @@ def test_single_label_json_serialisable_and_plain_types():
 
 
 def test_single_label_accepts_torch_tensors():
-    torch = pytest.importorskip("torch")
+    import torch
     y_true, probs = _known()
     r = classification_report(torch.tensor(y_true), torch.tensor(probs), NAMES)
     assert r["accuracy"] == pytest.approx(4 / 6)
