@@ -362,7 +362,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         if getattr(model.pipeline, "use_template", False) and template is None:
             raise InputError(upload.filename, "this model compares with a template: add a 'template' part")
 
-        def run() -> tuple[dict, Any]:
+        def run() -> dict[str, Any]:
             with model.lock:
                 if kind == "detect":
                     det = model.pipeline.predict_arrays(img, template)
@@ -376,15 +376,15 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
                     if boxes:
                         top = max(boxes, key=lambda b: b["score"])
                         return {"predicted": top["class"], "confidence": top["score"], "probabilities": per_class,
-                                "boxes": boxes}, None
-                    return {"predicted": "no_defect", "confidence": 1.0, "probabilities": {}, "boxes": []}, None
+                                "boxes": boxes}
+                    return {"predicted": "no_defect", "confidence": 1.0, "probabilities": {}, "boxes": []}
                 p = model.pipeline.predict_arrays(img, template)
                 probs = {c: round(float(v), 6) for c, v in zip(model.class_names, p)}
                 k = int(np.argmax(p))
                 return {"predicted": model.class_names[k], "confidence": float(p[k]), "probabilities": probs,
-                        "boxes": None}, None
+                        "boxes": None}
 
-        out, _ = await run_in_threadpool(run)
+        out = await run_in_threadpool(run)
         rec = NewInspection(kind="image", model_version=model.version, predicted=out["predicted"],
                             probabilities=out["probabilities"], confidence=out["confidence"], content=encode_png(img),
                             media_type="image/png", lot=_short_text(form.get("lot"), "lot"),

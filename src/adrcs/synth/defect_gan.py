@@ -143,13 +143,14 @@ class DefectGAN:
         counts = torch.from_numpy(np.bincount(labels, minlength=len(self.class_names))).double()
         probs = torch.where(counts > 0, counts ** float(a["class_power"]), torch.zeros_like(counts))
         probs = probs / probs.sum()
-        by_class = [torch.from_numpy(np.flatnonzero(labels == c)) for c in range(len(self.class_names))]
+        order = torch.from_numpy(np.argsort(labels, kind="stable"))  # patch indices grouped by class
+        starts = torch.cumsum(counts.long(), 0) - counts.long()
         mask = box_mask(self.patch, self.margin)
         bs, n_critic = int(a["batch_size"]), int(a["critic_steps"])
 
         def real_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             y = torch.multinomial(probs, bs, replacement=True, generator=g)
-            idx = torch.stack([by_class[c][int(torch.randint(len(by_class[c]), (1,), generator=g))] for c in y])
+            idx = order[starts[y] + (torch.rand(bs, generator=g) * counts[y]).long()]
             t, c = _dihedral_pair(crops.test[idx], crops.context[idx], g)
             return t, c, y
 
