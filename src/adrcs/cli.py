@@ -270,8 +270,11 @@ def serve(
     admin_token_file: Optional[Path] = typer.Option(None, "--admin-token-file", help="When the store has no "
                                                     "tokens yet, write a new admin token here (else it is printed)."),
     log_level: str = typer.Option("warning", "--log-level"),
+    torch_threads: int = typer.Option(1, "--torch-threads", help="Intra-op threads per forward pass (1 keeps "
+                                      "single-map latency low; more helps large requests on an idle machine)."),
 ) -> None:
     """Run the inspection service (REST API under /v1, review page at /, docs at /docs)."""
+    import torch
     import uvicorn
 
     from adrcs.serve.app import ServiceConfig, create_app
@@ -291,6 +294,10 @@ def serve(
                         low_confidence=low_confidence, max_request_bytes=int(max_request_mb * 1024 * 1024),
                         drift=DriftConfig(window=drift_window, method=drift_method))
     application = create_app(cfg, store=store)
+    # latency under load: one intra-op thread (two spin against the event loop on small batches), and a
+    # shorter GIL switch interval so the forward-pass and store threads get the GIL back quickly
+    torch.set_num_threads(max(1, torch_threads))
+    sys.setswitchinterval(0.001)
     _say(f"ADRCS service on http://{host}:{port} (review page /, API docs /docs), store {db}")
     uvicorn.run(application, host=host, port=port, log_level=log_level)
 

@@ -35,6 +35,20 @@ class Pipeline:
     tta: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     features: Any = None  # a fitted `SinogramFeatures` (maps -> 1-D features) for sequence models
+    proba_fn: Any = field(default=None, repr=False)  # frozen `net.predict_proba` (see `freeze`), else eager
+
+    def freeze(self) -> bool:
+        """Serve a TorchScript-frozen network (GIL released during the forward pass); False when the model
+        cannot be frozen and stays eager. Sinogram-feature models stay eager."""
+        from adrcs.models.freeze import freeze_predict_proba
+
+        if self.features is not None:
+            return False
+        maps = [np.random.default_rng(0).integers(0, 3, (self.input_size, self.input_size), dtype=np.uint8)
+                for _ in range(4)]
+        x = one_hot_maps(self.prepare(maps).to(self.device)).contiguous(memory_format=torch.channels_last)
+        self.proba_fn = freeze_predict_proba(self.net, x)
+        return self.proba_fn is not None
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -104,12 +118,14 @@ class Pipeline:
             else:
                 xb = one_hot_maps(x[i:i + batch_size].to(self.device)).contiguous(memory_format=torch.channels_last)
                 views = dihedral_views(xb) if tta else [xb]
-            probs = sum(self.net.predict_proba(v) for v in views) / len(views)
+            proba = self.proba_fn or self.net.predict_proba
+            probs = sum(proba(v) for v in views) / len(views)
             out.append(probs.float().cpu())
         n = len(self.class_names)
         return torch.cat(out).numpy() if out else np.zeros((0, n), np.float32)
 
-    def predict_proba(self, ds: WaferMapSet | list[np.ndarray], batch_size: int = 1024, tta: bool | None = None) -> np.ndarray:
+    def predict_proba(self, ds: WaferMapSet | list[np.ndarray], batch_size: int = 1024,
+                      tta: bool | None = None) -> np.ndarray:
         """Probabilities for every map of a dataset (labeled or not)."""
         maps = ds.maps if isinstance(ds, WaferMapSet) else ds
         return self.predict_tensor(self.prepare(maps), batch_size=batch_size, tta=tta)

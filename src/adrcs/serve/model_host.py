@@ -98,7 +98,9 @@ def load_pipeline(kind: str, path: str | Path, device: str = "cpu") -> Any:
     if kind == "wafer":
         from adrcs.pipeline import Pipeline
 
-        return Pipeline.load(path, device=device)
+        pipeline = Pipeline.load(path, device=device)
+        pipeline.freeze()  # the forward pass then runs without the GIL: the event loop keeps serving
+        return pipeline
     if kind == "detect":
         from adrcs.detector_pipeline import DetectorPipeline
 

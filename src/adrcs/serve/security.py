@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fastapi import HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 
 from adrcs.serve.store import ROLES, hash_token
 
@@ -30,18 +31,19 @@ def token_from(request: Request) -> str | None:
     return request.headers.get("x-api-token") or None
 
 
-def _check(request: Request, token: str) -> tuple[str, str] | None:
-    """`Store.check_token`, remembered for `config.token_cache_s` seconds (no DB round trip per request)."""
+async def _check(request: Request, token: str) -> tuple[str, str] | None:
+    """`Store.check_token`, remembered for `config.token_cache_s` seconds: a cached token is checked on the
+    event loop with no DB round trip; a lookup runs in a worker thread."""
     state = request.app.state
     ttl = float(getattr(getattr(state, "config", None), "token_cache_s", 0.0) or 0.0)
     if ttl <= 0:
-        return state.store.check_token(token)
+        return await run_in_threadpool(state.store.check_token, token)
     key = hash_token(token)
     now = time.monotonic()
     hit = state.token_cache.get(key)
     if hit is not None and now - hit[0] < ttl:
         return hit[1]
-    found = state.store.check_token(token)
+    found = await run_in_threadpool(state.store.check_token, token)
     if len(state.token_cache) > 10_000:
         state.token_cache.clear()
     state.token_cache[key] = (now, found)
@@ -53,12 +55,12 @@ def require(role: str) -> Callable[[Request], Caller]:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
 
-    def dependency(request: Request) -> Caller:
+    async def dependency(request: Request) -> Caller:  # async: no thread hop per request
         token = token_from(request)
         if token is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API token (Authorization: Bearer <token>)",
                                 headers={"WWW-Authenticate": "Bearer"})
-        found = _check(request, token)
+        found = await _check(request, token)
         if found is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API token",
                                 headers={"WWW-Authenticate": "Bearer"})

@@ -422,8 +422,8 @@ class Store:
                     raise NotFound(f"no blob {sorted(missing - found)[0]}")
             if blobs:  # one multi-row insert; content already stored is skipped
                 self._insert_blobs(s, list(blobs.values()))
-            ids = s.scalars(insert_for(s, InspectionRow).returning(InspectionRow.id, sort_by_parameter_order=True),
-                            values).all()
+            table = InspectionRow.__table__  # a Core insert: no ORM bulk-persistence work per row
+            ids = s.scalars(insert_for(s, table).returning(table.c.id, sort_by_parameter_order=True), values).all()
         return [Inspection(id=int(i), created_at=v["created_at"], kind=v["kind"], lot=v["lot"], wafer=v["wafer"],
                            tool=v["tool"], input_sha256=v["input_sha256"], model_version=v["model_version"],
                            predicted=v["predicted"], probabilities=dict(v["probabilities"]),
@@ -434,7 +434,7 @@ class Store:
     def _insert_blobs(s: Session, values: list[dict[str, Any]]) -> None:
         name = s.get_bind().dialect.name
         if name in ("sqlite", "postgresql"):
-            stmt = insert_for(s, BlobRow).on_conflict_do_nothing(index_elements=["sha256"])
+            stmt = insert_for(s, BlobRow.__table__).on_conflict_do_nothing(index_elements=["sha256"])
             s.execute(stmt, values)
             return
         have = set(s.scalars(select(BlobRow.sha256).where(BlobRow.sha256.in_([v["sha256"] for v in values]))))

@@ -1,0 +1,47 @@
+"""Inference-time optimisation for serving: a network traced and frozen with TorchScript.
+
+A frozen TorchScript module runs its whole forward pass in C++ with the GIL released, so a service's
+event loop keeps answering requests while a micro-batch is on the CPU (an eager forward takes the GIL
+back for every op), and constant folding makes it a little faster as well.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+log = logging.getLogger(__name__)
+
+
+class _Proba(nn.Module):
+    """`net.predict_proba` as a module's forward (what gets traced)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.predict_proba(x)
+
+
+def freeze_predict_proba(net: nn.Module, example: torch.Tensor, atol: float = 1e-4
+                         ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """`net.predict_proba` traced on `example` (N >= 2) and frozen; None when tracing fails or the frozen
+    module disagrees with the eager one on `example` or on its first item alone (batch size must stay free)."""
+    net.eval()
+    try:
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python values; checked below instead
+            frozen = torch.jit.freeze(torch.jit.trace(_Proba(net).eval(), example))
+            for x in (example, example[:1]):
+                if not torch.allclose(frozen(x), net.predict_proba(x), atol=atol):
+                    log.warning("frozen %s disagrees with the eager model: serving the eager one",
+                                type(net).__name__)
+                    return None
+    except Exception as e:  # any model TorchScript cannot trace is served eagerly
+        log.warning("could not freeze %s (%s): serving the eager model", type(net).__name__, e)
+        return None
+    return frozen
