@@ -261,7 +261,9 @@ def serve(
     db: str = typer.Option("sqlite:///adrcs.db", "--db", help="Results store: sqlite:///FILE or postgresql://..."),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port"),
-    workers_wait_ms: float = typer.Option(2.0, "--batch-wait-ms", help="Micro-batching: longest wait for others."),
+    batch_wait_ms: float = typer.Option(0.0, "--batch-wait-ms", help="Micro-batching: longest wait for others "
+                                        "to join an idle forward pass (requests arriving during a pass always "
+                                        "share the next one)."),
     batch_max: int = typer.Option(1024, "--batch-max", help="Micro-batching: most maps per forward pass."),
     low_confidence: float = typer.Option(0.7, "--low-confidence", help="Review-queue threshold."),
     max_request_mb: float = typer.Option(64.0, "--max-request-mb", help="Larger requests get 413."),
@@ -290,7 +292,7 @@ def serve(
             _say(f"no API tokens yet: created token 'admin' (role admin) in {admin_token_file}")
         else:
             _say(f"no API tokens yet: created token 'admin' (role admin): {token}")
-    cfg = ServiceConfig(db=db, models=[str(m) for m in model], batch_max=batch_max, batch_wait_ms=workers_wait_ms,
+    cfg = ServiceConfig(db=db, models=[str(m) for m in model], batch_max=batch_max, batch_wait_ms=batch_wait_ms,
                         low_confidence=low_confidence, max_request_bytes=int(max_request_mb * 1024 * 1024),
                         drift=DriftConfig(window=drift_window, method=drift_method))
     application = create_app(cfg, store=store)

@@ -65,7 +65,8 @@ class ServiceConfig:
     max_request_bytes: int = 64 * 1024 * 1024
     max_maps_per_request: int = 10_000
     batch_max: int = 1024                               # maps per shared forward pass
-    batch_wait_ms: float = 2.0                          # how long a request may wait for others to join
+    batch_wait_ms: float = 0.0                          # extra wait for others to join an idle forward pass; under
+                                                        # load, requests arriving during a pass share the next one
     low_confidence: float = 0.7                         # below: shown in the review queue
     drift: DriftConfig = field(default_factory=DriftConfig)
     retrain: dict[str, Any] = field(default_factory=dict)  # options for `adrcs.adapt.adapt` (admin retrain)
