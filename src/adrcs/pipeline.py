@@ -22,6 +22,11 @@ CHECKPOINT_FORMAT = "adrcs-wafer-classifier/1"
 CHECKPOINT_NAME = "model.ckpt"
 
 
+def _encode(maps: torch.Tensor) -> torch.Tensor:
+    """Prepared uint8 maps (N, S, S) -> the network's input: one-hot (N, 3, S, S), channels-last."""
+    return one_hot_maps(maps).contiguous(memory_format=torch.channels_last)
+
+
 @dataclass
 class Pipeline:
     """Everything `predict` needs: the network and how maps must be prepared for it."""
@@ -38,16 +43,16 @@ class Pipeline:
     proba_fn: Any = field(default=None, repr=False)  # frozen `net.predict_proba` (see `freeze`), else eager
 
     def freeze(self) -> bool:
-        """Serve a TorchScript-frozen network (GIL released during the forward pass); False when the model
-        cannot be frozen and stays eager. Sinogram-feature models stay eager."""
+        """Serve a TorchScript-frozen network that takes the prepared uint8 maps (one-hot encoding traced in),
+        so a forward pass releases the GIL once; False when the model cannot be frozen and stays eager.
+        Sinogram-feature models stay eager; test-time augmentation uses the eager path."""
         from adrcs.models.freeze import freeze_predict_proba
 
         if self.features is not None:
             return False
         maps = [np.random.default_rng(0).integers(0, 3, (self.input_size, self.input_size), dtype=np.uint8)
                 for _ in range(4)]
-        x = one_hot_maps(self.prepare(maps).to(self.device)).contiguous(memory_format=torch.channels_last)
-        self.proba_fn = freeze_predict_proba(self.net, x)
+        self.proba_fn = freeze_predict_proba(self.net, self.prepare(maps).to(self.device), encode=_encode)
         return self.proba_fn is not None
 
     @property
@@ -109,6 +114,14 @@ class Pipeline:
     def predict_tensor(self, x: torch.Tensor, batch_size: int = 1024, tta: bool | None = None) -> np.ndarray:
         """Probabilities for prepared maps (N, S, S) uint8 -> (N, C) float32 numpy."""
         tta = self.tta if tta is None else tta
+        n = len(self.class_names)
+        if self.proba_fn is not None and not tta and self.features is None and len(x):
+            # frozen: one call per chunk and no other torch op (each would release and re-take the GIL)
+            dev = self.device
+            chunks = [x] if len(x) <= batch_size else list(x.split(batch_size))
+            probs = [self.proba_fn(c if dev.type == "cpu" else c.to(dev)) for c in chunks]
+            probs = probs[0] if len(probs) == 1 else torch.cat(probs)
+            return probs.numpy() if probs.device.type == "cpu" else probs.cpu().numpy()
         self.net.eval()
         out = []
         for i in range(0, len(x), batch_size):
@@ -116,12 +129,10 @@ class Pipeline:
                 views = dihedral_views(x[i:i + batch_size]) if tta else [x[i:i + batch_size]]
                 views = [torch.from_numpy(self.features.transform(v.numpy())).to(self.device) for v in views]
             else:
-                xb = one_hot_maps(x[i:i + batch_size].to(self.device)).contiguous(memory_format=torch.channels_last)
+                xb = _encode(x[i:i + batch_size].to(self.device))
                 views = dihedral_views(xb) if tta else [xb]
-            proba = self.proba_fn or self.net.predict_proba
-            probs = sum(proba(v) for v in views) / len(views)
+            probs = sum(self.net.predict_proba(v) for v in views) / len(views)
             out.append(probs.float().cpu())
-        n = len(self.class_names)
         return torch.cat(out).numpy() if out else np.zeros((0, n), np.float32)
 
     def predict_proba(self, ds: WaferMapSet | list[np.ndarray], batch_size: int = 1024,

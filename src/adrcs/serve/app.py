@@ -212,9 +212,17 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         host.register(m)
     metrics = ServiceMetrics()
 
-    def predict_batch(items: list[np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    def _stack_for(model: Any, items: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        # items: (map, map prepared for the champion at request time)
+        size = model.pipeline.input_size
+        if all(p.shape == (size, size) for _, p in items):
+            return np.stack([p for _, p in items])
+        return model.prepare([m for m, _ in items])  # the champion changed since the request prepared its maps
+
+    def predict_batch(items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
+        # few numpy/torch calls in this thread: each one may wait for the GIL while the event loop runs
         model = host.current("wafer")
-        probs = model.predict_maps(items)
+        probs = model.predict_prepared(_stack_for(model, items))
         return [(model.version, p) for p in probs]
 
     batcher = MicroBatcher(predict_batch, max_batch=config.batch_max, max_wait_ms=config.batch_wait_ms,
@@ -330,7 +338,8 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
                                        else await run_in_threadpool(_parse_json_maps, raw))
         if len(maps) > config.max_maps_per_request:
             raise InputError(None, f"{len(maps)} maps in one request; the limit is {config.max_maps_per_request}")
-        outputs = await batcher.submit(maps)
+        prepared = model.prepare(maps) if len(maps) <= 16 else await run_in_threadpool(model.prepare, maps)
+        outputs = await batcher.submit(list(zip(maps, prepared)))
         news, prob_dicts = (_new_inspections(maps, wafers, outputs, lot, tool) if len(maps) <= 16
                             else await run_in_threadpool(_new_inspections, maps, wafers, outputs, lot, tool))
         records = await writer.submit(news)

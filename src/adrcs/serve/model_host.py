@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from adrcs.errors import InputError
 from adrcs.serve.drift import Reference
+from adrcs.transforms.resize import resize_stack
 
 KINDS = ("wafer", "detect", "image_classify")
 IMAGE_KINDS = ("detect", "image_classify")
@@ -91,6 +93,16 @@ class LoadedModel:
         """Wafer maps -> probabilities (N, K)."""
         with self.lock:  # one forward pass at a time per model (torch threads are shared anyway)
             return self.pipeline.predict_proba(maps, batch_size=1024)
+
+    def prepare(self, maps: list[np.ndarray]) -> np.ndarray:
+        """Wafer maps of any sizes -> the model's input grid, uint8 (N, S, S). The service does this on the
+        request's own thread: in the forward-pass thread each numpy call would wait for the GIL."""
+        return resize_stack(maps, self.pipeline.input_size)
+
+    def predict_prepared(self, stack: np.ndarray) -> np.ndarray:
+        """Probabilities (N, K) for maps already `prepare`d for this model."""
+        with self.lock:
+            return self.pipeline.predict_tensor(torch.from_numpy(stack), batch_size=1024)
 
 
 def load_pipeline(kind: str, path: str | Path, device: str = "cpu") -> Any:
