@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -288,8 +289,9 @@ class Store:
         """Create the engine (``sqlite:///relative/path.db`` is relative to the working directory; missing
         parent folders are created) and, when ``migrate``, run ``alembic upgrade head``."""
         u = normalize_url(url)
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
         self.dialect = u.get_backend_name()
+        # a server connection can drop between uses: check it out with a ping; a SQLite file cannot
+        kwargs: dict[str, Any] = {"pool_pre_ping": self.dialect != "sqlite"}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             if u.database in (None, "", ":memory:"):  # one shared connection, else each one is a new empty db
@@ -297,6 +299,9 @@ class Store:
             else:
                 Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = u
+        # SQLite has one writer at a time: this process's writers queue on a lock and go the moment it is free
+        # (SQLite's own busy handler sleeps 1-100 ms between tries); other processes still get busy_timeout
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         self._engine = create_engine(u, **kwargs)
         if self.dialect == "sqlite":
             _sqlite_events(self._engine)
@@ -336,6 +341,10 @@ class Store:
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
         """One session + transaction; committed on normal exit (durable before the caller returns)."""
+        if write and self._write_lock is not None:
+            with self._write_lock, self._write() as s, s.begin():
+                yield s
+            return
         with (self._write if write else self._read)() as s, s.begin():
             yield s
 
