@@ -45,9 +45,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, db: str, port: int, token_file: Path, log: Path) -> subprocess.Popen:
+def start_server(model: Path, db: str, port: int, token_file: Path, log: Path,
+                 extra: list[str] | None = None) -> subprocess.Popen:
+    """`adrcs serve` in a subprocess (output appended to `log`); returns once /health answers."""
     cmd = [sys.executable, "-m", "adrcs.cli", "serve", "--model", str(model), "--db", db, "--port", str(port),
-           "--admin-token-file", str(token_file), "--log-level", "warning"]
+           "--admin-token-file", str(token_file), "--log-level", "warning", *(extra or [])]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=open(log, "ab"), stderr=subprocess.STDOUT, env=env)
     import httpx

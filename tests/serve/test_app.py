@@ -374,3 +374,32 @@ def test_adapt_round_trains_challenger_and_decides(service, runs, tmp_path):
         assert store.champion("wafer").version == champion
         assert any(e["action"] == "reject" for e in store.model_events())
     assert json.loads((tmp_path / "challenger" / "adapt_report.json").read_text())["promoted"] == report["promoted"]
+
+
+def test_adrcs_serve_process_under_both_load_generators(runs, tmp_path):
+    """`adrcs serve` as its own process (the flags of a line deployment), driven by bench/service.py's raw-socket
+    and httpx load generators: every request answered and every acknowledged inspection stored."""
+    import asyncio
+
+    spec = importlib.util.spec_from_file_location("bench_service", REPO / "bench" / "service.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    db = f"sqlite:///{tmp_path / 'line.db'}"
+    port, token_file = bench.free_port(), tmp_path / "admin.token"
+    proc = bench.start_server(runs["a"], db, port, token_file, tmp_path / "server.log",
+                              extra=["--torch-threads", "1", "--batch-wait-ms", "0"])
+    try:
+        url, token = f"http://127.0.0.1:{port}", token_file.read_text().strip()
+        bodies = [json.dumps({"maps": _maps(k + 1, np.random.default_rng(k)), "lot": "L1"}).encode() for k in range(3)]
+        acked: list[int] = []
+        for client in ("raw", "httpx"):
+            res = asyncio.run(bench.drive(url, token, bodies, 2, 3, 1.0, acked, client=client))
+            assert res["errors"] == 0 and res["requests_ok"] > 0 and res["latency_ms_p99"] > 0, res
+        bad = [b'{"maps": [[[0, 1], [1, 7]]]}']
+        res = asyncio.run(bench.drive(url, token, bad, 1, 1, 0.3, client="raw"))
+        assert res["requests_ok"] == 0 and set(res["error_kinds"]) == {"422"}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    stored = {r.id for r in Store(db).list_inspections(limit=10 ** 6)}
+    assert acked and set(acked) <= stored
