@@ -89,11 +89,6 @@ class LoadedModel:
     reference: Reference | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def predict_maps(self, maps: list[np.ndarray]) -> np.ndarray:
-        """Wafer maps -> probabilities (N, K)."""
-        with self.lock:  # one forward pass at a time per model (torch threads are shared anyway)
-            return self.pipeline.predict_proba(maps, batch_size=1024)
-
     def prepare(self, maps: list[np.ndarray]) -> np.ndarray:
         """Wafer maps of any sizes -> the model's input grid, uint8 (N, S, S). The service does this on the
         request's own thread: in the forward-pass thread each numpy call would wait for the GIL."""
@@ -101,7 +96,7 @@ class LoadedModel:
 
     def predict_prepared(self, stack: np.ndarray) -> np.ndarray:
         """Probabilities (N, K) for maps already `prepare`d for this model."""
-        with self.lock:
+        with self.lock:  # one forward pass at a time per model (torch threads are shared anyway)
             return self.pipeline.predict_tensor(torch.from_numpy(stack), batch_size=1024)
 
 
