@@ -274,6 +274,9 @@ def serve(
     log_level: str = typer.Option("warning", "--log-level"),
     torch_threads: int = typer.Option(1, "--torch-threads", help="Intra-op threads per forward pass (1 keeps "
                                       "single-map latency low; more helps large requests on an idle machine)."),
+    switch_interval_ms: float = typer.Option(1.0, "--switch-interval-ms", help="Python GIL switch interval: how "
+                                             "long the forward-pass and store threads may wait for the event loop "
+                                             "to hand over the GIL."),
 ) -> None:
     """Run the inspection service (REST API under /v1, review page at /, docs at /docs)."""
     import torch
@@ -299,7 +302,7 @@ def serve(
     # latency under load: one intra-op thread (two spin against the event loop on small batches), and a
     # shorter GIL switch interval so the forward-pass and store threads get the GIL back quickly
     torch.set_num_threads(max(1, torch_threads))
-    sys.setswitchinterval(0.001)
+    sys.setswitchinterval(max(switch_interval_ms, 0.01) / 1000.0)
     _say(f"ADRCS service on http://{host}:{port} (review page /, API docs /docs), store {db}")
     uvicorn.run(application, host=host, port=port, log_level=log_level)
 

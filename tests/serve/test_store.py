@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -308,6 +309,55 @@ def test_sqlite_settings_and_relative_path(tmp_path, monkeypatch) -> None:
             pragmas = [conn.exec_driver_sql(f"PRAGMA {p}").scalar() for p in
                        ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")]
         assert pragmas == ["wal", 2, 1, 30000]  # synchronous 2 = FULL
+
+
+def _raw_rows(path, table: str) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+
+
+def test_sqlite_fast_writer_stores_what_the_orm_path_stores(tmp_path) -> None:
+    boxes = [{"class": "scratch", "score": np.float32(0.5), "x1": 1, "y1": 2, "x2": 3, "y2": 4}]
+    items = lambda: [new("Donut", 0.8, lot="L7", wafer="W3", tool="T1", boxes=boxes, request_id="r-1", at=T0),  # noqa: E731
+                     new("Center", 0.6, content=b"other", lot=None, at=T0 + timedelta(seconds=1)),
+                     new("Center", 0.7, at=datetime(2026, 3, 1, 9, 0))]  # naive: taken as UTC; same blob as the first
+    with Store(f"sqlite:///{tmp_path / 'fast.db'}") as fast, Store(f"sqlite:///{tmp_path / 'orm.db'}") as orm:
+        assert fast._fast_writer is not None
+        orm._fast_writer = None  # the SQLAlchemy path
+        for store in (fast, orm):
+            store.add_inspections([new(content=b"first", at=T0 - timedelta(days=1))])
+            recs = store.add_inspections(items())
+            assert [r.id for r in recs] == [2, 3, 4]
+            assert [store.get_inspection(r.id) for r in recs] == recs
+        assert _raw_rows(tmp_path / "fast.db", "inspections") == _raw_rows(tmp_path / "orm.db", "inspections")
+        fast_blobs, orm_blobs = _raw_rows(tmp_path / "fast.db", "blobs"), _raw_rows(tmp_path / "orm.db", "blobs")
+        assert [b[:-1] for b in fast_blobs] == [b[:-1] for b in orm_blobs]  # created_at is "now": same format
+        assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", b[-1]) for b in fast_blobs + orm_blobs)
+        # a batch larger than one statement, ids in input order
+        many = fast.add_inspections([new(content=str(i).encode(), lot=f"L{i}") for i in range(1203)])
+        assert [r.id for r in many] == list(range(5, 5 + 1203))
+        assert [fast.get_inspection(r.id).lot for r in many[::97]] == [f"L{i}" for i in range(0, 1203, 97)]
+
+
+def test_sqlite_fast_writer_refuses_missing_blob_and_leaves_rowid_edge_to_the_orm(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    with Store(f"sqlite:///{path}") as store:
+        with pytest.raises(NotFound):
+            store.add_inspections([new(content=b"ok"), new(content=None, input_sha256="e" * 64)])
+        assert store.count_inspections() == 0
+        [first] = store.add_inspections([new(content=b"ok")])
+        with sqlite3.connect(path) as conn:  # an id near the largest rowid: SQLite may pick random rowids next
+            conn.execute("INSERT INTO inspections SELECT ?, created_at, kind, lot, wafer, tool, input_sha256, "
+                         "model_version, predicted, probabilities, confidence, boxes, request_id FROM inspections "
+                         "WHERE id = ?", (2**63 - 4, first.id))
+        recs = store.add_inspections([new(content=b"ok", lot=f"E{i}") for i in range(5)])
+        assert store._fast_writer is None  # switched to the ORM path for good
+        assert [store.get_inspection(r.id).lot for r in recs] == [f"E{i}" for i in range(5)]
+        assert len({r.id for r in recs}) == 5 and store.count_inspections() == 7
 
 
 def test_helpers() -> None:

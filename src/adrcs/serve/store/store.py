@@ -32,6 +32,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from adrcs.serve.store import sqlite_writer
+from adrcs.serve.store.sqlite_writer import RowidsExhausted, SQLiteInspectionWriter
 from adrcs.serve.store.schema import (ApiTokenRow, BlobRow, InspectionRow, ModelEventRow, ModelVersionRow, ReviewRow,
                                       utcnow)
 
@@ -302,6 +304,10 @@ class Store:
         # SQLite has one writer at a time: this process's writers queue on a lock and go the moment it is free
         # (SQLite's own busy handler sleeps 1-100 ms between tries); other processes still get busy_timeout
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
+        # inspections of a SQLite file are written by a lean DBAPI path (the service's hot path)
+        self._fast_writer: SQLiteInspectionWriter | None = None
+        if self.dialect == "sqlite" and u.database not in (None, "", ":memory:") and sqlite_writer.supported():
+            self._fast_writer = SQLiteInspectionWriter(str(Path(u.database).expanduser()), SQLITE_BUSY_TIMEOUT_MS)
         self._engine = create_engine(u, **kwargs)
         if self.dialect == "sqlite":
             _sqlite_events(self._engine)
@@ -318,6 +324,9 @@ class Store:
 
     def close(self) -> None:
         """Close all pooled connections."""
+        if self._fast_writer is not None:
+            with self._write_lock:
+                self._fast_writer.close()
         self._engine.dispose()
 
     def __enter__(self) -> Store:
@@ -423,6 +432,17 @@ class Store:
                    "confidence": float(it.confidence),
                    "boxes": None if it.boxes is None else _jsonable(list(it.boxes)), "request_id": it.request_id}
                   for it, sha in zip(items, shas)]
+        if self._fast_writer is not None:
+            with self._write_lock:
+                try:
+                    ids, missing = self._fast_writer.insert(list(blobs.values()), values, sorted(referenced - set(blobs)))
+                except RowidsExhausted:
+                    self._fast_writer.close()
+                    self._fast_writer = None
+                else:
+                    if missing:
+                        raise NotFound(f"no blob {sorted(missing)[0]}")
+                    return self._inspections_from(ids, values)
         with self._session(write=True) as s:
             missing = referenced - set(blobs)
             if missing:
@@ -433,6 +453,10 @@ class Store:
                 self._insert_blobs(s, list(blobs.values()))
             table = InspectionRow.__table__  # a Core insert: no ORM bulk-persistence work per row
             ids = s.scalars(insert_for(s, table).returning(table.c.id, sort_by_parameter_order=True), values).all()
+        return self._inspections_from(ids, values)
+
+    @staticmethod
+    def _inspections_from(ids: Sequence[int], values: list[dict[str, Any]]) -> list[Inspection]:
         return [Inspection(id=int(i), created_at=v["created_at"], kind=v["kind"], lot=v["lot"], wafer=v["wafer"],
                            tool=v["tool"], input_sha256=v["input_sha256"], model_version=v["model_version"],
                            predicted=v["predicted"], probabilities=dict(v["probabilities"]),
