@@ -435,7 +435,8 @@ class Store:
         if self._fast_writer is not None:
             with self._write_lock:
                 try:
-                    ids, missing = self._fast_writer.insert(list(blobs.values()), values, sorted(referenced - set(blobs)))
+                    ids, missing = self._fast_writer.insert(list(blobs.values()), values,
+                                                            sorted(referenced - set(blobs)))
                 except RowidsExhausted:
                     self._fast_writer.close()
                     self._fast_writer = None
