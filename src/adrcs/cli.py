@@ -277,6 +277,8 @@ def serve(
     switch_interval_ms: float = typer.Option(1.0, "--switch-interval-ms", help="Python GIL switch interval: how "
                                              "long the forward-pass and store threads may wait for the event loop "
                                              "to hand over the GIL."),
+    fast_path: bool = typer.Option(True, "--fast-path/--no-fast-path", help="Answer JSON wafer-map inspections "
+                                   "on plain ASGI, skipping the FastAPI layers (same responses)."),
 ) -> None:
     """Run the inspection service (REST API under /v1, review page at /, docs at /docs)."""
     import torch
@@ -297,7 +299,7 @@ def serve(
             _say(f"no API tokens yet: created token 'admin' (role admin): {token}")
     cfg = ServiceConfig(db=db, models=[str(m) for m in model], batch_max=batch_max, batch_wait_ms=batch_wait_ms,
                         low_confidence=low_confidence, max_request_bytes=int(max_request_mb * 1024 * 1024),
-                        drift=DriftConfig(window=drift_window, method=drift_method))
+                        drift=DriftConfig(window=drift_window, method=drift_method), fast_path=fast_path)
     application = create_app(cfg, store=store)
     # latency under load: one intra-op thread (two spin against the event loop on small batches), and a
     # shorter GIL switch interval so the forward-pass and store threads get the GIL back quickly

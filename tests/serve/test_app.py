@@ -7,6 +7,7 @@ import io
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -285,6 +286,89 @@ def test_other_bad_requests(service):
     assert client.get("/v1/inspections/123456", headers=h).status_code == 404
     assert client.get("/v1/inspections", params={"since": "yesterday"}, headers=h).status_code == 422
     assert client.get("/v1/inspections", params={"limit": 0}, headers=h).status_code == 422
+
+
+def _fast_path_cases(tokens: dict) -> list[tuple[str, dict, Any]]:
+    """(name, request kwargs, setup(app) or None) for the fast-path parity test."""
+    h = auth(tokens, "inspector")
+    json_h = {**h, "Content-Type": "application/json"}
+
+    def boom(*_a, **_k):
+        raise RuntimeError("secret internals")
+
+    def no_model(*_a, **_k):
+        raise LookupError("no wafer model deployed")
+
+    return [
+        ("ok", {"json": {"maps": _maps(2), "lot": "L1", "wafer": ["a", "b"], "tool": "T1"}, "headers": h}, None),
+        ("ok by X-API-Token, no content type", {"content": json.dumps({"maps": _maps(1)}).encode(),
+                                                "headers": {"X-API-Token": tokens["inspector"]}}, None),
+        ("no token", {"json": {"maps": _maps(1)}}, None),
+        ("wrong token", {"json": {"maps": _maps(1)}, "headers": {"Authorization": "Bearer nope"}}, None),
+        ("not JSON", {"content": b"{not json", "headers": json_h}, None),
+        ("not an object", {"content": b"[1, 2]", "headers": json_h}, None),
+        ("bad codes", {"json": {"maps": [[[0, 7], [1, 1]]]}, "headers": h}, None),
+        ("too many maps", {"json": {"maps": _maps(6)}, "headers": h}, None),
+        ("over the size limit", {"content": b" " * 2_000_001, "headers": json_h}, None),
+        ("over the size limit, streamed", {"content": iter([b" " * 1_000_000] * 3), "headers": json_h}, None),
+        ("no model", {"json": {"maps": _maps(1)}, "headers": h}, no_model),
+        ("internal error", {"json": {"maps": _maps(1)}, "headers": h}, boom),
+    ]
+
+
+def test_fast_path_answers_like_the_fastapi_route(runs, tmp_path):
+    answers = {}
+    for fast in (True, False):
+        store = Store(f"sqlite:///{tmp_path / f'fast{fast}.db'}")
+        tokens = {"inspector": store.create_token("i", "inspector")}
+        app = create_app(ServiceConfig(models=[str(runs["a"])], max_request_bytes=2_000_000, max_maps_per_request=5,
+                                       token_cache_s=0, fast_path=fast), store=store)
+        assert (app.fast_path is not None) == fast
+        served = []
+        if fast:  # count what the fast path answers
+            real = app.fast_path
+
+            class Counting:
+                handles = real.handles
+
+                async def __call__(self, scope, receive, send):
+                    served.append(scope["path"])
+                    await real(scope, receive, send)
+
+            app.fast_path = Counting()
+        got = answers[fast] = {}
+        with TestClient(app, raise_server_exceptions=False) as client:
+            for name, kwargs, setup in _fast_path_cases(tokens):
+                host_current = app.state.host.current
+                if setup is not None:
+                    app.state.host.current = setup
+                r = client.post("/v1/inspect/wafer-maps", **kwargs)
+                app.state.host.current = host_current
+                body = r.json()
+                for res in body.get("results", []):
+                    res.pop("id")
+                body.pop("request_id", None)
+                got[name] = (r.status_code, body, r.headers.get("www-authenticate"), r.headers["content-type"])
+            metrics = client.get("/metrics").text
+            assert 'route="/v1/inspect/wafer-maps",status="200"' in metrics  # counted by either path
+            assert 'route="/v1/inspect/wafer-maps",status="401"' in metrics
+            assert store.count_inspections() == 3
+            assert len(served) == (len(got) if fast else 0)
+            if fast:  # a multipart upload to the same path goes through FastAPI
+                buf = io.BytesIO()
+                np.savez(buf, arr_0=np.array(_maps(2), np.uint8), arr_1=np.zeros((2, 8), np.int64))
+                r = client.post("/v1/inspect/wafer-maps", files={"file": ("m.npz", buf.getvalue())},
+                                headers=auth(tokens, "inspector"))
+                assert r.status_code == 200 and len(r.json()["results"]) == 2 and len(served) == len(got)
+    assert answers[True] == answers[False]
+    ok = answers[True]
+    assert ok["ok"][0] == 200 and [r["wafer"] for r in ok["ok"][1]["results"]] == ["a", "b"]
+    assert {name: v[0] for name, v in ok.items()} == {
+        "ok": 200, "ok by X-API-Token, no content type": 200, "no token": 401, "wrong token": 401, "not JSON": 422,
+        "not an object": 422, "bad codes": 422, "too many maps": 422, "over the size limit": 413,
+        "over the size limit, streamed": 413, "no model": 503,
+        "internal error": 500}
+    assert ok["no token"][2] == "Bearer" and ok["internal error"][1] == {"detail": "internal error"}
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,7 @@ from pydantic import BaseModel, Field
 from adrcs.errors import InputError
 from adrcs.serve.batcher import MicroBatcher
 from adrcs.serve.drift import DriftConfig, DriftMonitor
+from adrcs.serve.fast_path import JsonRouteFastPath
 from adrcs.serve.inputs import (decode_map, encode_map, encode_png, image_from_upload, maps_from_json,
                                 maps_from_upload)
 from adrcs.serve.model_host import IMAGE_KINDS, ModelHost
@@ -71,6 +72,18 @@ class ServiceConfig:
     drift: DriftConfig = field(default_factory=DriftConfig)
     retrain: dict[str, Any] = field(default_factory=dict)  # options for `adrcs.adapt.adapt` (admin retrain)
     token_cache_s: float = 5.0                          # a checked token is trusted this long (revocation delay)
+    fast_path: bool = True                              # JSON wafer-map inspections skip the FastAPI layers
+
+
+class ServiceApp(FastAPI):
+    """The FastAPI app, with the hot route answered on plain ASGI first (see `serve/fast_path.py`)."""
+
+    fast_path: JsonRouteFastPath | None = None
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if self.fast_path is not None and self.fast_path.handles(scope):
+            return await self.fast_path(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
 
 class ReviewIn(BaseModel):
@@ -240,7 +253,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         await batcher.stop()
         await writer.stop()
 
-    app = FastAPI(title="ADRCS inspection service", version="1", lifespan=lifespan,
+    app = ServiceApp(title="ADRCS inspection service", version="1", lifespan=lifespan,
                   description="Wafer-map and inspection-image defect classification with review and retraining.")
     app.state.store, app.state.host, app.state.config, app.state.metrics = store, host, config, metrics
     app.state.jobs = {}
@@ -315,27 +328,9 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             prob_dicts.append(probs)
         return news, prob_dicts
 
-    @app.post("/v1/inspect/wafer-maps", openapi_extra={"requestBody": WAFER_MAPS_SCHEMA}, tags=["inspect"])
-    async def inspect_wafer_maps(request: Request, caller: Caller = Depends(require(INSPECTOR))) -> Response:
-        """Classify wafer maps; every result is stored before the response is sent."""
-        model = _model_or_503("wafer")
-        ctype = request.headers.get("content-type", "")
-        if ctype.startswith("multipart/form-data"):
-            form = await request.form()
-            upload = form.get("file")
-            if upload is None or isinstance(upload, str):
-                raise InputError(None, "multipart upload needs a 'file' part (a wafer-map file)")
-            content = await upload.read()
-            ds = await run_in_threadpool(maps_from_upload, upload.filename, content)
-            maps = list(ds.maps)
-            lot, tool = _short_text(form.get("lot"), "lot"), _short_text(form.get("tool"), "tool")
-            wafers = _wafer_ids(_short_text(form.get("wafer"), "wafer"), len(maps))
-            if "wafer" in ds.meta and form.get("wafer") is None:
-                wafers = [None if w is None else str(w) for w in ds.meta["wafer"]]
-        else:  # large bodies are parsed off the event loop so other requests keep flowing
-            raw = await request.body()
-            maps, lot, tool, wafers = (_parse_json_maps(raw) if len(raw) < SMALL_BODY
-                                       else await run_in_threadpool(_parse_json_maps, raw))
+    async def _classify(model: Any, maps: list[np.ndarray], wafers: list[str | None], lot: str | None,
+                        tool: str | None) -> bytes:
+        # maps -> shared forward pass -> stored (committed) -> JSON response body
         if len(maps) > config.max_maps_per_request:
             raise InputError(None, f"{len(maps)} maps in one request; the limit is {config.max_maps_per_request}")
         prepared = model.prepare(maps) if len(maps) <= 16 else await run_in_threadpool(model.prepare, maps)
@@ -344,10 +339,41 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
                             else await run_in_threadpool(_new_inspections, maps, wafers, outputs, lot, tool))
         records = await writer.submit(news)
         metrics.count_predictions([r.predicted for r in records])
-        return Response(orjson.dumps({"request_id": records[0].request_id if records else None,
-                                      "model_version": records[0].model_version if records else model.version,
-                                      "results": [_result(r, model, p) for r, p in zip(records, prob_dicts)]}),
-                        media_type="application/json")
+        return orjson.dumps({"request_id": records[0].request_id if records else None,
+                             "model_version": records[0].model_version if records else model.version,
+                             "results": [_result(r, model, p) for r, p in zip(records, prob_dicts)]})
+
+    async def inspect_json_maps(raw: bytes) -> bytes:
+        """The JSON form of POST /v1/inspect/wafer-maps: body bytes -> response bytes (also the fast path's)."""
+        model = _model_or_503("wafer")
+        # large bodies are parsed off the event loop so other requests keep flowing
+        maps, lot, tool, wafers = (_parse_json_maps(raw) if len(raw) < SMALL_BODY
+                                   else await run_in_threadpool(_parse_json_maps, raw))
+        return await _classify(model, maps, wafers, lot, tool)
+
+    @app.post("/v1/inspect/wafer-maps", openapi_extra={"requestBody": WAFER_MAPS_SCHEMA}, tags=["inspect"])
+    async def inspect_wafer_maps(request: Request, caller: Caller = Depends(require(INSPECTOR))) -> Response:
+        """Classify wafer maps; every result is stored before the response is sent."""
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            return Response(await inspect_json_maps(await request.body()), media_type="application/json")
+        model = _model_or_503("wafer")
+        form = await request.form()
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str):
+            raise InputError(None, "multipart upload needs a 'file' part (a wafer-map file)")
+        content = await upload.read()
+        ds = await run_in_threadpool(maps_from_upload, upload.filename, content)
+        maps = list(ds.maps)
+        lot, tool = _short_text(form.get("lot"), "lot"), _short_text(form.get("tool"), "tool")
+        wafers = _wafer_ids(_short_text(form.get("wafer"), "wafer"), len(maps))
+        if "wafer" in ds.meta and form.get("wafer") is None:
+            wafers = [None if w is None else str(w) for w in ds.meta["wafer"]]
+        return Response(await _classify(model, maps, wafers, lot, tool), media_type="application/json")
+
+    if config.fast_path:
+        app.fast_path = JsonRouteFastPath("/v1/inspect/wafer-maps", INSPECTOR, inspect_json_maps, app.state,
+                                          config.max_request_bytes)
 
     @app.post("/v1/inspect/images", openapi_extra={"requestBody": IMAGES_SCHEMA}, tags=["inspect"])
     async def inspect_image(request: Request, caller: Caller = Depends(require(INSPECTOR))) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Awaitable, Callable
 
 from fastapi import HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
@@ -23,18 +23,22 @@ class Caller:
     role: str
 
 
-def token_from(request: Request) -> str | None:
-    """The token of a request, from the Authorization header (Bearer) or X-API-Token."""
-    auth = request.headers.get("authorization", "")
+def token_from_headers(authorization: str | None, api_token: str | None) -> str | None:
+    """The token from an ``Authorization: Bearer`` value, else from ``X-API-Token``."""
+    auth = authorization or ""
     if auth.lower().startswith("bearer "):
         return auth[7:].strip() or None
-    return request.headers.get("x-api-token") or None
+    return api_token or None
 
 
-async def _check(request: Request, token: str) -> tuple[str, str] | None:
+def token_from(request: Request) -> str | None:
+    """The token of a request, from the Authorization header (Bearer) or X-API-Token."""
+    return token_from_headers(request.headers.get("authorization"), request.headers.get("x-api-token"))
+
+
+async def _check(state: Any, token: str) -> tuple[str, str] | None:
     """`Store.check_token`, remembered for `config.token_cache_s` seconds: a cached token is checked on the
     event loop with no DB round trip; a lookup runs in a worker thread."""
-    state = request.app.state
     ttl = float(getattr(getattr(state, "config", None), "token_cache_s", 0.0) or 0.0)
     if ttl <= 0:
         return await run_in_threadpool(state.store.check_token, token)
@@ -50,23 +54,28 @@ async def _check(request: Request, token: str) -> tuple[str, str] | None:
     return found
 
 
-def require(role: str) -> Callable[[Request], Caller]:
+async def authorize(state: Any, token: str | None, role: str) -> Caller:
+    """The caller of `token` (checked against ``state.store``); HTTPException 401 without a valid token,
+    403 when its role is below `role`."""
+    if token is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API token (Authorization: Bearer <token>)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    found = await _check(state, token)
+    if found is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API token",
+                            headers={"WWW-Authenticate": "Bearer"})
+    name, have = found
+    if ROLES.index(have) < ROLES.index(role):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {have!r} may not do this (needs {role!r})")
+    return Caller(name, have)
+
+
+def require(role: str) -> Callable[[Request], Awaitable[Caller]]:
     """FastAPI dependency: 401 without a valid token, 403 when its role is below `role`."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
 
     async def dependency(request: Request) -> Caller:  # async: no thread hop per request
-        token = token_from(request)
-        if token is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API token (Authorization: Bearer <token>)",
-                                headers={"WWW-Authenticate": "Bearer"})
-        found = await _check(request, token)
-        if found is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API token",
-                                headers={"WWW-Authenticate": "Bearer"})
-        name, have = found
-        if ROLES.index(have) < ROLES.index(role):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {have!r} may not do this (needs {role!r})")
-        return Caller(name, have)
+        return await authorize(request.app.state, token_from(request), role)
 
     return dependency
