@@ -58,3 +58,16 @@ def test_adapt_cli_writes_report(tmp_path, capsys):
     assert report["n_pool"] + report["n_audit"] == 12 and '"promoted"' in out
     code, _, err = run(["adapt", "--db", db, "--model", tmp_path / "nope", "--out", tmp_path / "x"], capsys)
     assert code == 2 and "nope" in err
+
+
+def test_encode_map_is_exactly_np_save() -> None:
+    import io
+
+    from adrcs.serve.inputs import decode_map
+
+    rng = np.random.default_rng(0)
+    for a in (rng.integers(0, 3, (25, 27)), rng.integers(0, 3, (52, 52)).astype(np.uint8)[:, ::2], np.zeros((1, 1))):
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(a, np.uint8), allow_pickle=False)
+        assert encode_map(a) == buf.getvalue()  # the stored blob (and its sha256) stays what np.save gives
+        assert np.array_equal(decode_map(encode_map(a)), a)

@@ -31,6 +31,16 @@ def test_resize_stack_matches_single_resize(rng):
         assert np.array_equal(resize_nearest(m, 32), r)
 
 
+def test_resize_stack_of_one_map_matches_single_resize(rng):
+    from conftest import make_wafer
+
+    for shape in [(25, 27), (48, 48), (7, 90)]:
+        m = make_wafer("scratch", shape, rng)
+        for arr in (m, m.astype(np.int64)):
+            r = resize_stack([arr], 48)
+            assert r.shape == (1, 48, 48) and r.dtype == np.uint8 and np.array_equal(r[0], resize_nearest(m, 48))
+
+
 def test_one_hot_channels():
     maps = torch.tensor([[[0, 1], [2, 1]]], dtype=torch.uint8)
     x = one_hot_maps(maps)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -94,9 +95,16 @@ def image_from_upload(filename: str | None, content: bytes, mode: str = "L") -> 
 
 
 def encode_map(m: np.ndarray) -> bytes:
-    """A die-code map as .npy bytes (the stored input blob)."""
+    """A die-code map as .npy bytes (the stored input blob): exactly what ``np.save`` writes."""
+    a = np.ascontiguousarray(m, dtype=np.uint8)
+    return _npy_header(a.shape) + a.tobytes()
+
+
+@lru_cache(maxsize=4096)
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    # np.save's header for a C-order uint8 array of this shape (formatting it per map is most of np.save's time)
     buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(m, dtype=np.uint8), allow_pickle=False)
+    np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": shape})
     return buf.getvalue()
 
 
