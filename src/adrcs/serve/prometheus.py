@@ -6,7 +6,7 @@ several apps (tests, one service per model) can live in one process without name
 Metrics (all prefixed ``adrcs_``):
 
 * ``adrcs_requests_total{route,method,status}``    counter of HTTP requests
-* ``adrcs_request_seconds{route,method}``          histogram of request latency (1 ms .. 2 s buckets)
+* ``adrcs_request_seconds{route,method}``          histogram of request latency (1 ms .. 5 s buckets)
 * ``adrcs_predictions_total{class}``               counter of predicted classes
 * ``adrcs_model_info{version,kind}``               gauge, 1 for the model being served (only one series)
 * ``adrcs_batch_size``                             histogram of micro-batch sizes (items per forward pass)
@@ -22,7 +22,8 @@ from collections.abc import Iterable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.0,
+                   5.0)
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
