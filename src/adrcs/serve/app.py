@@ -5,7 +5,8 @@ Routes (all JSON; roles in brackets, see `adrcs.serve.security`):
 - ``POST /v1/inspect/wafer-maps`` [inspector]: JSON ``{"maps": [[[0,1,2,...],...],...], "lot", "wafer"
   (one id or one per map), "tool"}`` or a multipart upload ``file`` (any wafer-map file the loader reads)
   with form fields lot / wafer / tool -> per map: class (or labels), probabilities, confidence, model
-  version, record id. Concurrent requests share forward passes (`MicroBatcher`).
+  version, record id. Concurrent requests share forward passes (`MicroBatcher`). JSON requests are
+  answered by `serve/fast_path.py` ahead of the FastAPI stack, with the same handler and responses.
 - ``POST /v1/inspect/images`` [inspector]: multipart ``file`` (+ optional ``template``) -> boxes or class.
 - ``GET /v1/inspections`` [inspector] (filters lot, class, since, until, reviewed, low_confidence,
   max_confidence, kind; limit / offset), ``GET /v1/inspections/{id}``, ``GET /v1/inspections/{id}/image.png``.
@@ -254,7 +255,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         await writer.stop()
 
     app = ServiceApp(title="ADRCS inspection service", version="1", lifespan=lifespan,
-                  description="Wafer-map and inspection-image defect classification with review and retraining.")
+                     description="Wafer-map and inspection-image defect classification with review and retraining.")
     app.state.store, app.state.host, app.state.config, app.state.metrics = store, host, config, metrics
     app.state.jobs = {}
     app.state.token_cache = {}
