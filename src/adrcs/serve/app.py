@@ -44,7 +44,7 @@ from pydantic import BaseModel, Field
 from adrcs.errors import InputError
 from adrcs.serve.batcher import MicroBatcher
 from adrcs.serve.drift import DriftConfig, DriftMonitor
-from adrcs.serve.fast_path import JsonRouteFastPath
+from adrcs.serve.fast_path import JsonRouteFastPath, too_large_detail
 from adrcs.serve.inputs import (decode_map, encode_map, encode_png, image_from_upload, maps_from_json,
                                 maps_from_upload)
 from adrcs.serve.model_host import IMAGE_KINDS, ModelHost
@@ -185,7 +185,7 @@ class _BodyTooLarge(Exception):
 
 
 async def _too_large(limit: int, send: Callable) -> None:
-    body = json.dumps({"detail": f"request body over the {limit} byte limit"}).encode()
+    body = json.dumps({"detail": too_large_detail(limit)}).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

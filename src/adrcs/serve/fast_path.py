@@ -24,6 +24,11 @@ log = logging.getLogger("adrcs.serve")
 Handler = Callable[[bytes], Awaitable[bytes]]
 
 
+def too_large_detail(limit: int) -> str:
+    """The 413 message (also the app's body-limit middleware's)."""
+    return f"request body over the {limit} byte limit"
+
+
 class _Disconnected(Exception):
     pass
 
@@ -99,4 +104,4 @@ class JsonRouteFastPath:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _too_large(self) -> HTTPException:
-        return HTTPException(413, f"request body over the {self.limit} byte limit")
+        return HTTPException(413, too_large_detail(self.limit))

@@ -358,29 +358,16 @@ class Store:
             yield s
 
     # ----------------------------------------------------------------------------------------- blobs
-    @staticmethod
-    def _insert_blob(s: Session, content: bytes, media_type: str) -> str:
-        sha = hashlib.sha256(content).hexdigest()
-        values = {"sha256": sha, "media_type": media_type, "size": len(content), "content": content,
-                  "created_at": utcnow()}
-        name = s.get_bind().dialect.name
-        if name in ("sqlite", "postgresql"):
-            if name == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert
-            s.execute(insert(BlobRow).values(**values).on_conflict_do_nothing(index_elements=["sha256"]))
-        elif s.scalar(select(BlobRow.sha256).where(BlobRow.sha256 == sha)) is None:
-            s.add(BlobRow(**values))
-            s.flush()
-        return sha
-
     def put_blob(self, content: bytes, media_type: str) -> str:
         """Store ``content`` once (idempotent; the first media type is kept) and return its sha256 hex."""
         if not media_type:
             raise ValueError("media_type is required")
+        content = bytes(content)
+        sha = hashlib.sha256(content).hexdigest()
         with self._session(write=True) as s:
-            return self._insert_blob(s, bytes(content), media_type)
+            self._insert_blobs(s, [{"sha256": sha, "media_type": media_type, "size": len(content), "content": content,
+                                    "created_at": utcnow()}])
+        return sha
 
     def get_blob(self, sha256: str) -> tuple[bytes, str] | None:
         """``(content, media_type)`` of a stored blob, or None."""
