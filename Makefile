@@ -6,15 +6,25 @@ BIN := $(VENV)/bin
 SAMPLES := src/adrcs/samples
 RUN_DIR ?= runs/sample_ffn
 
-.PHONY: run serve test install bench clean
+.PHONY: run serve test test-fast install lock bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Dependencies come from requirements.lock (exact versions + hashes, test extra included); ADRCS itself
+# is installed on top without resolving anything again. `make lock` refreshes the lock after a change
+# of pyproject.toml's dependencies.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
+
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv
+	$(BIN)/python -m uv pip compile pyproject.toml --extra test --generate-hashes --universal \
+		--python-version 3.10 -o requirements.lock
 
 run: install
 	$(BIN)/adrcs info $(SAMPLES)/wm811k_sample.pkl.xz
@@ -31,6 +41,9 @@ serve: install
 
 test: install
 	$(BIN)/python -m pytest
+
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 bench: install
 	$(BIN)/python bench/wm811k.py
