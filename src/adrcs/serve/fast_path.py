@@ -14,10 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from fastapi import HTTPException
 
-from adrcs.errors import InputError
 from adrcs.serve.security import authorize, token_from_headers
 
 log = logging.getLogger("adrcs.serve")
@@ -37,9 +35,8 @@ class JsonRouteFastPath:
     """Serves ``POST path`` requests whose body is not multipart with ``handler(raw_body) -> JSON bytes``.
 
     ``state`` is the app state (``store``, ``config``, ``token_cache``, ``metrics``) for the token check
-    and the request metrics. Errors map as in the app: ``HTTPException`` -> its status and detail,
-    ``InputError`` -> 422, a body over ``limit`` bytes -> 413, anything else -> 500 "internal error"
-    (logged, never shown).
+    and the request metrics. Errors map as in the app (``serve/errors.py``: the same statuses, bodies with
+    the request id, which is also echoed in ``X-Request-ID``); a body over ``limit`` bytes -> 413.
     """
 
     def __init__(self, path: str, role: str, handler: Handler, state: Any, limit: int) -> None:
@@ -55,23 +52,25 @@ class JsonRouteFastPath:
         return True
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        from adrcs.serve.errors import REQUEST_ID, answer_for, error_body, request_id_from
+
         t0 = time.perf_counter()
+        rid = request_id_from(scope["headers"])
+        ctx = REQUEST_ID.set(rid)
         headers: list[tuple[bytes, bytes]] = []
         try:
             status, body = 200, await self._answer(scope, receive)
         except _Disconnected:
             return
-        except HTTPException as e:
-            status, body = e.status_code, orjson.dumps({"detail": e.detail})
-            headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (e.headers or {}).items()]
-        except InputError as e:
-            status, body = 422, orjson.dumps({"detail": str(e)})
-        except Exception as e:  # noqa: BLE001 - no stack traces to clients
-            log.error("unhandled error on POST %s", self.path, exc_info=e)
-            status, body = 500, orjson.dumps({"detail": "internal error"})
+        except Exception as e:  # noqa: BLE001 - mapped like the app's handlers; no stack traces to clients
+            status, detail, extra = answer_for(e, f"POST {self.path}")
+            body = error_body(detail, rid)
+            headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()]
+        finally:
+            REQUEST_ID.reset(ctx)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"),
-                                *headers]})
+                                (b"x-request-id", rid.encode("ascii")), *headers]})
         await send({"type": "http.response.body", "body": body})
         self.state.metrics.observe_request(self.path, "POST", status, time.perf_counter() - t0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,18 @@ from adrcs.transforms.resize import resize_stack
 
 KINDS = ("wafer", "detect", "image_classify")
 IMAGE_KINDS = ("detect", "image_classify")
+RETRY_FAILED_S = 30.0  # a champion that failed to load is retried at most this often (loading is costly)
+log = logging.getLogger("adrcs.serve")
+
+
+class ModelUnavailable(LookupError):
+    """The champion of a kind is registered but cannot be loaded (missing or corrupted files).
+
+    The message names the kind and version only, never a server path (the path and cause are logged)."""
+
+    def __init__(self, kind: str, version: str) -> None:
+        self.kind, self.version = kind, version
+        super().__init__(f"the {kind} model {version} cannot be loaded; an admin can promote a working version")
 
 
 def checkpoint_kind(model_dir: str | Path) -> str:
@@ -125,6 +138,7 @@ class ModelHost:
         self.device = device
         self.refresh_s = float(refresh_s)  # how often the registry's champion is re-read (promotions elsewhere)
         self._loaded: dict[str, LoadedModel] = {}
+        self._failed: dict[str, tuple[str, float]] = {}  # kind -> (version, when it failed)
         self._checked: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -154,6 +168,18 @@ class ModelHost:
             self.store.promote(version, actor=actor)
         return version
 
+    def problems(self) -> dict[str, str]:
+        """Kind -> reason for each deployed kind whose champion cannot be loaded (loads it when needed)."""
+        out = {}
+        for kind in KINDS:
+            try:
+                self.current(kind)
+            except ModelUnavailable as e:
+                out[kind] = str(e)
+            except LookupError:
+                pass  # nothing deployed of this kind
+        return out
+
     def kinds(self) -> list[str]:
         """Kinds that have a champion."""
         return [k for k in KINDS if self.store.champion(k) is not None]
@@ -174,7 +200,17 @@ class ModelHost:
         with self._lock:
             loaded = self._loaded.get(kind)
             if loaded is None or loaded.version != champ.version:
-                pipe = load_pipeline(kind, champ.path, self.device)
+                failed = self._failed.get(kind)
+                if failed is not None and failed[0] == champ.version and time.monotonic() - failed[1] < RETRY_FAILED_S:
+                    raise ModelUnavailable(kind, champ.version)
+                try:
+                    pipe = load_pipeline(kind, champ.path, self.device)
+                except Exception as e:  # noqa: BLE001 - any load failure: logged with the path, 503 to clients
+                    log.error("cannot load the %s champion %s from %s: %s", kind, champ.version, champ.path, e)
+                    self._failed[kind] = (champ.version, time.monotonic())
+                    self._loaded.pop(kind, None)  # never keep answering with a model that is no longer champion
+                    raise ModelUnavailable(kind, champ.version) from None
+                self._failed.pop(kind, None)
                 names = list(pipe.class_names)
                 loaded = LoadedModel(version=champ.version, kind=kind, path=champ.path, pipeline=pipe,
                                      class_names=names, multilabel=bool(getattr(pipe, "multilabel", False)),

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String,
-                        Text)
+                        Text, UniqueConstraint)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -136,5 +136,17 @@ class ApiTokenRow(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class ClassRow(Base):
+    """A defect class an admin registered for a model kind (review labels beyond the model's own classes)."""
+
+    __tablename__ = "defect_classes"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_defect_classes_kind_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(255))
+
+
 __all__ = ["Base", "BlobRow", "InspectionRow", "ReviewRow", "ModelVersionRow", "ModelEventRow", "ApiTokenRow",
-           "UTCDateTime", "utcnow", "NAMING"]
+           "ClassRow", "UTCDateTime", "utcnow", "NAMING"]

@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,14 +29,17 @@ from typing import Any
 
 from sqlalchemy import Date, Engine, cast, create_engine, event, exists, func, select, update
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from adrcs.errors import InputError
 from adrcs.serve.store import sqlite_writer
+from adrcs.serve.store.classes import ClassesMixin
 from adrcs.serve.store.sqlite_writer import RowidsExhausted, SQLiteInspectionWriter
-from adrcs.serve.store.schema import (ApiTokenRow, BlobRow, InspectionRow, ModelEventRow, ModelVersionRow, ReviewRow,
-                                      utcnow)
+from adrcs.serve.store.schema import (ApiTokenRow, BlobRow, ClassRow, InspectionRow, ModelEventRow, ModelVersionRow,
+                                      ReviewRow, utcnow)
 
 ROLES = ("inspector", "engineer", "admin")  # each role includes the ones before it
 INSPECTION_KINDS = ("wafer_map", "image")
@@ -45,6 +49,9 @@ MODEL_STATUSES = ("candidate", "champion", "retired")
 MODEL_ACTIONS = ("register", "promote", "rollback", "reject")
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MAX_SQLITE_ID = 2**63 - 1   # SQLite rowid
+MAX_PG_ID = 2**31 - 1       # PostgreSQL ``integer`` id columns
+MAX_OFFSET = 2**63 - 1      # LIMIT / OFFSET are 64-bit on both backends
 
 
 class NotFound(KeyError):
@@ -52,6 +59,26 @@ class NotFound(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "not found"
+
+
+def unavailable_reason(exc: BaseException) -> str | None:
+    """A short, path-free reason when ``exc`` means the database cannot serve now (locked, read-only, full,
+    unreachable); None for any other error (a bug, a bad value)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None and not isinstance(exc, (OperationalError, InternalError)):
+        return None
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    if not isinstance(exc, (OperationalError, InternalError, PoolTimeout, sqlite3.OperationalError,
+                            sqlite3.DatabaseError)):
+        return None
+    if "locked" in text or "busy" in text or "lock timeout" in text:
+        return "database is locked"
+    if "readonly" in text or "read-only" in text or "read only" in text:
+        return "database is read-only"
+    if "full" in text:
+        return "database disk is full"
+    if isinstance(exc, InternalError):
+        return None
+    return "database is unavailable"
 
 
 # --------------------------------------------------------------------------------------------- records
@@ -228,14 +255,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
-def _sqlite_events(engine: Engine) -> None:
+def _sqlite_events(engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
     """WAL + synchronous=FULL + foreign keys + busy timeout; BEGIN IMMEDIATE for write transactions."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA foreign_keys = ON")
@@ -284,18 +311,24 @@ def insert_for(s: Session, table: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------- store
-class Store:
+class Store(ClassesMixin):
     """Thread-safe results store over SQLAlchemy (SQLite file or PostgreSQL)."""
 
-    def __init__(self, url: str = "sqlite:///adrcs.db", migrate: bool = True) -> None:
+    def __init__(self, url: str = "sqlite:///adrcs.db", migrate: bool = True,
+                 busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
         """Create the engine (``sqlite:///relative/path.db`` is relative to the working directory; missing
-        parent folders are created) and, when ``migrate``, run ``alembic upgrade head``."""
+        parent folders are created) and, when ``migrate``, run ``alembic upgrade head``.
+
+        ``busy_timeout_ms``: how long a SQLite write waits for another process's lock before failing
+        (then the service answers 503). InputError (naming the URL, no password) when the database
+        cannot be opened or migrated, e.g. a read-only file."""
         u = normalize_url(url)
+        self.busy_timeout_ms = int(busy_timeout_ms)
         self.dialect = u.get_backend_name()
         # a server connection can drop between uses: check it out with a ping; a SQLite file cannot
         kwargs: dict[str, Any] = {"pool_pre_ping": self.dialect != "sqlite"}
         if self.dialect == "sqlite":
-            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": self.busy_timeout_ms / 1000}
             if u.database in (None, "", ":memory:"):  # one shared connection, else each one is a new empty db
                 kwargs["poolclass"] = StaticPool
             else:
@@ -307,15 +340,27 @@ class Store:
         # inspections of a SQLite file are written by a lean DBAPI path (the service's hot path)
         self._fast_writer: SQLiteInspectionWriter | None = None
         if self.dialect == "sqlite" and u.database not in (None, "", ":memory:") and sqlite_writer.supported():
-            self._fast_writer = SQLiteInspectionWriter(str(Path(u.database).expanduser()), SQLITE_BUSY_TIMEOUT_MS)
+            self._fast_writer = SQLiteInspectionWriter(str(Path(u.database).expanduser()), self.busy_timeout_ms)
         self._engine = create_engine(u, **kwargs)
         if self.dialect == "sqlite":
-            _sqlite_events(self._engine)
+            _sqlite_events(self._engine, self.busy_timeout_ms)
         self._write_engine = self._engine.execution_options(adrcs_write=True)
         self._read = sessionmaker(bind=self._engine, expire_on_commit=False)
         self._write = sessionmaker(bind=self._write_engine, expire_on_commit=False)
+        self.max_id = MAX_SQLITE_ID if self.dialect == "sqlite" else MAX_PG_ID
         if migrate:
-            upgrade(self._write_engine)
+            try:
+                upgrade(self._write_engine)
+            except (DBAPIError, PoolTimeout, sqlite3.Error) as e:
+                self._engine.dispose()
+                reason = unavailable_reason(e) or "database cannot be migrated"
+                detail = str(getattr(e, "orig", None) or e).splitlines()[0][:200]
+                raise InputError(self.safe_url, f"{reason}: the service needs a writable database ({detail})") from None
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL with any password hidden (for messages and logs)."""
+        return self.url.render_as_string(hide_password=True)
 
     @property
     def engine(self) -> Engine:
@@ -346,6 +391,35 @@ class Store:
             return True
         except Exception:  # noqa: BLE001 - a health probe reports, never raises
             return False
+
+    def check_writable(self, timeout_s: float = 1.0) -> str | None:
+        """None when a write transaction can be opened and a row written (then rolled back); else a short reason
+        (locked, read-only, unreachable). Waits at most about ``timeout_s`` for a lock held elsewhere."""
+        try:
+            if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
+                # a fresh connection with a short busy timeout: the engine's would wait busy_timeout_ms
+                database = str(Path(self.url.database).expanduser())
+                uri = bool(self.url.query.get("uri")) or database.startswith("file:")
+                conn = sqlite3.connect(database, timeout=timeout_s, isolation_level=None, uri=uri)
+                try:
+                    conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        conn.execute("UPDATE alembic_version SET version_num = version_num")
+                    finally:
+                        conn.execute("ROLLBACK")
+                finally:
+                    conn.close()
+                return None
+            with self._write_engine.connect() as conn, conn.begin() as tx:
+                if self.dialect == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_s * 1000)}")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_s * 1000) + 1000}")
+                conn.exec_driver_sql("UPDATE alembic_version SET version_num = version_num")
+                tx.rollback()
+            return None
+        except Exception as e:  # noqa: BLE001 - a health probe reports, never raises
+            return unavailable_reason(e) or "database is unavailable"
 
     @contextmanager
     def _session(self, write: bool = False) -> Iterator[Session]:
@@ -477,8 +551,15 @@ class Store:
         reviews = self._reviews_of(s, [r.id for r in rows])
         return [_inspection(r, reviews[r.id]) for r in rows]
 
+    def valid_id(self, inspection_id: int) -> bool:
+        """True when ``inspection_id`` fits the backend's id column (1 .. max_id)."""
+        return isinstance(inspection_id, int) and 1 <= inspection_id <= self.max_id
+
     def get_inspection(self, inspection_id: int) -> Inspection | None:
-        """One inspection with its reviews (oldest first) and effective label, or None."""
+        """One inspection with its reviews (oldest first) and effective label, or None (also for an id out of
+        the backend's range)."""
+        if not self.valid_id(int(inspection_id)):
+            return None
         with self._session() as s:
             row = s.get(InspectionRow, int(inspection_id))
             return None if row is None else self._with_reviews(s, [row])[0]
@@ -519,7 +600,8 @@ class Store:
                               max_confidence=max_confidence, min_confidence=min_confidence, kind=kind)
         order = ((InspectionRow.created_at.desc(), InspectionRow.id.desc()) if newest_first
                  else (InspectionRow.created_at.asc(), InspectionRow.id.asc()))
-        q = select(InspectionRow).where(*conds).order_by(*order).limit(max(0, int(limit))).offset(max(0, int(offset)))
+        q = (select(InspectionRow).where(*conds).order_by(*order).limit(min(max(0, int(limit)), MAX_OFFSET))
+             .offset(min(max(0, int(offset)), MAX_OFFSET)))
         with self._session() as s:
             return self._with_reviews(s, list(s.scalars(q)))
 
@@ -544,6 +626,8 @@ class Store:
             raise ValueError(f"action must be one of {REVIEW_ACTIONS}, got {action!r}")
         if not reviewer:
             raise ValueError("reviewer is required")
+        if not self.valid_id(int(inspection_id)):
+            raise NotFound(f"no inspection {inspection_id}")
         with self._session(write=True) as s:
             predicted = s.scalar(select(InspectionRow.predicted).where(InspectionRow.id == int(inspection_id)))
             if predicted is None:
@@ -680,7 +764,10 @@ class Store:
     @staticmethod
     def _lock_kind(s: Session, kind: str) -> list[ModelVersionRow]:
         # row locks on PostgreSQL; SQLite write transactions are already exclusive (BEGIN IMMEDIATE)
-        return list(s.scalars(select(ModelVersionRow).where(ModelVersionRow.kind == kind).with_for_update()))
+        # populate_existing: rows read before the lock was granted are refreshed (a concurrent promote committed)
+        q = (select(ModelVersionRow).where(ModelVersionRow.kind == kind).order_by(ModelVersionRow.version)
+             .with_for_update().execution_options(populate_existing=True))
+        return list(s.scalars(q))
 
     def promote(self, version: str, *, actor: str) -> ModelVersion:
         """Make ``version`` the champion of its kind; the previous champion becomes "retired"; logged.
