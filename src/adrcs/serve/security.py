@@ -1,6 +1,7 @@
 """API tokens with roles: `inspector` may inspect and read; `engineer` may also review; `admin` may also
 promote, roll back and retrain. Tokens travel as ``Authorization: Bearer <token>`` (or ``X-API-Token``)
-and are checked against the store, which keeps only their SHA-256."""
+and are checked against the store, which keeps only their SHA-256. Failed checks are throttled per client
+(`adrcs.serve.auth_limit`): past ``config.auth_max_failures`` per ``config.auth_window_s`` a client gets 429."""
 from __future__ import annotations
 
 import time
@@ -10,6 +11,7 @@ from typing import Any, Awaitable, Callable
 from fastapi import HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 
+from adrcs.serve.auth_limit import DEFAULT_MAX_FAILURES, DEFAULT_WINDOW_S, FailedAuthLimiter
 from adrcs.serve.store import ROLES, hash_token
 
 INSPECTOR, ENGINEER, ADMIN = ROLES
@@ -54,14 +56,37 @@ async def _check(state: Any, token: str) -> tuple[str, str] | None:
     return found
 
 
-async def authorize(state: Any, token: str | None, role: str) -> Caller:
+def auth_limiter(state: Any) -> FailedAuthLimiter | None:
+    """The app's failed-check limiter (``state.auth_limiter``), made on first use from
+    ``state.config.auth_max_failures`` (default 10; 0 turns throttling off) and ``auth_window_s`` (60)."""
+    limiter = getattr(state, "auth_limiter", None)
+    if limiter is None:
+        config = getattr(state, "config", None)
+        n = getattr(config, "auth_max_failures", DEFAULT_MAX_FAILURES)
+        if n is None or int(n) <= 0:
+            limiter = False  # remembered: throttling is off
+        else:
+            limiter = FailedAuthLimiter(int(n), float(getattr(config, "auth_window_s", None) or DEFAULT_WINDOW_S))
+        state.auth_limiter = limiter
+    return None if limiter is False else limiter  # (an empty limiter is falsy: it has a length)
+
+
+async def authorize(state: Any, token: str | None, role: str, *, client: str | None = None) -> Caller:
     """The caller of `token` (checked against ``state.store``); HTTPException 401 without a valid token,
-    403 when its role is below `role`."""
+    403 when its role is below `role`, 429 (with ``Retry-After``) while `client` (its address) has used up
+    its failed checks: then the token is not even looked at."""
     if token is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
+    limiter = auth_limiter(state)
+    if limiter is not None and (wait := limiter.retry_after(client)):
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
+                            f"too many failed token checks from this client: retry in {wait} s",
+                            headers={"Retry-After": str(wait)})
     found = await _check(state, token)
     if found is None:
+        if limiter is not None:
+            limiter.failed(client)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API token",
                             headers={"WWW-Authenticate": "Bearer"})
     name, have = found
@@ -76,6 +101,8 @@ def require(role: str) -> Callable[[Request], Awaitable[Caller]]:
         raise ValueError(f"unknown role {role!r}")
 
     async def dependency(request: Request) -> Caller:  # async: no thread hop per request
-        return await authorize(request.app.state, token_from(request), role)
+        client = request.client
+        return await authorize(request.app.state, token_from(request), role,
+                               client=client.host if client is not None else None)
 
     return dependency
