@@ -83,15 +83,21 @@ def ensure_private_sqlite(url: str | URL) -> Path | None:
     """Make the SQLite file of `url` private before SQLAlchemy opens it; other URLs are left alone (None).
 
     A missing file is created empty (a valid empty SQLite database) with mode 0600, without following a
-    link, so SQLite gives its -wal/-shm/-journal files 0600 too. An existing file (and its side files)
+    link (a dangling link at the path is refused with InputError), so SQLite gives its -wal/-shm/-journal
+    files 0600 too. An existing file (and its side files)
     readable or writable by group or others is tightened to 0600 with a logged warning; when that is not
     allowed (another owner) only the warning is logged. Returns the database file.
     """
     path = sqlite_file(url)
     if path is None:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.is_symlink() and not path.exists():
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(path.parent, f"cannot create the database folder: {e.strerror or e}") from None
+    if path.is_symlink() and not path.exists():  # SQLite would create the file wherever the link points
+        raise InputError(path, "is a symbolic link to a missing file: refusing to create the database through it")
+    if not path.exists():
         try:
             os.close(_create_private(path))
             return path

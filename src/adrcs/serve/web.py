@@ -27,7 +27,10 @@ def _drop_routes(app: FastAPI, paths: set[str | None]) -> None:
 
 def install_web(app: FastAPI) -> FastAPI:
     """Add the review page at `/`, page and Swagger UI assets at `/static/`, offline `/docs`, and the security
-    headers middleware to `app` (call before the app starts). Returns `app`."""
+    headers middleware to `app` (call before the app starts; a second call does nothing). Returns `app`."""
+    if getattr(app.state, "web_installed", False):
+        return app
+    app.state.web_installed = True
     _drop_routes(app, {"/", app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None})
     app.docs_url = app.redoc_url = None
     html = PAGE.read_text(encoding="utf-8")
