@@ -32,9 +32,11 @@ def client_key(host: str | None) -> str:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return host[:200]
-    if ip.version == 6 and ip.ipv4_mapped is None:
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:  # ::ffff:a.b.c.d is an IPv4 client
+            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip.ipv4_mapped or ip)
+    return str(ip)
 
 
 class FailedAuthLimiter:
