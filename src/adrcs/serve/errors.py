@@ -63,11 +63,12 @@ def answer_for(exc: BaseException, where: str = "") -> tuple[int, str, dict[str,
     client's fault."""
     if isinstance(exc, HTTPException):
         return exc.status_code, str(exc.detail), dict(exc.headers or {})
-    unsupported, too_large = _loader_error("UnsupportedMediaError"), _loader_error("InputTooLarge")
-    if unsupported is not None and isinstance(exc, unsupported):
-        return 415, str(exc), {}
-    if too_large is not None and isinstance(exc, too_large):
-        return 413, str(exc), {}
+    from adrcs.serve.inputs import InputTooLarge, UnsupportedMediaError
+
+    for cls, status in ((UnsupportedMediaError, 415), (InputTooLarge, 413),
+                        (_loader_error("UnsupportedMediaError"), 415), (_loader_error("InputTooLarge"), 413)):
+        if cls is not None and isinstance(exc, cls):
+            return status, str(exc), {}
     if isinstance(exc, InputError):
         return 422, str(exc), {}
     if isinstance(exc, ModelUnavailable):
@@ -78,6 +79,16 @@ def answer_for(exc: BaseException, where: str = "") -> tuple[int, str, dict[str,
         return 503, f"{reason}; try again later", {"Retry-After": str(RETRY_AFTER_S)}
     log.error("request %s %s: unhandled error", current_request_id(), where, exc_info=exc)
     return 500, "internal error (quote the request id when reporting it)", {}
+
+
+def handled_exceptions() -> tuple[type[BaseException], ...]:
+    """Exception classes to register with FastAPI's exception handlers."""
+    import sqlite3
+
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return (HTTPException, InputError, ModelUnavailable, DBAPIError, PoolTimeout, sqlite3.Error)
 
 
 def error_body(detail: str, request_id: str | None = None) -> bytes:
@@ -103,7 +114,23 @@ class RequestIdMiddleware:
                 msg = {**msg, "headers": [*msg.get("headers", []), (b"x-request-id", rid.encode("ascii"))]}
             await send(msg)
 
+        started = False
+
+        async def send_tracked(msg: dict) -> None:
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send_with_id(msg)
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_tracked)
+        except Exception as exc:  # noqa: BLE001 - what no handler took: answered here, with this request's id
+            if started:
+                raise
+            status, detail, headers = answer_for(exc, f"{scope.get('method')} {scope.get('path')}")
+            body = error_body(detail, rid)
+            await send_with_id({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                *[(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]]})
+            await send({"type": "http.response.body", "body": body})
         finally:
             REQUEST_ID.reset(token)

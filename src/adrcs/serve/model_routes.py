@@ -1,0 +1,103 @@
+"""Model registry routes: list (paths for admins only), promote (idempotent), roll back, retrain."""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException
+
+from adrcs.serve.security import ADMIN, INSPECTOR, Caller, require
+from adrcs.serve.store import NotFound
+
+log = logging.getLogger("adrcs.serve")
+CHAMPION_KINDS = ("wafer", "detect", "image_classify")
+
+
+def _public(model: dict[str, Any], admin: bool) -> dict[str, Any]:
+    return model if admin else {k: v for k, v in model.items() if k != "path"}
+
+
+def _public_event(event: dict[str, Any], admin: bool) -> dict[str, Any]:
+    if admin or "path" not in event.get("detail", {}):
+        return event
+    return {**event, "detail": {k: v for k, v in event["detail"].items() if k != "path"}}
+
+
+def add_model_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: Any) -> None:
+    """``/v1/models`` and its admin actions."""
+
+    def _deploy(m: Any) -> dict:
+        host.invalidate(m.kind)
+        host.current(m.kind)  # load now, not on the next request (ModelUnavailable -> 503)
+        metrics.set_model(m.version, m.kind)
+        return {"champion": m.to_dict()}
+
+    @app.get("/v1/models", tags=["models"])
+    def models(caller: Caller = Depends(require(INSPECTOR))) -> dict:
+        """Registered versions, champions and the last 50 registry events (server paths for admins only)."""
+        admin = caller.role == ADMIN
+        return {"models": [_public(m.to_dict(), admin) for m in store.list_models()],
+                "champions": {k: (c.version if (c := store.champion(k)) else None) for k in CHAMPION_KINDS},
+                "events": [_public_event(e, admin) for e in store.model_events()[-50:]]}
+
+    @app.post("/v1/models/{version}/promote", tags=["models"])
+    def promote(version: str, caller: Caller = Depends(require(ADMIN))) -> dict:
+        """Make `version` the champion of its kind; promoting the champion again is a no-op (200)."""
+        current = store.get_model(version) if len(version) <= 128 else None
+        if current is None:
+            raise HTTPException(404, f"no model version {version[:128]!r}")
+        if current.status == "champion":
+            return {**_deploy(current), "unchanged": True}
+        try:
+            m = store.promote(version, actor=caller.name)
+        except NotFound:
+            raise HTTPException(404, f"no model version {version!r}") from None
+        except ValueError:  # another admin promoted it a moment ago
+            return {**_deploy(store.get_model(version)), "unchanged": True}
+        return _deploy(m)
+
+    @app.post("/v1/models/rollback", tags=["models"])
+    def rollback(kind: str = "wafer", caller: Caller = Depends(require(ADMIN))) -> dict:
+        """Re-promote the previous champion of `kind` (409 when there is none)."""
+        if kind not in CHAMPION_KINDS:
+            raise HTTPException(422, f"kind must be one of {list(CHAMPION_KINDS)}")
+        try:
+            m = store.rollback(actor=caller.name, kind=kind)
+        except ValueError as e:
+            raise HTTPException(409, str(e)) from None
+        return _deploy(m)
+
+    @app.post("/v1/models/retrain", tags=["models"], status_code=202)
+    def retrain(caller: Caller = Depends(require(ADMIN))) -> dict:
+        """Start adaptive retraining (challenger vs champion on the audit set) in the background."""
+        champ = store.champion("wafer")
+        if champ is None:
+            raise HTTPException(503, "no wafer model is deployed")
+        job = uuid.uuid4().hex[:12]
+        app.state.jobs[job] = {"job": job, "status": "running", "started": datetime.now(timezone.utc).isoformat()}
+
+        def work() -> None:
+            from adrcs.adapt import adapt
+
+            try:
+                out_dir = Path(config.retrain.get("out", "runs/adapt")) / job
+                res = adapt(store, champ.path, out_dir, actor=caller.name, **{k: v for k, v in config.retrain.items()
+                                                                              if k != "out"})
+                app.state.jobs[job].update(status="done", result=res)
+            except Exception as e:  # reported in the job, logged in full
+                log.exception("retrain job %s failed", job)
+                app.state.jobs[job].update(status="failed", error=str(e)[:500])
+
+        threading.Thread(target=work, daemon=True, name=f"retrain-{job}").start()
+        return app.state.jobs[job]
+
+    @app.get("/v1/models/retrain/{job}", tags=["models"])
+    def retrain_status(job: str, caller: Caller = Depends(require(ADMIN))) -> dict:
+        """A retrain job's status and result."""
+        if job not in app.state.jobs:
+            raise HTTPException(404, f"no retrain job {job[:64]!r}")
+        return app.state.jobs[job]
