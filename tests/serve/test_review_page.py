@@ -11,6 +11,7 @@ import pytest
 
 from adrcs.serve.app import ServiceConfig, create_app
 from adrcs.serve.store import Store
+from adrcs.serve.web import install_web
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -47,7 +48,8 @@ def live_service(tmp_path_factory, tmp_path):
     run = _train_wafer(tmp_path_factory.mktemp("page"), 0)
     store = Store(f"sqlite:///{tmp_path / 'page.db'}")
     token = store.create_token("eve", "engineer")
-    app = create_app(ServiceConfig(models=[str(run)], low_confidence=1.01), store=store)  # everything is queued
+    # everything is queued; install_web: the page, its scripts and headers (a no-op once create_app calls it)
+    app = install_web(create_app(ServiceConfig(models=[str(run)], low_confidence=1.01), store=store))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -85,6 +87,9 @@ def test_review_page_confirms_a_label(live_service):
         assert "LOT-A" in browser.find_element(By.ID, "counts").text
         card.find_element(By.CSS_SELECTOR, "button.confirm").click()
         wait.until(lambda b: card.find_element(By.CSS_SELECTOR, ".status").text == "confirmed")
+        # the token stays in this tab only
+        assert browser.execute_script("return sessionStorage.getItem('adrcs_token')") == token
+        assert browser.execute_script("return localStorage.getItem('adrcs_token')") is None
     finally:
         browser.quit()
     rec = store.get_inspection(ids[-1])
