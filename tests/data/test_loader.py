@@ -325,7 +325,7 @@ def test_directory(tmp_path):
 def test_text_file(tmp_path):
     p = tmp_path / "notes.pkl"
     p.write_text("hello, this is not a pickle\n")
-    _expect_error(p, r"not a pickle or npz file \(")
+    _expect_error(p, r"not a wafer-map file \(looks like a text file")
 
 
 def test_empty_file(tmp_path):
@@ -337,7 +337,7 @@ def test_empty_file(tmp_path):
 def test_truncated_xz(tmp_path, wm811k_pickle):
     p = tmp_path / "cut.pkl.xz"
     p.write_bytes(wm811k_pickle.read_bytes()[:200])
-    _expect_error(p, "not a pickle or npz file")
+    _expect_error(p, "is damaged: its xz data cannot be decompressed")
 
 
 def test_pickled_list(tmp_path):
@@ -397,7 +397,7 @@ def test_npz_with_2d_arr_0(tmp_path):
 def test_damaged_npz(tmp_path):
     p = tmp_path / "broken.npz"
     p.write_bytes(b"PK\x03\x04" + b"\x00" * 40)
-    _expect_error(p, "not a pickle or npz file")
+    _expect_error(p, "is damaged: its zip data cannot be opened")
 
 
 def test_npz_label_rows_mismatch(tmp_path, rng):

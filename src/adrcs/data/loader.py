@@ -1,22 +1,18 @@
 """Loading wafer-map files of any supported format into a `WaferMapSet`.
 
-The file is opened once: an ``.npz`` (or any zip of ``.npy`` arrays) with ``numpy.load``,
-anything else as a pickle (xz/gzip/bz2/zip/zstd compression is recognised from the file's first
-bytes, so the extension does not matter). The object read is handed to the format modules in
-``adrcs.data.formats``, whose ``sniff`` picks the reader.
+The loader decides from a file's first bytes (after decompression, streaming: xz, gzip, bz2,
+zstd, a one-file zip), never from its name: an npz (zip of ``.npy`` arrays) goes to
+`npz_reader`, a real pickle to the unpickler, anything else gets a "not a wafer-map file (looks
+like ...)" message. The object read is handed to the format modules in ``adrcs.data.formats``,
+whose ``sniff`` picks the reader.
 
-Pickles can run code when loaded: load only files from sources you trust, or pass
-``trusted=False`` (what the inspection service does with uploads): pickles are then unpickled with
-`SafeUnpickler`, which only builds numpy / pandas data classes, and npz files never unpickle.
+Pickles are read with `safe_pickle.StrictUnpickler` (only the classes wafer-map data needs)
+unless ``trust_pickle`` (``--trust-pickle``); ``allow_pickle=False`` (uploads to the service)
+refuses pickles altogether. Everything is read within `InputLimits`: uncompressed bytes, map
+side, map count.
 """
 from __future__ import annotations
 
-import bz2
-import gzip
-import io
-import lzma
-import pickle
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,65 +20,122 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from adrcs.data import formats
+from adrcs.data import file_kind, formats
+from adrcs.data.bounded_io import DECODE_ERRORS, Source, decoded_head, open_data, read_head
 from adrcs.data.formats import NpzArrays
+from adrcs.data.limits import DEFAULT_LIMITS, InputLimits
+from adrcs.data.npz_reader import is_npz, read_npz
+from adrcs.data.safe_pickle import REFUSAL, PickleRefused, strict_load, trusted_load
 from adrcs.data.wafer_map_set import WaferMapSet
-from adrcs.errors import InputError
+from adrcs.errors import InputError, InputTooLarge, UnsupportedMediaError
 
-__all__ = ["load", "load_many", "summarize"]
+__all__ = ["load", "load_bytes", "load_many", "summarize"]
 
-_MAGIC = [
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bz2"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"PK\x03\x04", "zip"),
-    (b"PK\x05\x06", "zip"),
-]
+PICKLE_UPLOAD_HINT = ("pickle uploads are refused (they can run code); convert with `adrcs convert FILE OUT.npz` "
+                      "and upload the npz, or send JSON")
+MAX_COLUMNS = 10_000
 
 
-def load(path: str | Path, *, require_labels: bool = False, trusted: bool = True) -> WaferMapSet:
+def load(path: str | Path, *, require_labels: bool = False, trust_pickle: bool = False, allow_pickle: bool = True,
+         limits: InputLimits | None = None, trusted: bool | None = None) -> WaferMapSet:
     """Read one wafer-map file, auto-detecting its format.
 
-    Supported: processed WM-811K pickles, Kaggle's raw ``LSWMD.pkl``, the MixedWM38 npz and the
-    processed MixedWM38 pickles (see ``adrcs.data.formats``). Maps come back as uint8 die codes
-    0/1/2; unlabeled maps are kept (label -1) and counted in ``notes["unlabeled"]``.
+    Supported: processed WM-811K pickles, Kaggle's raw ``LSWMD.pkl``, the MixedWM38 npz, the
+    processed MixedWM38 pickles and the ``adrcs convert`` npz (see ``adrcs.data.formats``). Maps
+    come back as uint8 die codes 0/1/2; unlabeled maps are kept (label -1) and counted in
+    ``notes["unlabeled"]``.
+
+    trust_pickle: unpickle anything (only for files you trust); default: the strict unpickler.
+    allow_pickle: False refuses pickles (and pickled npz arrays) with UnsupportedMediaError.
+    limits: size limits (default `InputLimits()`); over a limit -> InputTooLarge.
+    trusted: older spelling; ``trusted=False`` is the default behaviour now (strict unpickler).
 
     Raises InputError (naming the file and the problem) for anything that is not readable wafer-map
-    data, and, with ``require_labels``, when no map carries a label. ``trusted=False``: see the module docs.
+    data, and, with ``require_labels``, when no map carries a label.
     """
     p = Path(path)
     if not p.exists():
         raise InputError(p, "file not found")
     if p.is_dir():
         raise InputError(p, "is a directory, expected a wafer-map file (.pkl, .pkl.xz, .npz)")
-    obj = _read_object(p, trusted)
+    try:
+        return _load(p, str(p), p, require_labels, trust_pickle, allow_pickle, limits or DEFAULT_LIMITS)
+    except OSError as e:
+        raise InputError(p, f"cannot be read ({e.strerror or 'I/O error'})") from None
+
+
+def load_bytes(content: bytes, name: str, *, allow_pickle: bool = False, limits: InputLimits,
+               require_labels: bool = False) -> WaferMapSet:
+    """Read an uploaded wafer-map file from memory (no temporary file), as untrusted input.
+
+    `name` (the client's file name) is the only name in error messages. Pickles get
+    UnsupportedMediaError unless `allow_pickle` (then the strict unpickler); npz files never
+    unpickle unless `allow_pickle`. Over a limit -> InputTooLarge.
+    """
+    name = Path(name or "upload").name or "upload"
+    if not content:
+        raise InputError(name, "empty upload")
+    return _load(bytes(content), name, Path(name), require_labels, False, allow_pickle, limits)
+
+
+def _load(source: Source, name: str, p: Path, require_labels: bool, trust_pickle: bool, allow_pickle: bool,
+          limits: InputLimits) -> WaferMapSet:
+    obj = _read_object(source, name, trust_pickle, allow_pickle, limits)
+    _precheck(name, obj, limits)
     if isinstance(obj, pd.DataFrame) and len(obj) == 0:
-        raise InputError(p, "contains no wafer maps (the table has no rows)")
+        raise InputError(name, "contains no wafer maps (the table has no rows)")
     fmt = formats.detect(p, obj)
     if fmt is None:
-        raise InputError(p, _unrecognised(obj))
+        raise InputError(name, _unrecognised(obj))
     try:
         ds = fmt.read(p, obj)
-    except InputError:
-        raise
+    except InputError as e:
+        raise type(e)(name, e.problem) from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
-        raise InputError(p, f"cannot read as {fmt.NAME} ({type(e).__name__}: {_short(e)})") from e
+        raise InputError(name, f"cannot read as {fmt.NAME} ({_short(e)})") from None
     if len(ds) == 0:
-        raise InputError(p, "contains no wafer maps")
+        raise InputError(name, "contains no wafer maps")
+    check_set(name, ds, limits)
     n_unlabeled = int((~ds.labeled_mask).sum())
-    ds.notes.update({"format": fmt.NAME, "source": str(p), "unlabeled": n_unlabeled})
+    ds.notes.update({"format": fmt.NAME, "source": name, "unlabeled": n_unlabeled})
     if require_labels and n_unlabeled == len(ds):
-        raise InputError(p, f"no labeled maps (all {len(ds)} maps are unlabeled)")
+        raise InputError(name, f"no labeled maps (all {len(ds)} maps are unlabeled)")
     return ds
 
 
-def load_many(paths: Iterable[str | Path], *, require_labels: bool = False) -> WaferMapSet:
-    """Load several files and join them (class lists merged in first-seen order)."""
+def check_set(name: str, ds: WaferMapSet, limits: InputLimits) -> None:
+    """InputTooLarge when `ds` has more maps than `limits.max_maps` or a map side over `max_map_side`."""
+    if len(ds) > limits.max_maps:
+        raise InputTooLarge(name, f"holds {len(ds)} maps, more than the limit of {limits.max_maps}")
+    for i, m in enumerate(ds.maps):
+        if max(m.shape) > limits.max_map_side:
+            raise InputTooLarge(name, f"map {i} of {m.shape[0]}x{m.shape[1]} is larger than the limit of "
+                                      f"{limits.max_map_side} per side")
+
+
+def _precheck(name: str, obj: Any, limits: InputLimits) -> None:
+    """Cheap limit checks on what was unpickled, before any format code iterates over it."""
+    if isinstance(obj, pd.DataFrame):
+        if len(obj) > limits.max_maps:
+            raise InputTooLarge(name, f"holds {len(obj)} rows, more than the limit of {limits.max_maps} maps")
+        if len(obj.columns) > MAX_COLUMNS:
+            raise InputTooLarge(name, f"holds {len(obj.columns)} columns (at most {MAX_COLUMNS})")
+        col = formats.map_column(obj)
+        if col is not None and obj[col].dtype == object:
+            for i, m in enumerate(obj[col].to_numpy()):
+                shape = getattr(m, "shape", None)
+                if isinstance(shape, tuple) and shape and max(shape) > limits.max_map_side:
+                    raise InputTooLarge(name, f"map {i} of shape {shape} is larger than the limit of "
+                                              f"{limits.max_map_side} per side")
+
+
+def load_many(paths: Iterable[str | Path], *, require_labels: bool = False, trust_pickle: bool = False,
+              limits: InputLimits | None = None) -> WaferMapSet:
+    """Load several files and join them (class lists merged in first-seen order); options as in `load`."""
     paths = list(paths)
     if not paths:
         raise InputError(None, "no input files given")
-    sets = [load(p) for p in paths]
+    sets = [load(p, trust_pickle=trust_pickle, limits=limits) for p in paths]
     if len({s.multilabel for s in sets}) > 1:
         single = next(p for p, s in zip(paths, sets) if not s.multilabel)
         multi = next(p for p, s in zip(paths, sets) if s.multilabel)
@@ -131,178 +184,46 @@ def summarize(ds: WaferMapSet) -> dict:
 
 
 def _short(e: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
+    """An exception's text on one line, cut to `limit` (no class name: messages reach HTTP clients)."""
+    text = " ".join(str(e).split()) or "unreadable"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _unrecognised(obj: Any) -> str:
     if isinstance(obj, NpzArrays):
-        return f"npz file has no 'arr_0' array (the wafer maps); arrays are {sorted(obj)}"
+        return f"npz file has no 'arr_0' array (the wafer maps); arrays are {sorted(obj)[:20]}"
     if isinstance(obj, pd.DataFrame):
-        return f"no wafer-map column (expected 'waferMap'); columns are {[str(c) for c in obj.columns]}"
+        return f"no wafer-map column (expected 'waferMap'); columns are {[str(c) for c in obj.columns][:30]}"
     kind = type(obj).__name__ if type(obj).__module__ == "builtins" else f"{type(obj).__module__}.{type(obj).__name__}"
     return f"holds a {kind}, not a DataFrame with a 'waferMap' column"
 
 
-def _compression(head: bytes) -> str | None:
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    return None
-
-
-def _is_npz(p: Path, compression: str | None) -> bool:
-    if p.suffix.lower() == ".npz":
-        return True
-    if compression != "zip":
-        return False
-    try:
-        with zipfile.ZipFile(p) as z:
-            names = z.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return bool(names) and all(n.endswith(".npy") for n in names)
-
-
-def _read_object(p: Path, trusted: bool = True) -> Any:
-    try:
-        with open(p, "rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        raise InputError(p, f"cannot be read ({e.strerror or _short(e)})") from e
+def _read_object(source: Source, name: str, trust_pickle: bool, allow_pickle: bool, limits: InputLimits) -> Any:
+    """The unpickled object or `NpzArrays` of `source`, chosen by content."""
+    head = read_head(source, 8)
     if not head:
-        raise InputError(p, "contains no wafer maps (the file is empty)")
-    compression = _compression(head)
-    if _is_npz(p, compression):
-        return _read_npz(p, allow_pickle=trusted)
-    if not trusted:
-        return _read_untrusted_pickle(p, compression)
-    return _read_pickle(p, compression)
+        raise InputError(name, "contains no wafer maps (the file is empty)")
+    flag = limits.flag
+    if file_kind.compression_of(head) == "zip" and is_npz(source):
+        return read_npz(source, name, limits, allow_pickle=allow_pickle, trust_pickle=trust_pickle, flag=flag)
+    content = decoded_head(source, name, limits.max_uncompressed_bytes, file_kind.HEAD_BYTES, flag)
+    if not content:
+        raise InputError(name, "contains no wafer maps (the file is empty)")
+    if not file_kind.is_pickle(content):
+        raise InputError(name, file_kind.not_wafer_map(content))
+    if not allow_pickle:
+        raise UnsupportedMediaError(name, PICKLE_UPLOAD_HINT)
 
+    def stream():
+        return open_data(source, name, limits.max_uncompressed_bytes, flag)
 
-def _read_npz(p: Path, allow_pickle: bool = True) -> NpzArrays:
     try:
-        try:
-            with np.load(p, allow_pickle=False) as z:
-                return NpzArrays({k: z[k] for k in z.files})
-        except ValueError as e:
-            if "allow_pickle" not in str(e):
-                raise
-            if not allow_pickle:
-                raise InputError(p, "npz holds object arrays (pickled data), refused for untrusted input; "
-                                    "send maps of one size as an (N, H, W) array") from e
-        with np.load(p, allow_pickle=True) as z:  # object arrays (maps of different sizes)
-            return NpzArrays({k: z[k] for k in z.files})
+        return trusted_load(stream) if trust_pickle else strict_load(stream, limits)
     except InputError:
         raise
-    except Exception as e:  # zip, zlib, format and EOF errors from a damaged or foreign file
-        raise InputError(p, f"not a pickle or npz file (bad npz: {type(e).__name__}: {_short(e)})") from e
-
-
-# Import errors that old pandas pickles (Kaggle's LSWMD.pkl) raise under pandas >= 1.
-_COMPAT_ERRORS = (ImportError, AttributeError, TypeError, ValueError, UnicodeDecodeError, NotImplementedError)
-
-
-def _read_pickle(p: Path, compression: str | None) -> Any:
-    try:
-        return pd.read_pickle(p, compression=compression)
-    except _COMPAT_ERRORS as e:
-        first: Exception = e
-    except Exception as e:  # UnpicklingError, EOFError, LZMAError, BadGzipFile, zlib.error, ...
-        raise InputError(p, f"not a pickle or npz file ({type(e).__name__}: {_short(e)})") from e
-    try:
-        with _open_stream(p, compression) as f:
-            return _LegacyUnpickler(f, encoding="latin1").load()
-    except Exception as e:
-        hint = f"{type(first).__name__}: {_short(first)}"
-        if not isinstance(first, (ImportError, AttributeError)):
-            raise InputError(p, f"not a pickle or npz file ({hint})") from first
-        raise InputError(p, f"cannot unpickle ({hint}; retry with the legacy-pandas unpickler: {type(e).__name__}: {_short(e)})") from e
-
-
-def _open_stream(p: Path, compression: str | None):
-    if compression == "xz":
-        return lzma.open(p, "rb")
-    if compression == "gzip":
-        return gzip.open(p, "rb")
-    if compression == "bz2":
-        return bz2.open(p, "rb")
-    if compression == "zip":
-        z = zipfile.ZipFile(p)
-        names = [n for n in z.namelist() if not n.endswith("/")]
-        if len(names) != 1:
-            z.close()
-            raise ValueError(f"zip file holds {len(names)} files, expected one pickle")
-        return io.BytesIO(z.read(names[0]))
-    if compression == "zstd":
-        import zstandard  # optional, as in pandas
-
-        return zstandard.ZstdDecompressor().stream_reader(open(p, "rb"))
-    return open(p, "rb")
-
-
-try:  # pandas' own compat unpickler knows later class moves (Int64Index -> Index, ...)
-    from pandas.compat.pickle_compat import Unpickler as _BaseUnpickler
-except Exception:  # pragma: no cover - private module moved
-    _BaseUnpickler = pickle._Unpickler  # type: ignore[attr-defined,misc]
-
-# Module renames between old pandas (the one that wrote LSWMD.pkl) and pandas >= 1.
-_MODULE_PREFIXES = [
-    ("pandas.indexes", "pandas.core.indexes"),
-    ("pandas.core.categorical", "pandas.core.arrays.categorical"),
-    ("pandas.tslib", "pandas._libs.tslibs"),
-]
-_CLASS_MOVES = {
-    ("pandas.core.indexes.numeric", "Int64Index"): ("pandas.core.indexes.base", "Index"),
-    ("pandas.core.indexes.numeric", "Float64Index"): ("pandas.core.indexes.base", "Index"),
-    ("pandas.core.indexes.numeric", "UInt64Index"): ("pandas.core.indexes.base", "Index"),
-    ("pandas.core.indexes.numeric", "NumericIndex"): ("pandas.core.indexes.base", "Index"),
-    ("pandas.core.internals", "BlockManager"): ("pandas.core.internals.managers", "BlockManager"),
-    ("pandas.core.internals", "SingleBlockManager"): ("pandas.core.internals.managers", "SingleBlockManager"),
-}
-
-
-class _LegacyUnpickler(_BaseUnpickler):  # type: ignore[misc,valid-type]
-    """Unpickler mapping `pandas.indexes.*` -> `pandas.core.indexes.*` and similar moves."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        for old, new in _MODULE_PREFIXES:
-            if module == old or module.startswith(old + "."):
-                module = new + module[len(old):]
-                break
-        module, name = _CLASS_MOVES.get((module, name), (module, name))
-        return super().find_class(module, name)
-
-
-# What `SafeUnpickler` may build: numpy / pandas classes and their pickle helpers, a few builtins.
-_SAFE_ROOTS = ("numpy", "pandas")
-_SAFE_HELPERS = ("_reconstruct", "_frombuffer", "scalar", "_unpickle", "__pyx_unpickle", "_new_", "new_block",
-                 "_DType_reconstruct",
-                 "_restore_", "__newobj__")
-_SAFE_OTHERS = {("builtins", n) for n in ("set", "frozenset", "slice", "complex", "bytearray", "range", "list",
-                                          "dict", "tuple", "object", "int", "float", "str", "bytes", "bool")} | {
-    ("copyreg", "_reconstructor"), ("collections", "OrderedDict"), ("_codecs", "encode"),
-    ("datetime", "datetime"), ("datetime", "date"), ("datetime", "timedelta"), ("datetime", "timezone")}
-
-
-class SafeUnpickler(_LegacyUnpickler):
-    """Unpickler for untrusted files: only numpy / pandas classes and their unpickling helpers
-    (plus plain builtins), so a crafted pickle cannot call `os.system` and the like."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        obj = super().find_class(module, name)
-        mod = getattr(obj, "__module__", module) or module
-        if (module, name) in _SAFE_OTHERS:
-            return obj
-        if any(m == r or m.startswith(r + ".") for m in (module, mod) for r in _SAFE_ROOTS) and (
-                isinstance(obj, type) or name.startswith(_SAFE_HELPERS)):
-            return obj
-        raise pickle.UnpicklingError(f"refused to load {module}.{name} from an untrusted pickle")
-
-
-def _read_untrusted_pickle(p: Path, compression: str | None) -> Any:
-    try:
-        with _open_stream(p, compression) as f:
-            return SafeUnpickler(f, encoding="latin1").load()
-    except Exception as e:
-        raise InputError(p, f"not a readable wafer-map pickle ({type(e).__name__}: {_short(e)})") from e
+    except PickleRefused as e:
+        raise InputError(name, REFUSAL.format(what=e.what)) from None
+    except MemoryError:
+        raise InputTooLarge(name, "does not fit in memory") from None
+    except DECODE_ERRORS + (Exception,) as e:  # UnpicklingError, EOFError, damaged compression, ...
+        raise InputError(name, f"is not a readable pickle (damaged or truncated: {_short(e)})") from None
