@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from adrcs.errors import InputError
-from adrcs.serve.private_files import ensure_private_sqlite, sqlite_file, write_secret
+from adrcs.serve.private_files import ensure_private_sqlite, new_secret_file, sqlite_file, write_secret
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 
@@ -201,3 +201,22 @@ def test_unusable_database_folder_is_a_one_line_error(tmp_path):
     with pytest.raises(InputError) as e:
         ensure_private_sqlite(f"sqlite:///{blocker / 'adrcs.db'}")
     assert "\n" not in str(e.value) and str(blocker) in str(e.value)
+
+
+def test_new_secret_file_is_made_before_the_secret_and_removed_on_failure(tmp_path):
+    p = tmp_path / "admin.token"
+    with new_secret_file(p) as f:
+        assert _mode(p) == 0o600  # already private while the secret is being made
+        f.write("tok\n")
+    assert p.read_text() == "tok\n"
+    q = tmp_path / "other.token"
+    with pytest.raises(ValueError):
+        with new_secret_file(q) as f:
+            f.write("half")
+            raise ValueError("the store failed")
+    assert not q.exists()
+    made = []
+    with pytest.raises(InputError):
+        with new_secret_file(p) as f:  # exists: refused before the block runs, so no secret is made
+            made.append(True)
+    assert made == [] and p.read_text() == "tok\n"

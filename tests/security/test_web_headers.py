@@ -177,3 +177,18 @@ def test_headers_on_the_fast_path(client, token):
     assert r.status_code == 401
     _check_security_headers(r)
     assert r.headers["cache-control"] == "no-store"
+
+
+def test_headers_on_an_unhandled_error(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'adrcs.db'}")
+    app = create_app(ServiceConfig(), store=store)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret detail")
+
+    install_web(app)
+    r = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert r.status_code == 500 and "secret" not in r.text
+    _check_security_headers(r)
+    store.close()

@@ -14,7 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from sqlalchemy.engine import URL, make_url
 
@@ -46,23 +49,40 @@ def _create_private(path: Path) -> int:
     return fd
 
 
+@contextmanager
+def new_secret_file(path: str | Path) -> Iterator[TextIO]:
+    """A NEW text file at `path`, mode 0600 from creation, open for writing: create the file first, then the
+    secret, so a secret is never made that cannot be stored::
+
+        with new_secret_file(token_file) as f:
+            f.write(store.create_token("admin", "admin") + "\n")
+
+    Refuses (InputError naming the file) an existing file, any symbolic link, or a folder that cannot be
+    written. If the block fails, the file is removed again; on success it is flushed to disk.
+    """
+    path = Path(path).expanduser()
+    f = os.fdopen(_create_private(path), "w", encoding="utf-8")
+    try:
+        with f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as e:  # leave no empty or half-written secret behind
+        path.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, ...
+            raise InputError(path, f"cannot write it: {e.strerror or e}") from None
+        raise
+
+
 def write_secret(path: str | Path, text: str) -> Path:
     """Write `text` to a NEW file `path` readable and writable by its owner only (0600 from creation).
 
     Never follows a symbolic link and never overwrites: an existing file, a link, or a folder that cannot
     be written raises :class:`InputError` naming the file. The data is flushed to disk before returning.
     """
-    path = Path(path).expanduser()
-    fd = _create_private(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:  # disk full, ...: leave no half-written secret behind
-        path.unlink(missing_ok=True)
-        raise InputError(path, f"cannot write it: {e.strerror or e}") from None
-    return path
+    with new_secret_file(path) as f:
+        f.write(text)
+    return Path(path).expanduser()
 
 
 def sqlite_file(url: str | URL) -> Path | None:

@@ -43,5 +43,9 @@ def install_web(app: FastAPI) -> FastAPI:
     # the page's own files first, then Swagger UI's (swagger-ui-bundle.js, swagger-ui.css, favicon.png)
     assets = StaticFiles(directory=PAGE_STATIC, packages=[(SWAGGER_PACKAGE, SWAGGER_FOLDER)])
     app.mount(STATIC_PREFIX.rstrip("/"), assets, name="static")
-    app.add_middleware(SecurityHeaders)
+    # outermost, around Starlette's own error middleware too, so a 500 gets the headers as well
+    if app.middleware_stack is not None:
+        raise RuntimeError("install_web must be called before the app starts")
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: SecurityHeaders(build())  # type: ignore[method-assign]
     return app
