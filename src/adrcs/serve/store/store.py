@@ -331,7 +331,7 @@ class Store(ClassesMixin):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": self.busy_timeout_ms / 1000}
             if u.database in (None, "", ":memory:"):  # one shared connection, else each one is a new empty db
                 kwargs["poolclass"] = StaticPool
-            else:
+            elif not self._sqlite_uri(u):  # a file: URI (e.g. ?mode=ro) names the file as it is
                 Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.url = u
         # SQLite has one writer at a time: this process's writers queue on a lock and go the moment it is free
@@ -339,7 +339,8 @@ class Store(ClassesMixin):
         self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         # inspections of a SQLite file are written by a lean DBAPI path (the service's hot path)
         self._fast_writer: SQLiteInspectionWriter | None = None
-        if self.dialect == "sqlite" and u.database not in (None, "", ":memory:") and sqlite_writer.supported():
+        if (self.dialect == "sqlite" and u.database not in (None, "", ":memory:") and not self._sqlite_uri(u)
+                and sqlite_writer.supported()):
             self._fast_writer = SQLiteInspectionWriter(str(Path(u.database).expanduser()), self.busy_timeout_ms)
         self._engine = create_engine(u, **kwargs)
         if self.dialect == "sqlite":
@@ -357,10 +358,16 @@ class Store(ClassesMixin):
                 detail = str(getattr(e, "orig", None) or e).splitlines()[0][:200]
                 raise InputError(self.safe_url, f"{reason}: the service needs a writable database ({detail})") from None
 
+    @staticmethod
+    def _sqlite_uri(u: URL) -> bool:
+        return str(u.query.get("uri", "")).lower() in ("true", "1") or str(u.database or "").startswith("file:")
+
     @property
     def safe_url(self) -> str:
         """The database URL with any password hidden (for messages and logs)."""
-        return self.url.render_as_string(hide_password=True)
+        from urllib.parse import unquote
+
+        return unquote(self.url.render_as_string(hide_password=True))
 
     @property
     def engine(self) -> Engine:
@@ -398,8 +405,11 @@ class Store(ClassesMixin):
         try:
             if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
                 # a fresh connection with a short busy timeout: the engine's would wait busy_timeout_ms
-                database = str(Path(self.url.database).expanduser())
-                uri = bool(self.url.query.get("uri")) or database.startswith("file:")
+                uri = self._sqlite_uri(self.url)
+                database = self.url.database if uri else str(Path(self.url.database).expanduser())
+                if uri and self.url.query:  # the URI's own options (mode=ro, ...) travel with it
+                    options = "&".join(f"{k}={v}" for k, v in self.url.query.items() if k != "uri")
+                    database = f"{database}?{options}" if options else database
                 conn = sqlite3.connect(database, timeout=timeout_s, isolation_level=None, uri=uri)
                 try:
                     conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
