@@ -1,6 +1,8 @@
-"""The Python API behind the CLI verbs: `train`, `evaluate`, `predict`, `info`.
+"""The Python API behind the CLI verbs: `train`, `evaluate`, `predict`, `info`, `convert`, `synth_*`.
 
-Each CLI verb is a thin wrapper over the function of the same name.
+Each CLI verb is a thin wrapper over the function of the same name. Functions that read data
+files take ``trust_pickle`` (unpickle anything: only for files you trust; default the strict
+unpickler) and ``limits`` (`InputLimits`: uncompressed bytes, map side, map count).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from adrcs.config import save_config
+from adrcs.data.limits import InputLimits
 from adrcs.data.loader import load, load_many, summarize
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.errors import InputError
@@ -54,14 +57,15 @@ def _resolve_multilabel(cfg: dict[str, Any], ds: WaferMapSet) -> None:
 
 
 def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Sequence[str | Path] | None,
-          out: str | Path, say: Printer = print) -> dict[str, Any]:
+          out: str | Path, say: Printer = print, *, trust_pickle: bool = False,
+          limits: InputLimits | None = None) -> dict[str, Any]:
     """Train a classifier as configured; writes config.yaml, model.ckpt, metrics.json, plots/ and logs/.
 
     Returns the validation report (the content of metrics.json's `val`)."""
-    train_all = _labeled(load_many(train_paths), "train", say)
+    train_all = _labeled(load_many(train_paths, trust_pickle=trust_pickle, limits=limits), "train", say)
     _resolve_multilabel(cfg, train_all)
     if val_paths:
-        val = _labeled(load_many(val_paths), "val", say)
+        val = _labeled(load_many(val_paths, trust_pickle=trust_pickle, limits=limits), "val", say)
         try:
             val = val.with_classes(train_all.class_names)
         except ValueError as e:
@@ -249,11 +253,12 @@ def _evaluate_set_arrays(y: np.ndarray, probs: np.ndarray, class_names: list[str
 
 
 def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path | None = None,
-             tta: bool | None = None, say: Printer = print) -> dict[str, Any]:
+             tta: bool | None = None, say: Printer = print, *, trust_pickle: bool = False,
+             limits: InputLimits | None = None) -> dict[str, Any]:
     """Evaluate a trained model on labeled data; write the report JSON to `out` and plots beside it."""
     pipe = Pipeline.load(model_dir)
     paths = [data] if isinstance(data, (str, Path)) else list(data)
-    ds = _labeled(load_many(paths), "data", say)
+    ds = _labeled(load_many(paths, trust_pickle=trust_pickle, limits=limits), "data", say)
     try:
         ds = ds.with_classes(pipe.class_names)
     except ValueError as e:
@@ -272,11 +277,12 @@ def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out
 
 
 def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path,
-            tta: bool | None = None, threshold: float = 0.5, say: Printer = print) -> pd.DataFrame:
+            tta: bool | None = None, threshold: float = 0.5, say: Printer = print, *, trust_pickle: bool = False,
+            limits: InputLimits | None = None) -> pd.DataFrame:
     """Classify every map (labeled or not) and write one CSV row per map."""
     pipe = Pipeline.load(model_dir)
     paths = [data] if isinstance(data, (str, Path)) else list(data)
-    ds = load_many(paths)
+    ds = load_many(paths, trust_pickle=trust_pickle, limits=limits)
     probs = pipe.predict_proba(ds, tta=tta)
     names = pipe.class_names
     rows = pd.DataFrame({"index": np.arange(len(ds)), "source": ds.meta["source"].values,
@@ -303,18 +309,35 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     return rows
 
 
-def info(paths: Sequence[str | Path] | str | Path) -> dict[str, Any]:
+def info(paths: Sequence[str | Path] | str | Path, *, trust_pickle: bool = False,
+         limits: InputLimits | None = None) -> dict[str, Any]:
     """What the loader sees in the given file(s): counts per class, sizes, unlabeled maps."""
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    return {str(p): summarize(load(p)) for p in paths}
+    return {str(p): summarize(load(p, trust_pickle=trust_pickle, limits=limits)) for p in paths}
+
+
+def convert(path: str | Path, out: str | Path, say: Printer = print, *, trust_pickle: bool = False,
+            limits: InputLimits | None = None) -> dict[str, Any]:
+    """Rewrite any readable wafer-map file as the ``adrcs convert`` npz (loads without unpickling;
+    the service accepts it as an upload). Returns `summarize` of what was written."""
+    from adrcs.data.writer import save_wafer_maps_npz
+
+    if Path(out).suffix.lower() != ".npz":
+        raise InputError(out, "the output of convert must be an .npz file (OUT.npz)")
+    ds = load(path, trust_pickle=trust_pickle, limits=limits)
+    save_wafer_maps_npz(ds, out)
+    summary = summarize(ds)
+    say(f"{summary['total']} maps ({summary['unlabeled']} unlabeled, {ds.notes['format']}) -> {out}")
+    return summary
 
 
 def synth_fit(scfg: dict[str, Any], train_paths: Sequence[str | Path], out: str | Path,
-              say: Printer = print, progress: bool = True) -> Path:
+              say: Printer = print, progress: bool = True, *, trust_pickle: bool = False,
+              limits: InputLimits | None = None) -> Path:
     """Fit a synthesizer on training maps (`scfg` from `synth.fit_config.load_synth_config`); write its folder."""
     from adrcs.synth import create_synthesizer
 
-    ds = _labeled(load_many(train_paths), "train", say)
+    ds = _labeled(load_many(train_paths, trust_pickle=trust_pickle, limits=limits), "train", say)
     if ds.multilabel:
         raise InputError(train_paths[0], "synthesis needs single-label data (one class per map)")
     syn = create_synthesizer(scfg["method"], size=scfg["size"], seed=scfg["seed"], device=scfg["device"],
@@ -364,7 +387,8 @@ def synth_sample(model_dir: str | Path, classes: Sequence[str] | str, n: int, ou
 
 
 def synth_evaluate(model_dir: str | Path, classifier_dir: str | Path, data: Sequence[str | Path] | str | Path,
-                   out: str | Path, n: int = 500, seed: int = 0, say: Printer = print) -> dict[str, Any]:
+                   out: str | Path, n: int = 500, seed: int = 0, say: Printer = print, *, trust_pickle: bool = False,
+                   limits: InputLimits | None = None) -> dict[str, Any]:
     """Per-class synthetic-map quality against held-out real maps (see `adrcs.synth.evaluate`)."""
     from adrcs.report.tables import print_synth_report
     from adrcs.synth import load_synthesizer
@@ -373,7 +397,7 @@ def synth_evaluate(model_dir: str | Path, classifier_dir: str | Path, data: Sequ
     syn = load_synthesizer(model_dir)
     pipe = Pipeline.load(classifier_dir)
     paths = [data] if isinstance(data, (str, Path)) else list(data)
-    real = _labeled(load_many(paths), "data", say)
+    real = _labeled(load_many(paths, trust_pickle=trust_pickle, limits=limits), "data", say)
     if real.multilabel:
         raise InputError(paths[0], "synth evaluate needs single-label real maps")
     report, real_maps, synth_maps = evaluate_synthesizer(syn, pipe, real, n=n, seed=seed, say=lambda m: None)

@@ -1,4 +1,4 @@
-"""`adrcs` command line: train, evaluate, predict, info (thin wrappers over `adrcs.api`)."""
+"""`adrcs` command line: train, evaluate, predict, info, convert, ... (thin wrappers over `adrcs.api`)."""
 from __future__ import annotations
 
 import json
@@ -17,6 +17,18 @@ console = Console(stderr=False, width=None if sys.stdout.isatty() else 120)
 
 # Options that take several values after one flag (`--train a.pkl b.pkl`).
 MULTI_VALUE_OPTIONS = ("--train", "--val", "--data")
+# How data files are read: every verb that reads them takes these two options.
+TRUST_PICKLE = typer.Option(False, "--trust-pickle", help="Unpickle anything in pickle files (they can run "
+                            "code): only for files you trust. Default: only wafer-map data classes.")
+MAX_UNCOMPRESSED_MB = typer.Option(None, "--max-uncompressed-mb", help="Largest size a data file may expand "
+                                   "to when read (default 4096).")
+
+
+def _reading(trust_pickle: bool, max_uncompressed_mb: Optional[float]) -> dict:
+    """The `trust_pickle` / `limits` keywords of the API functions that read data files."""
+    from adrcs.data.limits import InputLimits
+
+    return {"trust_pickle": trust_pickle, "limits": InputLimits.from_cli(max_uncompressed_mb)}
 
 
 def expand_multi_value(argv: list[str]) -> list[str]:
@@ -87,6 +99,7 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Override config seed."),
     balance: Optional[str] = typer.Option(
         None, help="none | oversample | cae | gan: fill classes up to --balance-target."),
+    trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Train a classifier; any other config key can be given as --key value."""
     from adrcs.api import train as api_train
@@ -102,7 +115,7 @@ def train(
     if cfg["task"] == "wafer":
         if images or annotations:
             raise InputError(None, "--images/--annotations are for image data (task: detect or image_classify)")
-        api_train(cfg, paths, val_paths or None, out, say=_say)
+        api_train(cfg, paths, val_paths or None, out, say=_say, **_reading(trust_pickle, max_uncompressed_mb))
         return
     from adrcs import api_image_classify
 
@@ -124,6 +137,7 @@ def evaluate(
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average the 8 rot/flip views."),
     images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
+    trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Evaluate a trained model: metrics table, report JSON and plots."""
     from adrcs.api import evaluate as api_evaluate
@@ -132,7 +146,7 @@ def evaluate(
     if image_fn is not None:
         image_fn(model, data[0], images=images, annotations=annotations, out=out, say=_say)
         return
-    api_evaluate(model, data, out, tta=tta, say=_say)
+    api_evaluate(model, data, out, tta=tta, say=_say, **_reading(trust_pickle, max_uncompressed_mb))
 
 
 @app.command()
@@ -146,6 +160,7 @@ def predict(
     images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
     score_threshold: Optional[float] = typer.Option(None, help="Detection: minimum box score (default: the model's)."),
+    trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Classify maps; one CSV row per map with the predicted class and probabilities."""
     from adrcs.api import predict as api_predict
@@ -155,7 +170,7 @@ def predict(
         image_fn(model, data[0], images=images, annotations=annotations, out=out, score_threshold=score_threshold,
                  say=_say)
         return
-    api_predict(model, data, out, tta=tta, threshold=threshold, say=_say)
+    api_predict(model, data, out, tta=tta, threshold=threshold, say=_say, **_reading(trust_pickle, max_uncompressed_mb))
 
 
 def _image_run(model: Path, verb: str):
@@ -176,13 +191,14 @@ def _image_run(model: Path, verb: str):
 def info(
     paths: List[Path] = typer.Argument(..., help="Data file(s)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Show what the loader sees: maps per class, map sizes, unlabeled maps."""
     from rich.table import Table
 
     from adrcs.api import info as api_info
 
-    result = api_info(paths)
+    result = api_info(paths, **_reading(trust_pickle, max_uncompressed_mb))
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -200,6 +216,18 @@ def info(
                       highlight=False)
 
 
+@app.command()
+def convert(
+    path: Path = typer.Argument(..., help="Wafer-map file in any supported format."),
+    out: Path = typer.Argument(..., help="The .npz to write (loads without unpickling; uploadable)."),
+    trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
+) -> None:
+    """Rewrite a wafer-map file as a plain npz (maps, labels, lot, wafer) that needs no unpickling."""
+    from adrcs.api import convert as api_convert
+
+    api_convert(path, out, say=_say, **_reading(trust_pickle, max_uncompressed_mb))
+
+
 synth_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Synthesize wafer maps for rare classes (CAE or conditional WGAN-GP).")
 app.add_typer(synth_app, name="synth")
@@ -215,6 +243,7 @@ def synth_fit(
     size: Optional[int] = typer.Option(None, help="Map size the synthesizer works at (multiple of 8)."),
     seed: Optional[int] = typer.Option(None),
     device: Optional[str] = typer.Option(None, help="auto | cpu | gpu"),
+    trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Fit a synthesizer; other options as --key value (e.g. --iterations 2000, --steps 500)."""
     from adrcs.api import synth_fit as api_synth_fit
@@ -222,7 +251,7 @@ def synth_fit(
 
     extra = {k: parse_value(v) for k, v in _extra_overrides(list(ctx.args)).items()}
     scfg = load_synth_config(config, dict(method=method, size=size, seed=seed, device=device, **extra))
-    api_synth_fit(scfg, train_paths, out, say=_say)
+    api_synth_fit(scfg, train_paths, out, say=_say, **_reading(trust_pickle, max_uncompressed_mb))
 
 
 @synth_app.command("sample")
@@ -247,11 +276,13 @@ def synth_evaluate(
     out: Path = typer.Option(..., "--out", "-o", help="Report JSON; the PNG grid goes beside it."),
     n: int = typer.Option(500, "--n", help="Synthetic maps per class."),
     seed: int = typer.Option(0),
+    trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Per-class FD / KID, classifier accuracy on synthetic maps, memorisation check, PNG grid."""
     from adrcs.api import synth_evaluate as api_synth_evaluate
 
-    api_synth_evaluate(model, classifier, data, out, n=n, seed=seed, say=_say)
+    api_synth_evaluate(model, classifier, data, out, n=n, seed=seed, say=_say,
+                       **_reading(trust_pickle, max_uncompressed_mb))
 
 
 @app.command()
@@ -352,6 +383,7 @@ def adapt(
     val: Optional[List[Path]] = typer.Option(None, "--val", help="Validation files (default: the champion's)."),
     recall_margin: float = typer.Option(0.05, "--recall-margin", help="Largest allowed per-class recall drop."),
     audit_fraction: float = typer.Option(0.3, "--audit-fraction", help="Share of reviewed inspections kept for audit."),
+    trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Retrain on original + reviewed data; promote the challenger only if it is not worse on the audit set.
     Config overrides for the challenger as --key value (e.g. --epochs 10)."""
@@ -360,7 +392,8 @@ def adapt(
 
     overrides = _extra_overrides(list(ctx.args))  # strings: load_config parses them as YAML values
     report = api_adapt(Store(db), model, out, original=train or None, val=val or None, overrides=overrides,
-                       recall_margin=recall_margin, audit_fraction=audit_fraction, say=_say)
+                       recall_margin=recall_margin, audit_fraction=audit_fraction, say=_say,
+                       **_reading(trust_pickle, max_uncompressed_mb))
     _say(json.dumps({k: report[k] for k in ("challenger", "champion", "promoted", "n_pool", "n_audit")}))
 
 

@@ -33,3 +33,60 @@ def save_wafer_maps(ds: WaferMapSet, path: str | Path) -> Path:
     df["origin"] = ds.meta["source"].astype(str).to_numpy()
     df.to_pickle(path)
     return path
+
+
+# meta columns that hold the lot / wafer id, by format (first found wins)
+_LOT_COLUMNS = ("lot", "lotName", "lot_id")
+_WAFER_COLUMNS = ("wafer", "waferIndex", "wafer_id")
+
+
+def _id_strings(values) -> list[str]:
+    """Ids as strings: whole floats without '.0', missing values as ''."""
+    out = []
+    for v in values:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            out.append("")
+        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+            out.append(str(int(v)))
+        else:
+            out.append(str(v))
+    return out
+
+
+def _meta_ids(ds: WaferMapSet, columns: tuple[str, ...]) -> np.ndarray:
+    for c in columns:
+        if c in ds.meta.columns:
+            return np.array(_id_strings(ds.meta[c].tolist()), dtype=str)
+    return np.full(len(ds), "", dtype="<U1")
+
+
+def save_wafer_maps_npz(ds: WaferMapSet, path: str | Path) -> Path:
+    """Write `ds` in the ``adrcs convert`` npz layout (`adrcs.data.formats.adrcs_npz`), readable with
+    ``numpy.load(allow_pickle=False)``: maps stored flat with their shapes, labels as strings (or
+    multi-hot bools), lot and wafer ids. `path` must end in ``.npz``."""
+    from adrcs.data.formats.adrcs_npz import FORMAT, VERSION
+
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        raise InputError(path, "the output of convert must be an .npz file (OUT.npz)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    maps = [np.ascontiguousarray(m, np.uint8) for m in ds.maps]
+    arrays = {
+        "format": np.array(FORMAT),
+        "version": np.array(VERSION),
+        "maps_flat": np.concatenate([m.ravel() for m in maps]) if maps else np.zeros(0, np.uint8),
+        "shapes": np.array([m.shape for m in maps], np.int64).reshape(-1, 2),
+        "class_names": np.array(list(ds.class_names), dtype=str).reshape(-1),
+        "lot": _meta_ids(ds, _LOT_COLUMNS),
+        "wafer": _meta_ids(ds, _WAFER_COLUMNS),
+    }
+    if ds.multilabel:
+        labeled = ds.labeled_mask
+        arrays["multi_labels"] = (ds.labels > 0) & labeled[:, None]
+        arrays["labeled"] = labeled
+    else:
+        names = np.array(list(ds.class_names) + [""], dtype=str)
+        arrays["labels"] = names[ds.labels]  # -1 (unlabeled) indexes the trailing ""
+    with open(path, "wb") as f:  # a file object: numpy would append .npz to a name without it
+        np.savez_compressed(f, **arrays)
+    return path

@@ -213,10 +213,10 @@ def check_lengths(path: Path, n_maps: int, n_labels: int, what: str) -> None:
 
 # ---------------------------------------------------------------- registry
 
-from adrcs.data.formats import lswmd, mixedwm38_npz, mixedwm38_pickle, processed_pickle  # noqa: E402
+from adrcs.data.formats import adrcs_npz, lswmd, mixedwm38_npz, mixedwm38_pickle, processed_pickle  # noqa: E402
 
 # Most specific first: the processed-pickle reader takes any table with a wafer-map column.
-FORMATS = [mixedwm38_npz, mixedwm38_pickle, lswmd, processed_pickle]
+FORMATS = [adrcs_npz, mixedwm38_npz, mixedwm38_pickle, lswmd, processed_pickle]
 
 
 def detect(path: str | Path, obj: Any):

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from adrcs.data.image_formats import class_folders, deeppcb, voc
-from adrcs.data.image_formats._common import IMAGE_EXTS, short
+from adrcs.data.image_formats._common import IMAGE_EXTS, pixel_limit, short
 from adrcs.data.image_set import ImageSet
+from adrcs.data.limits import DEFAULT_LIMITS, InputLimits
 from adrcs.errors import InputError
 
 FORMATS = [deeppcb, voc, class_folders]
@@ -38,12 +39,14 @@ def detect(path: str | Path, **kw: Any):
 
 
 def load_images(path: str | Path, images: str | Path | None = None, annotations: str | Path | None = None,
-                format: str = "auto", *, image_set: str | Path | None = None, verify: bool = False) -> ImageSet:
+                format: str = "auto", *, image_set: str | Path | None = None, verify: bool = False,
+                limits: InputLimits | None = None) -> ImageSet:
     """Load an inspection-image dataset, auto-detecting its format (see the module docstring).
 
     images, annotations, image_set: Pascal VOC folders and image-set list (see `voc.read`).
     format: "auto", "deeppcb", "voc" or "class_folders".
     verify: decode every image at load (slower) instead of only reading headers.
+    limits: `limits.max_image_pixels` caps each image's width x height (default `InputLimits()`).
 
     Raises InputError, one line naming the file and the problem, for a missing path, an unknown
     layout, a bad annotation line / box / XML, a missing or non-image image file, an empty dataset.
@@ -66,7 +69,8 @@ def load_images(path: str | Path, images: str | Path | None = None, annotations:
         raise InputError(p, f"{', '.join(given)} apply to Pascal VOC data only, not {fmt.NAME}")
     kw = {k: v for k, v in voc_options.items() if v is not None}
     try:
-        ds = fmt.read(p, verify=verify, **kw)
+        with pixel_limit((limits or DEFAULT_LIMITS).max_image_pixels):
+            ds = fmt.read(p, verify=verify, **kw)
     except InputError:
         raise
     except (OSError, ValueError, UnicodeDecodeError, IndexError) as e:

@@ -2,12 +2,28 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from adrcs.errors import InputError
+from adrcs.data.limits import DEFAULT_LIMITS
+from adrcs.errors import InputError, InputTooLarge
+
+# largest width x height `image_size` accepts; `load_images(limits=...)` sets it for one load
+_MAX_PIXELS: ContextVar[int] = ContextVar("adrcs_max_image_pixels", default=DEFAULT_LIMITS.max_image_pixels)
+
+
+@contextmanager
+def pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Within the block, `image_size` refuses images of more than `max_pixels` pixels."""
+    token = _MAX_PIXELS.set(int(max_pixels))
+    try:
+        yield
+    finally:
+        _MAX_PIXELS.reset(token)
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -29,18 +45,25 @@ def image_size(path: Path, *, where: str = "", verify: bool = False) -> tuple[in
     `verify` decodes the whole image (PIL's own ``verify()`` checks PNG only), catching
     truncated or corrupt files at load instead of at `ImageSet.read_image`.
     Raises InputError naming the file when it is missing or not an image; `where` says
-    where it was listed (e.g. "listed in trainval.txt line 3").
+    where it was listed (e.g. "listed in trainval.txt line 3"); InputTooLarge for an image of
+    more pixels than the limit (checked from the header, before any decoding).
     """
     from PIL import Image, UnidentifiedImageError
 
     ctx = f" ({where})" if where else ""
     if not path.is_file():
         raise InputError(path, f"image file not found{ctx}")
+    limit = _MAX_PIXELS.get()
     try:
         with Image.open(path) as im:
             size = im.size
+            if size[0] * size[1] > limit:
+                raise InputTooLarge(path, f"image of {size[0]}x{size[1]} pixels is larger than the limit of "
+                                          f"{limit} pixels{ctx}")
             if verify:
                 im.load()
+    except Image.DecompressionBombError:
+        raise InputTooLarge(path, f"image is larger than the limit of {limit} pixels{ctx}") from None
     except UnidentifiedImageError as e:
         raise InputError(path, f"not an image (PIL cannot identify the file){ctx}") from e
     except (OSError, SyntaxError, ValueError) as e:
