@@ -132,15 +132,18 @@ def test_zero_turns_throttling_off(service):
     assert {c.get("/v1/models", headers=_bearer(f"g{i}")).status_code for i in range(25)} == {401}
 
 
-def test_fast_path_is_throttled_too(service):
-    app, tokens = service
-    assert app.fast_path is not None
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "no-fast-path"])
+def test_json_inspections_are_throttled_on_both_paths(tmp_path, fast):
+    store = Store(f"sqlite:///{tmp_path / 'adrcs.db'}")
+    app = install_web(create_app(ServiceConfig(fast_path=fast), store=store))
+    assert (app.fast_path is not None) == fast
     c = _client(app, "198.51.100.6")
     body = {"maps": [[[1, 1], [1, 2]]]}
     codes = [c.post("/v1/inspect/wafer-maps", json=body, headers=_bearer(f"g{i}")).status_code for i in range(11)]
     assert codes == [401] * 10 + [429]
     r = c.post("/v1/inspect/wafer-maps", json=body, headers=_bearer("g"))
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+    store.close()
 
 
 @pytest.mark.xfail(not FAST_PATH_HAS_CLIENT, strict=True,

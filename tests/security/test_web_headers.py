@@ -167,6 +167,18 @@ def test_exported_header_lists():
     assert all(isinstance(k, bytes) and isinstance(v, bytes) and k == k.lower() for k, v in API_HEADERS)
 
 
+@pytest.mark.parametrize("token", [None, "bad"])
+def test_headers_on_json_inspections_without_the_fast_path(tmp_path, token):
+    store = Store(f"sqlite:///{tmp_path / 'adrcs.db'}")
+    c = TestClient(install_web(create_app(ServiceConfig(fast_path=False), store=store)))
+    r = c.post("/v1/inspect/wafer-maps", json={"maps": [[[1]]]},
+               headers={"Authorization": f"Bearer {token}"} if token else {})
+    assert r.status_code == 401
+    _check_security_headers(r)
+    assert r.headers["cache-control"] == "no-store"
+    store.close()
+
+
 @pytest.mark.xfail(not FAST_PATH_HAS_HEADERS, strict=True,
                    reason="serve/fast_path.py does not add headers.API_HEADERS to its answers yet")
 @pytest.mark.parametrize("token", [None, "bad"])
