@@ -30,13 +30,15 @@ def install_web(app: FastAPI) -> FastAPI:
     headers middleware to `app` (call before the app starts; a second call does nothing). Returns `app`."""
     if getattr(app.state, "web_installed", False):
         return app
+    if app.middleware_stack is not None:
+        raise RuntimeError("install_web must be called before the app starts")
     app.state.web_installed = True
     _drop_routes(app, {"/", app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None})
     app.docs_url = app.redoc_url = None
     html = PAGE.read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
+    async def page() -> HTMLResponse:  # async: a constant needs no worker thread
         return HTMLResponse(html)
 
     add_docs_route(app, "/docs", STATIC_PREFIX)
@@ -44,8 +46,6 @@ def install_web(app: FastAPI) -> FastAPI:
     assets = StaticFiles(directory=PAGE_STATIC, packages=[(SWAGGER_PACKAGE, SWAGGER_FOLDER)])
     app.mount(STATIC_PREFIX.rstrip("/"), assets, name="static")
     # outermost, around Starlette's own error middleware too, so a 500 gets the headers as well
-    if app.middleware_stack is not None:
-        raise RuntimeError("install_web must be called before the app starts")
     build = app.build_middleware_stack
     app.build_middleware_stack = lambda: SecurityHeaders(build())  # type: ignore[method-assign]
     return app
