@@ -140,14 +140,22 @@ class ModelHost:
         self._loaded: dict[str, LoadedModel] = {}
         self._failed: dict[str, tuple[str, float]] = {}  # kind -> (version, when it failed)
         self._checked: dict[str, float] = {}
+        self._generation = 0
         self._lock = threading.Lock()
 
     def invalidate(self, kind: str | None = None) -> None:
         """Re-read the registry on the next `current` call (after a promote / rollback)."""
+        self._generation += 1  # a `current` that read the registry before this may not mark it fresh
         if kind is None:
             self._checked.clear()
+            self._failed.clear()
         else:
             self._checked.pop(kind, None)
+            self._failed.pop(kind, None)  # a promote / rollback retries a model that failed to load
+
+    def _mark(self, kind: str, generation: int) -> None:
+        if generation == self._generation:
+            self._checked[kind] = time.monotonic()
 
     def register(self, model_dir: str | Path, *, actor: str = "system", parent: str | None = None,
                  metrics: dict[str, Any] | None = None, promote_if_first: bool = True) -> str:
@@ -190,14 +198,19 @@ class ModelHost:
         loaded = self._loaded.get(kind)
         if loaded is not None and time.monotonic() - self._checked.get(kind, -1e9) < self.refresh_s:
             return loaded
+        generation = self._generation
         champ = self.store.champion(kind)
-        self._checked[kind] = time.monotonic()
         if champ is None:
+            self._mark(kind, generation)
             raise LookupError(f"no {kind} model is deployed")
         loaded = self._loaded.get(kind)
         if loaded is not None and loaded.version == champ.version:
+            self._mark(kind, generation)
             return loaded
         with self._lock:
+            champ = self.store.champion(kind)  # again under the lock: concurrent promotes load the last decision
+            if champ is None:
+                raise LookupError(f"no {kind} model is deployed")
             loaded = self._loaded.get(kind)
             if loaded is None or loaded.version != champ.version:
                 failed = self._failed.get(kind)
@@ -216,4 +229,5 @@ class ModelHost:
                                      class_names=names, multilabel=bool(getattr(pipe, "multilabel", False)),
                                      reference=drift_reference(champ.path, names))
                 self._loaded[kind] = loaded
+            self._mark(kind, generation)
         return loaded
