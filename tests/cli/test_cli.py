@@ -87,7 +87,7 @@ def test_info(wm_files, capsys):
 
 @pytest.mark.parametrize("make_bad,needle", [
     (lambda p: None, "file not found"),
-    (lambda p: p.write_text("hello"), "not a pickle"),
+    (lambda p: p.write_text("hello"), "not a wafer-map file"),
     (lambda p: pd.DataFrame({"x": [1]}).to_pickle(p), "waferMap"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, make_bad, needle):

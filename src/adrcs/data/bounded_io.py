@@ -6,6 +6,7 @@ A `Source` is a file path or bytes already in memory (an upload); `open_data` gi
 """
 from __future__ import annotations
 
+import _compression
 import bz2
 import gzip
 import io
@@ -21,6 +22,7 @@ from adrcs.errors import InputError, InputTooLarge
 
 Source = Union[Path, bytes]
 CHUNK = 1 << 20
+XZ_MEMLIMIT = 256 << 20  # xz -9 needs 65 MiB; a header asking for more is refused, not allocated
 # what decompressors raise on damaged or truncated data
 DECODE_ERRORS = (lzma.LZMAError, EOFError, zlib.error, zipfile.BadZipFile, gzip.BadGzipFile, OSError, ValueError)
 
@@ -65,9 +67,15 @@ class BoundedReader(io.RawIOBase):
                 if not part:
                     return b"".join(parts)
                 parts.append(part)
-        if n == 0:
-            return b""
-        return self._account(self._raw.read(self._room(n)))
+        want = self._room(n)
+        parts, got = [], 0
+        while got < want:  # buffered-file semantics: short only at the end (decompressors return less)
+            part = self._raw.read(want - got)
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
+        return self._account(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def readinto(self, b) -> int:  # type: ignore[override]
         data = self.read(len(b))
@@ -100,8 +108,9 @@ def read_head(source: Source, n: int) -> bytes:
 def _decompressor(raw: BinaryIO, compression: str | None, name: str, cap: int, flag: str) -> BinaryIO:
     if compression is None:
         return raw
-    if compression == "xz":
-        return lzma.LZMAFile(raw)
+    if compression == "xz":  # as lzma.LZMAFile does, plus a cap on the decoder's memory (dictionary)
+        return io.BufferedReader(_compression.DecompressReader(raw, lzma.LZMADecompressor,
+                                                               trailing_error=lzma.LZMAError, memlimit=XZ_MEMLIMIT))
     if compression == "gzip":
         return gzip.GzipFile(fileobj=raw)
     if compression == "bz2":

@@ -25,7 +25,7 @@ from adrcs.data.bounded_io import DECODE_ERRORS, Source, decoded_head, open_data
 from adrcs.data.formats import NpzArrays
 from adrcs.data.limits import DEFAULT_LIMITS, InputLimits
 from adrcs.data.npz_reader import is_npz, read_npz
-from adrcs.data.safe_pickle import REFUSAL, PickleRefused, strict_load, trusted_load
+from adrcs.data.safe_pickle import PickleRefused, strict_load, trusted_load
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.errors import InputError, InputTooLarge, UnsupportedMediaError
 
@@ -222,7 +222,7 @@ def _read_object(source: Source, name: str, trust_pickle: bool, allow_pickle: bo
     except InputError:
         raise
     except PickleRefused as e:
-        raise InputError(name, REFUSAL.format(what=e.what)) from None
+        raise InputError(name, e.message()) from None
     except MemoryError:
         raise InputTooLarge(name, "does not fit in memory") from None
     except DECODE_ERRORS + (Exception,) as e:  # UnpicklingError, EOFError, damaged compression, ...

@@ -83,7 +83,7 @@ def _read_member(f: BoundedReader, key: str, name: str, limits: InputLimits, all
     if dtype.hasobject:
         if not allow_pickle:
             raise UnsupportedMediaError(name, PICKLED_NPZ_HINT)
-        from adrcs.data.safe_pickle import strict_load, trusted_load
+        from adrcs.data.safe_pickle import PickleRefused, strict_load, trusted_load
 
         class _Once:  # the member stream, opened once (no retry needed for numpy's own pickles)
             def __enter__(self):
@@ -92,7 +92,14 @@ def _read_member(f: BoundedReader, key: str, name: str, limits: InputLimits, all
             def __exit__(self, *exc):
                 return False
 
-        arr = trusted_load(_Once) if trust_pickle else strict_load(_Once, limits)
+        try:
+            arr = trusted_load(_Once) if trust_pickle else strict_load(_Once, limits)
+        except InputError:
+            raise
+        except PickleRefused as e:
+            raise InputError(name, f"array {key}: {e.message()}") from None
+        except Exception as e:  # a damaged pickle inside the .npy
+            raise InputError(name, f"array {key} is damaged ({_short(e)})") from None
         if not isinstance(arr, np.ndarray) or arr.shape != tuple(shape):
             raise InputError(name, f"array {key} does not match its header")
         return arr

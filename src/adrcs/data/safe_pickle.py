@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Callable
 
 import numpy as np
 
-from adrcs.data.limits import InputLimits
+from adrcs.data.limits import InputLimits, describe_bytes
 
 try:  # pandas' compat unpickler knows old class layouts (BlockManager without args, ...)
     from pandas.compat.pickle_compat import Unpickler as _PandasUnpickler
@@ -32,7 +32,9 @@ except Exception:  # pragma: no cover - private module moved
     _PandasUnpickler = pickle._Unpickler  # type: ignore[attr-defined,misc]
     _PANDAS_MOVES = {}
 
-REFUSAL = "refuses to unpickle {what} (not a wafer-map data class); if you trust this file, rerun with --trust-pickle"
+REFUSAL = "refuses to unpickle {what} ({why}); if you trust this file, rerun with --trust-pickle"
+NOT_DATA_CLASS = "not a wafer-map data class"
+BAD_VALUE = "not what wafer-map data holds"
 
 # Module renames between old pandas (the one that wrote Kaggle's LSWMD.pkl) and pandas >= 1.
 _MODULE_PREFIXES = [
@@ -109,11 +111,15 @@ _PLAIN = {  # key -> (module, attribute) of objects used as they are
 
 
 class PickleRefused(pickle.UnpicklingError):
-    """A name or value outside what wafer-map data needs; ``what`` is shown to the user."""
+    """A name or value outside what wafer-map data needs; ``what`` and ``why`` are shown to the user."""
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, why: str = BAD_VALUE) -> None:
         super().__init__(what)
-        self.what = what
+        self.what, self.why = what, why
+
+    def message(self) -> str:
+        """The one-line problem for InputError."""
+        return REFUSAL.format(what=self.what, why=self.why)
 
 
 class _Token:
@@ -146,7 +152,7 @@ def _check_shape(shape: Any, dtype: np.dtype, cap: int) -> int:
         raise PickleRefused(f"an array of shape {_printable(repr(shape))}")
     n = math.prod(shape)
     if n * max(dtype.itemsize, 1) > cap:
-        raise PickleRefused(f"an array of shape {shape} (more than the {cap}-byte limit)")
+        raise PickleRefused(f"an array of shape {shape}, more than the {describe_bytes(cap)} limit")
     return n
 
 
@@ -255,10 +261,10 @@ class StrictUnpickler(_PandasUnpickler):  # type: ignore[misc,valid-type]
     def find_class(self, module: str, name: str) -> Any:
         what = f"{_printable(module, 60)}.{_printable(name, 60)}"
         if "." in name or not name:  # protocol 4 follows dotted names: never
-            raise PickleRefused(what)
+            raise PickleRefused(what, NOT_DATA_CLASS)
         key = ALLOWED.get(renamed(module, name))
         if key is None:
-            raise PickleRefused(what)
+            raise PickleRefused(what, NOT_DATA_CLASS)
         return self._objects[key]
 
     def persistent_load(self, pid: Any) -> Any:
