@@ -48,7 +48,8 @@ from adrcs.serve.classes import add_class_routes, review_label
 from adrcs.serve.drift import DriftConfig, DriftMonitor
 from adrcs.serve.errors import RequestIdMiddleware, answer_for, current_request_id, error_body, handled_exceptions
 from adrcs.serve.fast_path import JsonRouteFastPath
-from adrcs.serve.heavy_parse import HEAVY_BODY, SMALL_BODY, HeavyParser, parse_json_maps, short_text, wafer_ids
+from adrcs.serve import heavy_parse
+from adrcs.serve.heavy_parse import HeavyParser, parse_json_maps, short_text, wafer_ids
 from adrcs.serve.image_route import add_image_route
 from adrcs.serve.inputs import decode_map, encode_map, maps_from_upload, service_limits, upload_kind
 from adrcs.serve.middleware import BodyLimit, RequestMetrics
@@ -232,9 +233,9 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     async def _parse(raw: bytes) -> Any:
         # small bodies on the event loop, medium ones in a thread, large ones in the worker process (one at a time)
         args = (raw, limits.max_map_side, config.max_maps_per_request)
-        if len(raw) < SMALL_BODY:
+        if len(raw) < heavy_parse.SMALL_BODY:
             return parse_json_maps(*args)
-        if len(raw) < HEAVY_BODY:
+        if len(raw) < heavy_parse.HEAVY_BODY:
             return await run_in_threadpool(parse_json_maps, *args)
         return await parser.run(parse_json_maps, *args)
 
