@@ -117,3 +117,56 @@ def test_evaluate_writes_plots_beside_report(wm_files, tmp_path, capsys):
     assert code == 0, err
     assert (tmp_path / "rep_plots" / "confusion_matrix.png").is_file()
     assert (tmp_path / "rep_plots" / "roc_curves.png").is_file()
+
+
+# ---------------------------------------------------------------- safe loading flags
+
+
+def test_info_refuses_code_in_pickles_and_trusts_on_request(tmp_path, capsys):
+    import pickle
+    import subprocess
+
+    from conftest import make_lswmd_frame
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (subprocess.check_call, (["touch", str(marker)],))
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps(Evil()))
+    code, out, err = run(["info", evil], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err
+    assert str(evil) in lines[0] and "subprocess.check_call" in lines[0] and "--trust-pickle" in lines[0]
+    assert not marker.exists()
+
+    legacy = tmp_path / "good_legacy.pkl"  # old pandas names (Kaggle's LSWMD.pkl), loads both ways
+    legacy.write_bytes(pickle.dumps(make_lswmd_frame(np.random.default_rng(0)), protocol=2)
+                       .replace(b"pandas.core.indexes.", b"pandas.indexes."))
+    for extra in ([], ["--trust-pickle"]):
+        code, out, err = run(["info", "--json", legacy, *extra], capsys)
+        assert code == 0, err
+        assert json.loads(out)[str(legacy)]["total"] == 9
+
+
+def test_max_uncompressed_mb_flag(tmp_path, capsys, wm_files):
+    code, out, err = run(["info", wm_files[0], "--max-uncompressed-mb", "0.001"], capsys)
+    assert code == 2 and "KiB limit (raise it with --max-uncompressed-mb)" in err and len(err.splitlines()) == 1
+    code, out, err = run(["info", wm_files[0], "--max-uncompressed-mb", "-1"], capsys)
+    assert code == 2 and "--max-uncompressed-mb must be > 0" in err
+
+
+@pytest.mark.parametrize("verb", [["train"], ["evaluate"], ["predict"], ["info"], ["convert"], ["synth", "fit"],
+                                  ["synth", "evaluate"], ["adapt"]])
+def test_every_data_verb_takes_the_loading_flags(verb):
+    import typer
+
+    from adrcs.cli import app
+
+    cmd = typer.main.get_command(app)
+    for name in verb:
+        cmd = cmd.commands[name]
+    opts = {o for p in cmd.params for o in p.opts}
+    assert {"--trust-pickle", "--max-uncompressed-mb"} <= opts
