@@ -1,9 +1,13 @@
 """Fixtures of the service security tests: one tiny trained wafer model per session, and a service on it
-through FastAPI's test client, parametrized over the fast path (``fast_path=True``) and the FastAPI route."""
+through FastAPI's test client, parametrized over the fast path (``fast_path=True``) and the FastAPI route.
+
+Helpers (`assert_clean_error`, `small_maps`) are imported by the test files as ``adrcs_security_helpers``
+(this module under a stable name: a plain ``from conftest import`` can pick another folder's conftest)."""
 from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +20,11 @@ from adrcs.serve.app import ServiceConfig, create_app
 from adrcs.serve.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("adrcs_security_helpers", REPO / "tests" / "conftest.py")
+_spec = importlib.util.spec_from_file_location("adrcs_root_conftest_for_security", REPO / "tests" / "conftest.py")
 helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(helpers)  # the root conftest's data makers
 ROLES = ("inspector", "engineer", "admin")
+sys.modules.setdefault("adrcs_security_helpers", sys.modules[__name__])
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from adrcs.serve.app import ServiceConfig, create_app
 from adrcs.serve.model_host import ModelHost
 from adrcs.serve.startup import check_startup
 from adrcs.serve.store import Store
-from conftest import ROLES, assert_clean_error, small_maps
+from adrcs_security_helpers import ROLES, assert_clean_error, small_maps
 
 
 def _registered_store(path, run) -> tuple[Store, dict[str, str], str]:

@@ -11,10 +11,11 @@ Routes (all JSON; roles in brackets, see `adrcs.serve.security`):
 - ``GET /v1/inspections`` [inspector] (filters lot, class, since, until, reviewed, low_confidence,
   max_confidence, kind; limit / offset), ``GET /v1/inspections/{id}``, ``GET /v1/inspections/{id}/image.png``.
 - ``POST /v1/inspections/{id}/review`` [engineer]: ``{"action": "confirm"|"correct", "label", "note"}``; the
-  label is checked for both actions (`serve/classes.py`); ``GET /v1/classes`` [inspector], ``POST /v1/classes`` [admin].
+  label is checked for both actions (`serve/classes.py`).
+- ``GET /v1/classes`` [inspector], ``POST /v1/classes`` [admin]: classes reviews may use.
 - ``GET /v1/stats`` [inspector]: class counts per lot or day and the drift status.
-- ``GET /v1/models`` [inspector; paths for admins only]; ``POST /v1/models/{version}/promote`` (idempotent), ``POST /v1/models/rollback``,
-  ``POST /v1/models/retrain`` (+ ``GET /v1/models/retrain/{job}``) [admin].
+- ``GET /v1/models`` [inspector; paths for admins only]; ``POST /v1/models/{version}/promote`` (idempotent),
+  ``POST /v1/models/rollback``, ``POST /v1/models/retrain`` (+ ``GET /v1/models/retrain/{job}``) [admin].
 - ``GET /health``, ``GET /metrics`` (Prometheus text), ``GET /`` (the review page): no token.
 
 Errors (`serve/errors.py`): 401/403 (token), 404 (unknown or out-of-range id or version), 413 (request over
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import orjson
 from fastapi import HTTPException
 
-from adrcs.errors import InputError
+from adrcs.errors import InputError, InputTooLarge, UnsupportedMediaError
 from adrcs.serve.model_host import ModelUnavailable
 from adrcs.serve.store.store import unavailable_reason
 
@@ -37,12 +37,6 @@ log = logging.getLogger("adrcs.serve")
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("adrcs_request_id", default=None)
 RETRY_AFTER_S = 5  # what a client is told to wait when the database is locked or unavailable
 _CLIENT_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
-
-
-def _loader_error(name: str) -> type[Exception] | None:
-    import adrcs.errors as errors
-
-    return getattr(errors, name, None)
 
 
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
@@ -63,12 +57,10 @@ def answer_for(exc: BaseException, where: str = "") -> tuple[int, str, dict[str,
     client's fault."""
     if isinstance(exc, HTTPException):
         return exc.status_code, str(exc.detail), dict(exc.headers or {})
-    from adrcs.serve.inputs import InputTooLarge, UnsupportedMediaError
-
-    for cls, status in ((UnsupportedMediaError, 415), (InputTooLarge, 413),
-                        (_loader_error("UnsupportedMediaError"), 415), (_loader_error("InputTooLarge"), 413)):
-        if cls is not None and isinstance(exc, cls):
-            return status, str(exc), {}
+    if isinstance(exc, UnsupportedMediaError):
+        return 415, str(exc), {}
+    if isinstance(exc, InputTooLarge):
+        return 413, str(exc), {}
     if isinstance(exc, InputError):
         return 422, str(exc), {}
     if isinstance(exc, ModelUnavailable):

@@ -123,7 +123,6 @@ class HeavyParser:
 
 def _error_class(name: str) -> type[InputError]:
     import adrcs.errors as errors
-    from adrcs.serve import inputs
 
-    cls = getattr(errors, name, None) or getattr(inputs, name, None)
+    cls = getattr(errors, name, None)
     return cls if isinstance(cls, type) and issubclass(cls, InputError) else InputError

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import io
 import math
-import tempfile
 import zipfile
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-import adrcs.errors as _errors
 from adrcs.data.formats import to_die_codes
-from adrcs.errors import InputError
+from adrcs.data.limits import InputLimits
+from adrcs.errors import InputError, InputTooLarge, UnsupportedMediaError
 
 MAX_MAP_SIDE = 1024
 MAX_IMAGE_PIXELS = 40_000_000
@@ -33,33 +31,8 @@ PICKLE_HINT = ("pickle files are not accepted by the service (a pickle can run c
                "`adrcs convert IN OUT.npz` and upload the .npz, or send the maps as JSON")
 
 
-class _UnsupportedMedia(InputError):
-    """Local stand-in until ``adrcs.errors.UnsupportedMediaError`` exists (answered 415)."""
-
-
-class _TooLarge(InputError):
-    """Local stand-in until ``adrcs.errors.InputTooLarge`` exists (answered 413)."""
-
-
-UnsupportedMediaError: type[InputError] = getattr(_errors, "UnsupportedMediaError", _UnsupportedMedia)
-InputTooLarge: type[InputError] = getattr(_errors, "InputTooLarge", _TooLarge)
-
-
-@dataclass(frozen=True)
-class _Limits:
-    max_uncompressed_bytes: int
-    max_map_side: int
-    max_maps: int
-    max_image_pixels: int
-
-
-def service_limits(max_request_bytes: int, max_maps: int) -> Any:
-    """The input limits of the service (``adrcs.data.limits.InputLimits.for_service`` when available)."""
-    try:
-        from adrcs.data.limits import InputLimits
-    except ImportError:
-        return _Limits(max_uncompressed_bytes=4 * int(max_request_bytes), max_map_side=MAX_MAP_SIDE,
-                       max_maps=int(max_maps), max_image_pixels=MAX_IMAGE_PIXELS)
+def service_limits(max_request_bytes: int, max_maps: int) -> InputLimits:
+    """The input limits of the service: uploads expand to at most 4x ``--max-request-mb``."""
     return InputLimits.for_service(int(max_request_bytes), int(max_maps))
 
 
@@ -175,18 +148,9 @@ def maps_from_upload(filename: str | None, content: bytes, limits: Any) -> Any:
 
 
 def _load_npz(content: bytes, name: str, limits: Any) -> Any:
-    from adrcs.data import loader
+    from adrcs.data.loader import load_bytes
 
-    load_bytes = getattr(loader, "load_bytes", None)
-    if load_bytes is not None:
-        return load_bytes(content, name, allow_pickle=False, limits=limits)
-    with tempfile.TemporaryDirectory(prefix="adrcs-upload-") as tmp:
-        p = Path(tmp) / "upload.npz"
-        p.write_bytes(content)
-        try:
-            return loader.load(p, trusted=False)
-        except InputError as e:  # name the uploaded file, never the temporary copy
-            raise type(e)(name, e.problem.replace(str(p), name).replace(tmp, "")) from None
+    return load_bytes(content, name, allow_pickle=False, limits=limits)
 
 
 def image_from_upload(filename: str | None, content: bytes, mode: str = "L",

@@ -38,7 +38,7 @@ from adrcs.errors import InputError
 from adrcs.serve.store import sqlite_writer
 from adrcs.serve.store.classes import ClassesMixin
 from adrcs.serve.store.sqlite_writer import RowidsExhausted, SQLiteInspectionWriter
-from adrcs.serve.store.schema import (ApiTokenRow, BlobRow, ClassRow, InspectionRow, ModelEventRow, ModelVersionRow,
+from adrcs.serve.store.schema import (ApiTokenRow, BlobRow, InspectionRow, ModelEventRow, ModelVersionRow,
                                       ReviewRow, utcnow)
 
 ROLES = ("inspector", "engineer", "admin")  # each role includes the ones before it
