@@ -370,3 +370,61 @@ def test_helpers() -> None:
     assert ROLES == ("inspector", "engineer", "admin")
     assert role_allows("admin", "engineer") and role_allows("engineer", "engineer")
     assert not role_allows("inspector", "engineer") and not role_allows("guest", "inspector")
+
+
+def test_registered_classes(store: Store) -> None:
+    cls, created = store.add_class(" Wavy ", "wafer", actor="admin")
+    assert created and (cls.name, cls.kind, cls.actor) == ("Wavy", "wafer", "admin")
+    again, created = store.add_class("Wavy", "wafer", actor="other")
+    assert not created and again.actor == "admin"
+    store.add_class("Wavy", "detect", actor="admin")  # same name, another kind
+    store.add_class("Crack", "wafer", actor="admin")
+    assert [c.name for c in store.list_classes("wafer")] == ["Wavy", "Crack"]
+    assert [(c.name, c.kind) for c in store.list_classes()] == [("Wavy", "wafer"), ("Wavy", "detect"),
+                                                                 ("Crack", "wafer")]
+    for name, kind in (("", "wafer"), ("[x]", "wafer"), ("a\x00b", "wafer"), ("x" * 101, "wafer"), ("Ok", "audio"),
+                       (None, "wafer")):
+        with pytest.raises(ValueError):
+            store.add_class(name, kind, actor="admin")
+
+
+def test_ids_and_offsets_out_of_range(store: Store) -> None:
+    [rec] = store.add_inspections([new()])
+    for bad in (0, -1, store.max_id + 1, 2**63, 2**64, 10**30):
+        assert store.get_inspection(bad) is None
+        with pytest.raises(NotFound):
+            store.add_review(bad, action="confirm", reviewer="r")
+    assert store.get_inspection(rec.id).id == rec.id
+    assert store.list_inspections(offset=2**63 - 1) == [] and store.list_inspections(offset=10**30) == []
+    assert len(store.list_inspections(limit=10**30)) == 1
+
+
+def test_writability_probe(store: Store, db_url: str) -> None:
+    assert store.check_writable() is None
+    store.add_inspections([new()])  # the probe left nothing behind and holds no lock
+    assert store.count_inspections() == 1
+
+
+def test_concurrent_promotes_leave_one_champion(store: Store) -> None:
+    for v in ("a", "b", "c"):
+        store.register_model(v, kind="wafer", path=v, metrics={})
+    store.promote("a", actor="x")
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def work(v: str) -> None:
+        try:
+            start.wait()
+            store.promote(v, actor="x")
+        except ValueError:
+            pass  # already the champion: the service answers that as an idempotent 200
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(v,)) for v in "bcbcbc"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [m.status for m in store.list_models()].count("champion") == 1
