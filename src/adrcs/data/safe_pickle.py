@@ -70,11 +70,23 @@ def renamed(module: str, name: str) -> tuple[str, str]:
 # ---------------------------------------------------------------- the allow-list
 
 _NP_CORE = ("numpy.core", "numpy._core")  # numpy 1.x and 2.x names of the same modules
-_PD_CLASSES = {
-    "DataFrame": "pandas.core.frame", "Series": "pandas.core.series", "Index": "pandas.core.indexes.base",
-    "RangeIndex": "pandas.core.indexes.range", "CategoricalIndex": "pandas.core.indexes.category",
-    "Categorical": "pandas.core.arrays.categorical", "CategoricalDtype": "pandas.core.dtypes.dtypes",
-    "StringDtype": "pandas.core.arrays.string_",
+_PD_CLASSES = {  # pandas data classes: name -> (public module, defining module)
+    "DataFrame": ("pandas", "pandas.core.frame"), "Series": ("pandas", "pandas.core.series"),
+    "Index": ("pandas", "pandas.core.indexes.base"), "RangeIndex": ("pandas", "pandas.core.indexes.range"),
+    "CategoricalIndex": ("pandas", "pandas.core.indexes.category"),
+    "Categorical": ("pandas", "pandas.core.arrays.categorical"),
+    "CategoricalDtype": ("pandas", "pandas.core.dtypes.dtypes"),
+    "StringDtype": ("pandas", "pandas.core.arrays.string_"), "StringArray": ("pandas.arrays", "pandas.core.arrays.string_"),
+    # meta columns of other dtypes: nullable numbers / booleans, naive dates and durations, pd.NA
+    "IntegerArray": ("pandas.arrays", "pandas.core.arrays.integer"),
+    "FloatingArray": ("pandas.arrays", "pandas.core.arrays.floating"),
+    "BooleanArray": ("pandas.arrays", "pandas.core.arrays.boolean"),
+    "DatetimeArray": ("pandas.arrays", "pandas.core.arrays.datetimes"),
+    "TimedeltaArray": ("pandas.arrays", "pandas.core.arrays.timedeltas"),
+    "BooleanDtype": ("pandas", "pandas.core.arrays.boolean"),
+    **{f"{k}{b}Dtype": ("pandas", f"pandas.core.arrays.{'integer' if 'Int' in k else 'floating'}")
+       for k, bits in (("Int", (8, 16, 32, 64)), ("UInt", (8, 16, 32, 64)), ("Float", (32, 64))) for b in bits},
+    "NA": ("pandas", "pandas._libs.missing"),
 }
 # (module, name) as it appears in a pickle (after `renamed`) -> key of the object it may build
 ALLOWED: dict[tuple[str, str], str] = {
@@ -83,10 +95,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     **{(f"{core}.multiarray", "_reconstruct"): "_reconstruct" for core in _NP_CORE},
     **{(f"{core}.multiarray", "scalar"): "scalar" for core in _NP_CORE},
     **{(f"{core}.numeric", "_frombuffer"): "_frombuffer" for core in _NP_CORE},
-    **{("pandas", cls): cls for cls in _PD_CLASSES},
-    **{(mod, cls): cls for cls, mod in _PD_CLASSES.items()},
-    ("pandas.arrays", "StringArray"): "StringArray",
-    ("pandas.core.arrays.string_", "StringArray"): "StringArray",
+    **{(mod, cls): cls for cls, mods in _PD_CLASSES.items() for mod in mods},
     ("pandas.core.indexes.base", "_new_Index"): "_new_Index",
     ("pandas.core.internals.managers", "BlockManager"): "BlockManager",
     ("pandas.core.internals.managers", "SingleBlockManager"): "SingleBlockManager",
@@ -101,12 +110,12 @@ ALLOWED: dict[tuple[str, str], str] = {
 }
 _PLAIN = {  # key -> (module, attribute) of objects used as they are
     "dtype": ("numpy", "dtype"), "set": ("builtins", "set"), "frozenset": ("builtins", "frozenset"),
-    "OrderedDict": ("collections", "OrderedDict"), "StringArray": ("pandas.arrays", "StringArray"),
+    "OrderedDict": ("collections", "OrderedDict"),
     "BlockManager": ("pandas.core.internals.managers", "BlockManager"),
     "SingleBlockManager": ("pandas.core.internals.managers", "SingleBlockManager"),
     "_unpickle_block": ("pandas._libs.internals", "_unpickle_block"),
     "__pyx_unpickle_NDArrayBacked": ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
-    **{cls: ("pandas", cls) for cls in _PD_CLASSES if cls != "RangeIndex"},
+    **{cls: (mods[0], cls) for cls, mods in _PD_CLASSES.items() if cls != "RangeIndex"},
 }
 
 
