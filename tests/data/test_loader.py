@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -405,3 +406,48 @@ def test_npz_label_rows_mismatch(tmp_path, rng):
     p = tmp_path / "rows.npz"
     np.savez(p, arr_0=maps, arr_1=labels[:3])
     _expect_error(p, "has 3 rows but there are 4 maps")
+
+
+# ---------------------------------------------------------------- content sniffing (never by name)
+
+
+@pytest.mark.parametrize("content,looks_like", [
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 64, "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "a PNG image"),
+    (b'{"maps": [[[0, 1]]]}', "a JSON text"),
+    (b"lot,wafer,x,y,bin\nL1,3,0,0,1\n", "a text file"),
+    (b"%PDF-1.7\n", "a PDF document"),
+    (b"\x93NUMPY\x01\x00", "a single NumPy .npy array"),
+])
+def test_other_files_are_named_not_unpickled(tmp_path, content, looks_like, monkeypatch):
+    from adrcs.data import safe_pickle
+
+    def never(*a, **k):
+        raise AssertionError("the unpickler must not see this file")
+
+    monkeypatch.setattr(safe_pickle.StrictUnpickler, "load", never)
+    for wrap, suffix in ((lambda b: b, ".pkl"), (__import__("lzma").compress, ".pkl.xz")):
+        p = tmp_path / f"data{suffix}"
+        p.write_bytes(wrap(content))
+        err = _expect_error(p, r"not a wafer-map file \(looks like " + re.escape(looks_like))
+        assert "not a pickle" not in str(err)
+    from adrcs.data.limits import InputLimits
+    from adrcs.data.loader import load_bytes
+
+    with pytest.raises(InputError) as err:
+        load_bytes(content, "/srv/secret/up.pkl", limits=InputLimits.for_service(1 << 20))
+    assert str(err.value).startswith("up.pkl: not a wafer-map file") and "/srv" not in str(err.value)
+
+
+def test_meta_columns_of_common_dtypes_load_strictly(tmp_path):
+    n = 3
+    df = pd.DataFrame({
+        "waferMap": [np.ones((4, 4), np.uint8)] * n, "failureType": ["Loc"] * n,
+        "when": pd.to_datetime(["2020-01-01"] * n), "count": pd.array([1, None, 3], dtype="Int64"),
+        "ok": pd.array([True, None, False], dtype="boolean"), "note": pd.array(["a", None, "c"], dtype="string"),
+        "kind": pd.Categorical(["a", "b", "a"]), "took": pd.to_timedelta([1, 2, 3], unit="s"),
+    }, index=pd.Index([5, 6, 7]))
+    p = tmp_path / "meta.pkl.xz"
+    df.to_pickle(p)
+    ds = load(p)
+    assert ds.meta["index"].tolist() == [5, 6, 7] and ds.meta["count"].isna().sum() == 1
