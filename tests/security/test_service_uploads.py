@@ -156,3 +156,19 @@ def test_upload_kind_sniffs_bytes_not_names():
     assert upload_kind(pickle.dumps([1])) == "pickle"
     assert upload_kind(lzma.compress(b"x")) == "pickle"
     assert upload_kind(b"GIF89a") == "other"
+
+
+def test_convert_npz_layout_is_accepted(service, tmp_path):
+    from adrcs_security_helpers import helpers
+
+    from adrcs.data import load
+    from adrcs.data.writer import save_wafer_maps_npz
+
+    src = tmp_path / "lot.pkl.xz"
+    helpers.make_wm811k_frame(np.random.default_rng(5), per_class=1).to_pickle(src)
+    ds = load(src)  # a local file the user trusts, read by the CLI's loader
+    out = save_wafer_maps_npz(ds, tmp_path / "lot.npz")
+    r = _post(service, "lot.npz", out.read_bytes(), lot="L7")
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert len(res) == len(ds) and {x["lot"] for x in res} == {"L7"}

@@ -270,7 +270,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         maps = list(ds.maps)
         wafers = wafer_ids(form_wafer, len(maps))
         if "wafer" in ds.meta and form_wafer is None:
-            wafers = [None if w is None else str(w)[:200] for w in ds.meta["wafer"]]
+            wafers = [None if w is None or str(w) == "" else str(w).replace("\x00", "")[:200] for w in ds.meta["wafer"]]
         return Response(await _classify(model, maps, wafers, lot, tool), media_type="application/json")
 
     if config.fast_path:
