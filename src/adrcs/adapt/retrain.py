@@ -59,7 +59,8 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
         raise InputError(None, "nothing to train on: no original training files and no reviewed inspections")
     train = parts[0] if len(parts) == 1 else WaferMapSet.concat(parts).with_classes(champ.class_names)
     if val_files:
-        val_set = load_many(val_files, trust_pickle=trust_pickle, limits=limits).labeled().with_classes(champ.class_names)
+        val_set = (load_many(val_files, trust_pickle=trust_pickle, limits=limits).labeled()
+                   .with_classes(champ.class_names))
     else:
         from adrcs.api import split_holdout
 

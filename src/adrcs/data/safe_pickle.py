@@ -76,7 +76,8 @@ _PD_CLASSES = {  # pandas data classes: name -> (public module, defining module)
     "CategoricalIndex": ("pandas", "pandas.core.indexes.category"),
     "Categorical": ("pandas", "pandas.core.arrays.categorical"),
     "CategoricalDtype": ("pandas", "pandas.core.dtypes.dtypes"),
-    "StringDtype": ("pandas", "pandas.core.arrays.string_"), "StringArray": ("pandas.arrays", "pandas.core.arrays.string_"),
+    "StringDtype": ("pandas", "pandas.core.arrays.string_"),
+    "StringArray": ("pandas.arrays", "pandas.core.arrays.string_"),
     # meta columns of other dtypes: nullable numbers / booleans, naive dates and durations, pd.NA
     "IntegerArray": ("pandas.arrays", "pandas.core.arrays.integer"),
     "FloatingArray": ("pandas.arrays", "pandas.core.arrays.floating"),
@@ -244,7 +245,8 @@ def _allowed_objects(limits: InputLimits) -> dict[str, Any]:
         return bytes(*args)
 
     def encode(obj: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        if not isinstance(obj, str) or str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1", "utf-8", "ascii"):
+        plain = ("latin1", "latin-1", "utf-8", "ascii")
+        if not isinstance(obj, str) or str(encoding).lower().replace("_", "-") not in plain:
             raise PickleRefused(f"_codecs.encode with {_printable(repr(encoding))}")
         return obj.encode(encoding, errors)
 

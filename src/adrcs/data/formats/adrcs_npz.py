@@ -11,7 +11,8 @@ Arrays (N maps, K classes):
 | ``shapes`` | int64 (N, 2) | each map's (H, W) |
 | ``class_names`` | ``<U`` (K,) | class (single-label) or label (multi-label) names, in order |
 | ``labels`` | ``<U`` (N,) | single-label: the class name, ``""`` = unlabeled |
-| ``multi_labels``, ``labeled`` | bool (N, K), bool (N,) | multi-label instead of ``labels``: multi-hot rows and which rows carry labels |
+| ``multi_labels`` | bool (N, K) | multi-label instead of ``labels``: multi-hot rows |
+| ``labeled`` | bool (N,) | multi-label: which rows carry labels |
 | ``lot``, ``wafer`` | ``<U`` (N,) | lot and wafer id, ``""`` where unknown |
 """
 from __future__ import annotations
