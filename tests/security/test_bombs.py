@@ -202,6 +202,18 @@ def test_oversize_map_in_pickle_npz_and_convert_format(tmp_path):
     assert len(load(conv, limits=InputLimits(max_map_side=2000))) == 2
 
 
+def test_one_map_referenced_many_times(tmp_path):
+    """A pickle stores a shared object once: 200 references to one 1000x1000 map are 1 MB on disk
+    but 200 MB of die codes; the total is checked before any map is converted."""
+    big = np.full((1000, 1000), 255, np.uint8)
+    path = tmp_path / "shared.pkl"
+    _frame([big] * 200).to_pickle(path)
+    assert path.stat().st_size < 2 * MIB
+    err, peak = _peak_while(lambda: load(path, limits=InputLimits(max_uncompressed_bytes=16 * MIB)))
+    assert isinstance(err, InputTooLarge) and "maps hold more than 16 MiB of dies" in str(err), err
+    assert peak < 8 * MIB
+
+
 def test_too_many_maps_in_every_format(tmp_path):
     few = InputLimits(max_maps=5)
     maps = [np.ones((6, 6), np.uint8)] * 9

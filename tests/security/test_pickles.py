@@ -184,6 +184,8 @@ def test_huge_shapes_are_refused_before_allocating(tmp_path):
         "bytes.pkl": _Reduce(bytes, (10 ** 12,)),
         "slice.pkl": _Reduce(slice, (0, 10 ** 15)),
         "range_index.pkl": pd.DataFrame(index=pd.RangeIndex(10 ** 12)),
+        "subarray_dtype.pkl": _Reduce(np.dtype, (("u1", (10 ** 9,)),)),
+        "frame_of_subarray.pkl": _Reduce(pd.DataFrame, ([[1]], None, None, np.dtype(("u1", (10 ** 9,))))),
     }
     for name, obj in cases.items():
         path = tmp_path / name

@@ -23,7 +23,7 @@ import pandas as pd
 from adrcs.data import file_kind, formats
 from adrcs.data.bounded_io import DECODE_ERRORS, Source, decoded_head, open_data, read_head
 from adrcs.data.formats import NpzArrays
-from adrcs.data.limits import DEFAULT_LIMITS, InputLimits
+from adrcs.data.limits import DEFAULT_LIMITS, InputLimits, describe_bytes
 from adrcs.data.npz_reader import is_npz, read_npz
 from adrcs.data.safe_pickle import PickleRefused, strict_load, trusted_load
 from adrcs.data.wafer_map_set import WaferMapSet
@@ -93,6 +93,10 @@ def _load(source: Source, name: str, p: Path, require_labels: bool, trust_pickle
         raise type(e)(name, e.problem) from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
         raise InputError(name, f"cannot read as {fmt.NAME} ({_short(e)})") from None
+    except RecursionError:
+        raise InputError(name, f"cannot read as {fmt.NAME} (values nested too deeply)") from None
+    except MemoryError:
+        raise InputTooLarge(name, "does not fit in memory") from None
     if len(ds) == 0:
         raise InputError(name, "contains no wafer maps")
     check_set(name, ds, limits)
@@ -104,13 +108,30 @@ def _load(source: Source, name: str, p: Path, require_labels: bool, trust_pickle
 
 
 def check_set(name: str, ds: WaferMapSet, limits: InputLimits) -> None:
-    """InputTooLarge when `ds` has more maps than `limits.max_maps` or a map side over `max_map_side`."""
+    """InputTooLarge when `ds` has more maps than `limits.max_maps`, a map side over `max_map_side`
+    or more dies in all than `max_uncompressed_bytes`."""
     if len(ds) > limits.max_maps:
         raise InputTooLarge(name, f"holds {len(ds)} maps, more than the limit of {limits.max_maps}")
-    for i, m in enumerate(ds.maps):
-        if max(m.shape) > limits.max_map_side:
-            raise InputTooLarge(name, f"map {i} of {m.shape[0]}x{m.shape[1]} is larger than the limit of "
+    _check_maps(name, ds.maps, limits)
+
+
+def _check_maps(name: str, maps: Iterable[Any], limits: InputLimits) -> None:
+    """Side and total-dies limits over the array cells of `maps` (other cells are left to the formats).
+
+    The total counts every reference: one large map referenced many times in a pickle would
+    otherwise expand to many copies when converted to die codes."""
+    total = 0
+    for i, m in enumerate(maps):
+        shape = getattr(m, "shape", None)
+        if not isinstance(shape, tuple) or not shape:
+            continue
+        if max(shape) > limits.max_map_side:
+            raise InputTooLarge(name, f"map {i} of {'x'.join(map(str, shape))} is larger than the limit of "
                                       f"{limits.max_map_side} per side")
+        total += int(getattr(m, "size", 0))
+        if total > limits.max_uncompressed_bytes:
+            raise InputTooLarge(name, f"maps hold more than {describe_bytes(limits.max_uncompressed_bytes)} of dies "
+                                      f"(the limit; raise it with {limits.flag})")
 
 
 def _precheck(name: str, obj: Any, limits: InputLimits) -> None:
@@ -122,11 +143,7 @@ def _precheck(name: str, obj: Any, limits: InputLimits) -> None:
             raise InputTooLarge(name, f"holds {len(obj.columns)} columns (at most {MAX_COLUMNS})")
         col = formats.map_column(obj)
         if col is not None and obj[col].dtype == object:
-            for i, m in enumerate(obj[col].to_numpy()):
-                shape = getattr(m, "shape", None)
-                if isinstance(shape, tuple) and shape and max(shape) > limits.max_map_side:
-                    raise InputTooLarge(name, f"map {i} of shape {shape} is larger than the limit of "
-                                              f"{limits.max_map_side} per side")
+            _check_maps(name, obj[col].to_numpy(), limits)
 
 
 def load_many(paths: Iterable[str | Path], *, require_labels: bool = False, trust_pickle: bool = False,

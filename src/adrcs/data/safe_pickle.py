@@ -239,6 +239,12 @@ def _allowed_objects(limits: InputLimits) -> dict[str, Any]:
             raise PickleRefused(f"an index of class {_printable(repr(cls))}")
         return new_index(cls, d)
 
+    def _dtype(*args: Any, **kwargs: Any) -> np.dtype:
+        dt = np.dtype(*args, **kwargs)
+        if dt.subdtype is not None or dt.fields is not None or dt.itemsize > 1 << 20:
+            raise PickleRefused(f"the numpy dtype {_printable(repr(dt))}")
+        return dt
+
     def _bytes(*args: Any) -> bytes:
         if args and not isinstance(args[0], (bytes, bytearray, str, list)):
             raise PickleRefused(f"bytes({_printable(repr(args))})")
@@ -250,8 +256,8 @@ def _allowed_objects(limits: InputLimits) -> dict[str, Any]:
             raise PickleRefused(f"_codecs.encode with {_printable(repr(encoding))}")
         return obj.encode(encoding, errors)
 
-    objs.update(ndarray=_NDARRAY, RangeIndex=_RANGE_INDEX, _reconstruct=_reconstruct, _frombuffer=_frombuffer,
-                scalar=scalar, slice=_slice, _new_Index=_new_index, bytes=_bytes, encode=encode)
+    objs.update(ndarray=_NDARRAY, RangeIndex=_RANGE_INDEX, dtype=_dtype, _reconstruct=_reconstruct,
+                _frombuffer=_frombuffer, scalar=scalar, slice=_slice, _new_Index=_new_index, bytes=_bytes, encode=encode)
     return objs
 
 
