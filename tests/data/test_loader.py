@@ -451,3 +451,12 @@ def test_meta_columns_of_common_dtypes_load_strictly(tmp_path):
     df.to_pickle(p)
     ds = load(p)
     assert ds.meta["index"].tolist() == [5, 6, 7] and ds.meta["count"].isna().sum() == 1
+
+
+def test_zstd_without_zstandard_is_one_line(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "zstandard", None)  # as if not installed
+    p = tmp_path / "maps.pkl.zst"
+    p.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 32)
+    _expect_error(p, "is zstd-compressed; install the 'zstandard' package to read it")
