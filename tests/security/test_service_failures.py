@@ -114,13 +114,12 @@ def test_locked_database(make_service, tmp_path, fast_path):
     assert svc.store.count_inspections() == 2  # nothing half-written, nothing acknowledged and lost
 
 
-def test_promoting_a_broken_model_answers_503_and_health_says_so(make_service, run_copy, fast_path):
+def test_promoting_a_broken_model_is_refused(make_service, run_copy, fast_path):
     svc = make_service(fast_path)
+    champion = svc.store.champion("wafer").version
     (run_copy / "model.ckpt").write_bytes(b"broken")
     bad = svc.app.state.host.register(run_copy)
-    r = svc.client.post(f"/v1/models/{bad}/promote", headers=svc.h("admin"))
-    assert_clean_error(r, 503)
-    assert svc.client.get("/health").json()["status"] == "degraded"
-    assert svc.client.post("/v1/models/rollback", headers=svc.h("admin")).status_code == 200
-    assert svc.client.get("/health").json()["status"] == "ok"
-    svc.inspect(1)
+    body = assert_clean_error(svc.client.post(f"/v1/models/{bad}/promote", headers=svc.h("admin")), 409)
+    assert bad in body["detail"]
+    assert svc.store.champion("wafer").version == champion and svc.client.get("/health").json()["status"] == "ok"
+    assert svc.inspect(1)["model_version"] == champion

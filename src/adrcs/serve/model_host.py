@@ -141,6 +141,7 @@ class ModelHost:
         self._failed: dict[str, tuple[str, float]] = {}  # kind -> (version, when it failed)
         self._checked: dict[str, float] = {}
         self._generation = 0
+        self._staged: dict[str, LoadedModel] = {}  # loaded by `stage` before a promote / rollback
         self._lock = threading.Lock()
 
     def invalidate(self, kind: str | None = None) -> None:
@@ -175,6 +176,19 @@ class ModelHost:
         if promote_if_first and self.store.champion(kind) is None:
             self.store.promote(version, actor=actor)
         return version
+
+    def stage(self, model: Any) -> None:
+        """Load registered version `model` (a ``ModelVersion``) ahead of promoting it; the next `current` call
+        that finds it champion uses this copy. ModelUnavailable (nothing changed) when it cannot be loaded."""
+        try:
+            pipe = load_pipeline(model.kind, model.path, self.device)
+        except Exception as e:  # noqa: BLE001 - logged with the path; the caller answers without it
+            log.error("cannot load %s model %s from %s: %s", model.kind, model.version, model.path, e)
+            raise ModelUnavailable(model.kind, model.version) from None
+        names = list(pipe.class_names)
+        self._staged[model.version] = LoadedModel(
+            version=model.version, kind=model.kind, path=model.path, pipeline=pipe, class_names=names,
+            multilabel=bool(getattr(pipe, "multilabel", False)), reference=drift_reference(model.path, names))
 
     def problems(self) -> dict[str, str]:
         """Kind -> reason for each deployed kind whose champion cannot be loaded (loads it when needed)."""
@@ -212,6 +226,10 @@ class ModelHost:
             if champ is None:
                 raise LookupError(f"no {kind} model is deployed")
             loaded = self._loaded.get(kind)
+            staged = self._staged.pop(champ.version, None)
+            if staged is not None and (loaded is None or loaded.version != champ.version):
+                self._loaded[kind] = loaded = staged
+                self._staged.clear()
             if loaded is None or loaded.version != champ.version:
                 failed = self._failed.get(kind)
                 if failed is not None and failed[0] == champ.version and time.monotonic() - failed[1] < RETRY_FAILED_S:

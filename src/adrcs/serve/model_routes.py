@@ -1,4 +1,5 @@
-"""Model registry routes: list (paths for admins only), promote (idempotent), roll back, retrain."""
+"""Model registry routes: list (paths for admins only), promote (idempotent; a model that cannot be loaded is
+refused with 409 and the champion stays), roll back, retrain."""
 from __future__ import annotations
 
 import logging
@@ -10,6 +11,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
 
+from adrcs.serve.model_host import ModelUnavailable
 from adrcs.serve.security import ADMIN, INSPECTOR, Caller, require
 from adrcs.serve.store import NotFound
 
@@ -36,6 +38,12 @@ def add_model_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: 
         metrics.set_model(m.version, m.kind)
         return {"champion": m.to_dict()}
 
+    def _stage_or_409(m: Any, what: str) -> None:
+        try:
+            host.stage(m)  # loaded before the registry changes: a broken model is never made champion
+        except ModelUnavailable as e:
+            raise HTTPException(409, f"{e}; not {what}") from None
+
     @app.get("/v1/models", tags=["models"])
     def models(caller: Caller = Depends(require(INSPECTOR))) -> dict:
         """Registered versions, champions and the last 50 registry events (server paths for admins only)."""
@@ -52,6 +60,7 @@ def add_model_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: 
             raise HTTPException(404, f"no model version {version[:128]!r}")
         if current.status == "champion":
             return {**_deploy(current), "unchanged": True}
+        _stage_or_409(current, "promoted")
         try:
             m = store.promote(version, actor=caller.name)
         except NotFound:
@@ -69,7 +78,7 @@ def add_model_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: 
             m = store.rollback(actor=caller.name, kind=kind)
         except ValueError as e:
             raise HTTPException(409, str(e)) from None
-        return _deploy(m)
+        return _deploy(m)  # a previous champion that no longer loads: 503, and /health says so
 
     @app.post("/v1/models/retrain", tags=["models"], status_code=202)
     def retrain(caller: Caller = Depends(require(ADMIN))) -> dict:
