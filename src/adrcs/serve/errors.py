@@ -27,7 +27,7 @@ import uuid
 from typing import Any, Callable
 
 import orjson
-from fastapi import HTTPException
+from starlette.exceptions import HTTPException  # FastAPI's is a subclass; routing raises this one
 
 from adrcs.errors import InputError, InputTooLarge, UnsupportedMediaError
 from adrcs.serve.model_host import ModelUnavailable
