@@ -31,7 +31,6 @@ import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -39,7 +38,7 @@ import orjson
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from adrcs.errors import InputError
 from adrcs.serve.api_schemas import WAFER_MAPS_SCHEMA, ReviewIn
@@ -60,9 +59,9 @@ from adrcs.serve.security import ENGINEER, INSPECTOR, Caller, require
 from adrcs.serve.startup import health_report
 from adrcs.serve.store import NewInspection, NotFound, Store
 from adrcs.serve.store.store import MAX_OFFSET
+from adrcs.serve.web import install_web
 
 log = logging.getLogger("adrcs.serve")
-PAGE = Path(__file__).with_name("page") / "index.html"
 
 
 @dataclass
@@ -151,7 +150,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         await writer.stop()
         parser.close()
 
-    app = ServiceApp(title="ADRCS inspection service", version="1", lifespan=lifespan,
+    app = ServiceApp(title="ADRCS inspection service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                      description="Wafer-map and inspection-image defect classification with review and retraining.")
     app.state.store, app.state.host, app.state.config, app.state.metrics = store, host, config, metrics
     app.state.jobs = {}
@@ -389,11 +388,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         body, ctype = metrics.render()
         return Response(body, media_type=ctype)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def page() -> HTMLResponse:
-        return HTMLResponse(PAGE.read_text(encoding="utf-8"))
-
     for k in ("wafer", "detect", "image_classify"):
         if (c := store.champion(k)) is not None:
             metrics.set_model(c.version, k)
-    return app
+    return install_web(app)  # the review page, offline /docs, page assets and the security headers

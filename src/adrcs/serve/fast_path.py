@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from adrcs.serve.headers import API_HEADERS  # what the app's SecurityHeaders middleware adds elsewhere
 from adrcs.serve.security import authorize, token_from_headers
 
 log = logging.getLogger("adrcs.serve")
@@ -35,7 +36,7 @@ class JsonRouteFastPath:
     """Serves ``POST path`` requests whose body is not multipart with ``handler(raw_body) -> JSON bytes``.
 
     ``state`` is the app state (``store``, ``config``, ``token_cache``, ``metrics``) for the token check
-    and the request metrics. Errors map as in the app (``serve/errors.py``: the same statuses, bodies with
+    and the request metrics, and the security headers (``headers.API_HEADERS``). Errors map as in the app (``serve/errors.py``: the same statuses, bodies with
     the request id, which is also echoed in ``X-Request-ID``); a body over ``limit`` bytes -> 413.
     """
 
@@ -70,7 +71,7 @@ class JsonRouteFastPath:
             REQUEST_ID.reset(ctx)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json"),
-                                (b"x-request-id", rid.encode("ascii")), *headers]})
+                                (b"x-request-id", rid.encode("ascii")), *API_HEADERS, *headers]})
         await send({"type": "http.response.body", "body": body})
         self.state.metrics.observe_request(self.path, "POST", status, time.perf_counter() - t0)
 
@@ -85,7 +86,9 @@ class JsonRouteFastPath:
                 length = value
         if length is not None and length.isdigit() and int(length) > self.limit:
             raise self._too_large()
-        await authorize(self.state, token_from_headers(auth, api_token), self.role)
+        peer = scope.get("client")  # (host, port): failed token checks are rate limited per client host
+        await authorize(self.state, token_from_headers(auth, api_token), self.role,
+                        client=peer[0] if peer else None)
         return await self.handler(await self._body(receive))
 
     async def _body(self, receive: Callable) -> bytes:
