@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import HTTPException
 
+from adrcs.serve.errors import REQUEST_ID, answer_for, error_body, request_id_from
 from adrcs.serve.headers import API_HEADERS  # what the app's SecurityHeaders middleware adds elsewhere
 from adrcs.serve.security import authorize, token_from_headers
 
@@ -53,8 +54,6 @@ class JsonRouteFastPath:
         return True
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        from adrcs.serve.errors import REQUEST_ID, answer_for, error_body, request_id_from
-
         t0 = time.perf_counter()
         rid = request_id_from(scope["headers"])
         ctx = REQUEST_ID.set(rid)
