@@ -153,3 +153,31 @@ def test_error_bodies_are_one_line_with_a_request_id(service):
     assert stored.request_id == ok["request_id"]
     assert json.loads(json.dumps(ok))["request_id"]
     assert len(cases) == 10
+
+
+def test_multi_label_review_labels():
+    from types import SimpleNamespace
+
+    from adrcs.errors import InputError
+    from adrcs.serve.classes import review_label
+
+    class Host:
+        def current(self, kind):
+            if kind != "wafer":
+                raise LookupError(kind)
+            return SimpleNamespace(class_names=["Center", "Donut", "Scratch"])
+
+    class Classes:
+        def list_classes(self, kind):
+            return [SimpleNamespace(name="Wavy")] if kind == "wafer" else []
+
+    rec = SimpleNamespace(kind="wafer_map", predicted='["Center"]', probabilities={"Center": 0.9, "Donut": 0.1})
+    assert review_label(Classes(), Host(), rec, "confirm", None) is None
+    assert review_label(Classes(), Host(), rec, "correct", ["Scratch", "Center", "Center"]) == '["Center","Scratch"]'
+    assert review_label(Classes(), Host(), rec, "correct", '["Wavy"]') == '["Wavy"]'
+    assert review_label(Classes(), Host(), rec, "correct", []) == "[]"
+    bad = ["Center", ["Bogus"], '["Center", 1]', "[not json", ["Center", "x" * 300], '{"a": 1}']
+    for label in bad:
+        with pytest.raises(InputError):
+            review_label(Classes(), Host(), rec, "correct", label)
+    assert len(bad) == 6
