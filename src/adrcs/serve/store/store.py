@@ -332,7 +332,9 @@ class Store(ClassesMixin):
             if u.database in (None, "", ":memory:"):  # one shared connection, else each one is a new empty db
                 kwargs["poolclass"] = StaticPool
             elif not self._sqlite_uri(u):  # a file: URI (e.g. ?mode=ro) names the file as it is
-                Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                from adrcs.serve.private_files import ensure_private_sqlite
+
+                ensure_private_sqlite(u)  # created 0600 (no link followed) before SQLite opens it; folders made
         self.url = u
         # SQLite has one writer at a time: this process's writers queue on a lock and go the moment it is free
         # (SQLite's own busy handler sleeps 1-100 ms between tries); other processes still get busy_timeout
