@@ -9,27 +9,27 @@ acknowledged record is lost across ``kill -9`` or power loss, foreign keys on, w
 ``BEGIN IMMEDIATE`` so concurrent writers queue on ``busy_timeout`` instead of failing) or PostgreSQL
 (``postgresql://user:pw@host/db``, driven by psycopg 3).
 
+Split by concern: `records.py` (the returned dataclasses and helpers), `registry.py` (model versions,
+promote / rollback), `tokens.py` (API tokens), `classes.py` (registered defect classes), `sqlite_writer.py`
+(the lean SQLite write path); this module has the engine, blobs, inspections, reviews and counts.
+
 Labels: ``predicted`` and review ``label`` hold one class name; a multi-label result is stored as
 the compact JSON list of its sorted class names (:func:`encode_labels`, e.g. ``["Center","Scratch"]``).
 """
 from __future__ import annotations
 
 import hashlib
-import hmac
-import json
-import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Date, Engine, cast, create_engine, event, exists, func, select, update
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, InternalError, OperationalError
+from sqlalchemy import Date, Engine, cast, create_engine, event, exists, func, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -37,201 +37,22 @@ from sqlalchemy.pool import StaticPool
 from adrcs.errors import InputError
 from adrcs.serve.store import sqlite_writer
 from adrcs.serve.store.classes import ClassesMixin
+from adrcs.serve.store.records import (INSPECTION_KINDS, MAX_OFFSET, MAX_PG_ID, MAX_SQLITE_ID, MIGRATIONS_DIR,
+                                       MODEL_ACTIONS, MODEL_KINDS, MODEL_STATUSES, REVIEW_ACTIONS, ROLES,
+                                       SQLITE_BUSY_TIMEOUT_MS, ApiToken, Inspection, ModelVersion, NewInspection,
+                                       NotFound, Review, _inspection, _jsonable, _review, _utc, decode_labels,
+                                       encode_labels, hash_token, insert_for, normalize_url, role_allows,
+                                       unavailable_reason)
+from adrcs.serve.store.registry import RegistryMixin
 from adrcs.serve.store.sqlite_writer import RowidsExhausted, SQLiteInspectionWriter
-from adrcs.serve.store.schema import (ApiTokenRow, BlobRow, InspectionRow, ModelEventRow, ModelVersionRow,
-                                      ReviewRow, utcnow)
+from adrcs.serve.store.schema import BlobRow, InspectionRow, ReviewRow, utcnow
+from adrcs.serve.store.tokens import TokensMixin
 
-ROLES = ("inspector", "engineer", "admin")  # each role includes the ones before it
-INSPECTION_KINDS = ("wafer_map", "image")
-REVIEW_ACTIONS = ("confirm", "correct")
-MODEL_KINDS = ("wafer", "detect", "image_classify")
-MODEL_STATUSES = ("candidate", "champion", "retired")
-MODEL_ACTIONS = ("register", "promote", "rollback", "reject")
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-MAX_SQLITE_ID = 2**63 - 1   # SQLite rowid
-MAX_PG_ID = 2**31 - 1       # PostgreSQL ``integer`` id columns
-MAX_OFFSET = 2**63 - 1      # LIMIT / OFFSET are 64-bit on both backends
-
-
-class NotFound(KeyError):
-    """An unknown inspection id, blob, model version or token name."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "not found"
-
-
-def unavailable_reason(exc: BaseException) -> str | None:
-    """A short, path-free reason when ``exc`` means the database cannot serve now (locked, read-only, full,
-    unreachable); None for any other error (a bug, a bad value)."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None and not isinstance(exc, (OperationalError, InternalError)):
-        return None
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    if not isinstance(exc, (OperationalError, InternalError, PoolTimeout, sqlite3.OperationalError,
-                            sqlite3.DatabaseError)):
-        return None
-    if "locked" in text or "busy" in text or "lock timeout" in text:
-        return "database is locked"
-    if "readonly" in text or "read-only" in text or "read only" in text:
-        return "database is read-only"
-    if "full" in text:
-        return "database disk is full"
-    if isinstance(exc, InternalError):
-        return None
-    return "database is unavailable"
-
-
-# --------------------------------------------------------------------------------------------- records
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
-class _Record:
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (datetimes as ISO 8601 strings, nested records as dicts)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):  # type: ignore[arg-type]
-            v = getattr(self, f.name)
-            if isinstance(v, tuple) and v and isinstance(v[0], _Record):
-                v = [r.to_dict() for r in v]
-            out[f.name] = _iso(v)
-        return out
-
-
-@dataclass(frozen=True)
-class Review(_Record):
-    """One review of one inspection."""
-
-    id: int
-    inspection_id: int
-    created_at: datetime
-    reviewer: str
-    action: str  # "confirm" | "correct"
-    label: str
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Inspection(_Record):
-    """A stored inspection with its reviews (oldest first); ``effective_label`` is the latest review's label."""
-
-    id: int
-    created_at: datetime
-    kind: str
-    lot: str | None
-    wafer: str | None
-    tool: str | None
-    input_sha256: str
-    model_version: str
-    predicted: str
-    probabilities: dict[str, float]
-    confidence: float
-    boxes: list[dict[str, Any]] | None = None
-    request_id: str | None = None
-    reviews: tuple[Review, ...] = ()
-    effective_label: str | None = None
-
-    @property
-    def reviewed(self) -> bool:
-        """True when at least one review exists."""
-        return bool(self.reviews)
-
-    @property
-    def label(self) -> str:
-        """The effective label when reviewed, else the prediction."""
-        return self.effective_label if self.effective_label is not None else self.predicted
-
-
-@dataclass(frozen=True)
-class NewInspection:
-    """An inspection to store: give ``content`` + ``media_type`` (blob stored in the same transaction)
-    or the ``input_sha256`` of a blob already stored. ``created_at`` defaults to now (UTC)."""
-
-    kind: str  # "wafer_map" | "image"
-    model_version: str
-    predicted: str
-    probabilities: Mapping[str, float]
-    confidence: float
-    content: bytes | None = None
-    media_type: str | None = None
-    input_sha256: str | None = None
-    lot: str | None = None
-    wafer: str | None = None
-    tool: str | None = None
-    boxes: Sequence[Mapping[str, Any]] | None = None  # [{class, score, x1, y1, x2, y2}]
-    request_id: str | None = None
-    created_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ModelVersion(_Record):
-    """A registered model version."""
-
-    version: str
-    kind: str  # "wafer" | "detect" | "image_classify"
-    path: str
-    created_at: datetime
-    metrics: dict[str, Any]
-    status: str  # "candidate" | "champion" | "retired"
-    parent: str | None = None
-
-
-@dataclass(frozen=True)
-class ApiToken(_Record):
-    """An API token's public part (the hash never leaves the store)."""
-
-    id: int
-    name: str
-    role: str
-    created_at: datetime
-    revoked: bool
-
-
-# --------------------------------------------------------------------------------------------- helpers
-def encode_labels(labels: Iterable[str]) -> str:
-    """Multi-label ``predicted``/``label`` value: compact JSON list of the sorted, distinct class names."""
-    return json.dumps(sorted(set(labels)), separators=(",", ":"))
-
-
-def decode_labels(value: str) -> list[str]:
-    """Inverse of :func:`encode_labels`; a plain class name gives a one-element list."""
-    if value.startswith("["):
-        return list(json.loads(value))
-    return [value]
-
-
-def role_allows(role: str, required: str) -> bool:
-    """True when ``role`` includes ``required`` (inspector < engineer < admin)."""
-    return role in ROLES and required in ROLES and ROLES.index(role) >= ROLES.index(required)
-
-
-def hash_token(token: str) -> str:
-    """sha256 hex of a token, the only form stored."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def normalize_url(url: str | URL) -> URL:
-    """Parse a database URL; ``postgresql://`` / ``postgres://`` get the psycopg (v3) driver."""
-    u = make_url(url) if isinstance(url, str) else url
-    if u.drivername in ("postgresql", "postgres"):
-        u = u.set(drivername="postgresql+psycopg")
-    return u
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=_json_default))
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+__all__ = ["Store", "NewInspection", "Inspection", "Review", "ModelVersion", "ApiToken", "NotFound", "ROLES",
+           "INSPECTION_KINDS", "REVIEW_ACTIONS", "MODEL_KINDS", "MODEL_STATUSES", "MODEL_ACTIONS", "MIGRATIONS_DIR",
+           "MAX_OFFSET", "MAX_PG_ID", "MAX_SQLITE_ID", "SQLITE_BUSY_TIMEOUT_MS", "encode_labels", "decode_labels",
+           "role_allows", "hash_token", "normalize_url", "alembic_config", "upgrade", "unavailable_reason",
+           "insert_for"]
 
 
 def alembic_config(url: str | URL) -> Any:
@@ -274,44 +95,8 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("adrcs_write") else "BEGIN")
 
 
-# --------------------------------------------------------------------------------------------- row -> record
-def _review(r: ReviewRow) -> Review:
-    return Review(id=r.id, inspection_id=r.inspection_id, created_at=r.created_at, reviewer=r.reviewer,
-                  action=r.action, label=r.label, note=r.note)
-
-
-def _inspection(r: InspectionRow, reviews: Sequence[Review] = ()) -> Inspection:
-    return Inspection(id=r.id, created_at=r.created_at, kind=r.kind, lot=r.lot, wafer=r.wafer, tool=r.tool,
-                      input_sha256=r.input_sha256, model_version=r.model_version, predicted=r.predicted,
-                      probabilities=dict(r.probabilities or {}), confidence=float(r.confidence),
-                      boxes=None if r.boxes is None else list(r.boxes), request_id=r.request_id,
-                      reviews=tuple(reviews), effective_label=reviews[-1].label if reviews else None)
-
-
-def _model(r: ModelVersionRow) -> ModelVersion:
-    return ModelVersion(version=r.version, kind=r.kind, path=r.path, created_at=r.created_at,
-                        metrics=dict(r.metrics or {}), status=r.status, parent=r.parent)
-
-
-def _event(r: ModelEventRow) -> dict[str, Any]:
-    return {"id": r.id, "created_at": r.created_at, "version": r.version, "action": r.action, "actor": r.actor,
-            "detail": dict(r.detail or {})}
-
-
-def insert_for(s: Session, table: Any) -> Any:
-    """An INSERT construct of the session's dialect (SQLite / PostgreSQL ones know ON CONFLICT)."""
-    name = s.get_bind().dialect.name
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy import insert
-    return insert(table)
-
-
 # --------------------------------------------------------------------------------------------- store
-class Store(ClassesMixin):
+class Store(ClassesMixin, RegistryMixin, TokensMixin):
     """Thread-safe results store over SQLAlchemy (SQLite file or PostgreSQL)."""
 
     def __init__(self, url: str = "sqlite:///adrcs.db", migrate: bool = True,
@@ -713,188 +498,3 @@ class Store(ClassesMixin):
         q = q.order_by(InspectionRow.created_at.desc(), InspectionRow.id.desc()).limit(max(0, int(n)))
         with self._session() as s:
             return [(p, float(c), lot) for p, c, lot in s.execute(q)]
-
-    # ----------------------------------------------------------------------------------------- model registry
-    @staticmethod
-    def _log(s: Session, version: str, action: str, actor: str, detail: Mapping[str, Any]) -> None:
-        s.add(ModelEventRow(created_at=utcnow(), version=version, action=action, actor=actor,
-                            detail=_jsonable(dict(detail))))
-
-    def register_model(self, version: str, *, kind: str, path: str, metrics: Mapping[str, Any],
-                       parent: str | None = None, actor: str = "system") -> ModelVersion:
-        """Register a new model version as "candidate" (ValueError on a bad kind or an existing version)."""
-        if kind not in MODEL_KINDS:
-            raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
-        if not version:
-            raise ValueError("version is required")
-        try:
-            with self._session(write=True) as s:
-                if s.get(ModelVersionRow, version) is not None:
-                    raise ValueError(f"model version {version!r} already registered")
-                row = ModelVersionRow(version=version, kind=kind, path=str(path), created_at=utcnow(),
-                                      metrics=_jsonable(dict(metrics)), status="candidate", parent=parent)
-                s.add(row)
-                self._log(s, version, "register", actor, {"kind": kind, "path": str(path), "parent": parent})
-                s.flush()
-                return _model(row)
-        except IntegrityError as e:  # lost a race with another registration
-            raise ValueError(f"model version {version!r} already registered") from e
-
-    def get_model(self, version: str) -> ModelVersion | None:
-        """One model version, or None."""
-        with self._session() as s:
-            row = s.get(ModelVersionRow, version)
-            return None if row is None else _model(row)
-
-    def list_models(self) -> list[ModelVersion]:
-        """All model versions, oldest first."""
-        with self._session() as s:
-            q = select(ModelVersionRow).order_by(ModelVersionRow.created_at, ModelVersionRow.version)
-            return [_model(r) for r in s.scalars(q)]
-
-    @staticmethod
-    def _champion_row(s: Session, kind: str | None) -> ModelVersionRow | None:
-        q = select(ModelVersionRow).where(ModelVersionRow.status == "champion")
-        if kind is not None:
-            q = q.where(ModelVersionRow.kind == kind)
-        rows = list(s.scalars(q))
-        if len(rows) <= 1:
-            return rows[0] if rows else None
-        # several kinds: the one promoted (or rolled back to) last
-        last = dict(s.execute(select(ModelEventRow.version, func.max(ModelEventRow.id))
-                              .where(ModelEventRow.version.in_([r.version for r in rows]),
-                                     ModelEventRow.action.in_(("promote", "rollback")))
-                              .group_by(ModelEventRow.version)).all())
-        return max(rows, key=lambda r: (last.get(r.version, 0), r.created_at))
-
-    def champion(self, kind: str | None = None) -> ModelVersion | None:
-        """The champion of ``kind`` (or, with no kind, the most recently promoted champion), or None."""
-        with self._session() as s:
-            row = self._champion_row(s, kind)
-            return None if row is None else _model(row)
-
-    @staticmethod
-    def _lock_kind(s: Session, kind: str) -> list[ModelVersionRow]:
-        # row locks on PostgreSQL; SQLite write transactions are already exclusive (BEGIN IMMEDIATE)
-        # populate_existing: rows read before the lock was granted are refreshed (a concurrent promote committed)
-        q = (select(ModelVersionRow).where(ModelVersionRow.kind == kind).order_by(ModelVersionRow.version)
-             .with_for_update().execution_options(populate_existing=True))
-        return list(s.scalars(q))
-
-    def promote(self, version: str, *, actor: str) -> ModelVersion:
-        """Make ``version`` the champion of its kind; the previous champion becomes "retired"; logged.
-
-        Raises NotFound for an unknown version, ValueError if it already is the champion.
-        """
-        with self._session(write=True) as s:
-            row = s.get(ModelVersionRow, version)
-            if row is None:
-                raise NotFound(f"no model version {version!r}")
-            rows = self._lock_kind(s, row.kind)
-            if row.status == "champion":
-                raise ValueError(f"{version!r} already is the {row.kind} champion")
-            previous = [r.version for r in rows if r.status == "champion"]
-            for r in rows:
-                if r.status == "champion":
-                    r.status = "retired"
-            row.status = "champion"
-            self._log(s, version, "promote", actor, {"kind": row.kind, "previous": previous[0] if previous else None})
-            s.flush()
-            return _model(row)
-
-    @staticmethod
-    def _champion_history(s: Session, kind: str) -> list[str]:
-        """Champion stack of ``kind`` replayed from events: promote pushes, rollback pops."""
-        versions = select(ModelVersionRow.version).where(ModelVersionRow.kind == kind)
-        q = (select(ModelEventRow.version, ModelEventRow.action)
-             .where(ModelEventRow.action.in_(("promote", "rollback")), ModelEventRow.version.in_(versions))
-             .order_by(ModelEventRow.id))
-        stack: list[str] = []
-        for v, action in s.execute(q):
-            if action == "rollback" and stack:
-                stack.pop()
-            if not stack or stack[-1] != v:
-                stack.append(v)
-        return stack
-
-    def rollback(self, *, actor: str, kind: str | None = None) -> ModelVersion:
-        """Re-promote the champion that preceded the current one (per the event history); the current one is
-        retired. With no kind, the most recently promoted champion is rolled back. ValueError if there is none."""
-        with self._session(write=True) as s:
-            cur = self._champion_row(s, kind)
-            if cur is None:
-                raise ValueError(f"no {kind or 'model'} champion to roll back")
-            rows = {r.version: r for r in self._lock_kind(s, cur.kind)}
-            stack = self._champion_history(s, cur.kind)
-            while stack and stack[-1] == cur.version:
-                stack.pop()
-            if not stack or stack[-1] not in rows:
-                raise ValueError(f"no previous {cur.kind} champion to roll back to")
-            prev = rows[stack[-1]]
-            rows[cur.version].status = "retired"
-            prev.status = "champion"
-            self._log(s, prev.version, "rollback", actor, {"kind": cur.kind, "from": cur.version})
-            s.flush()
-            return _model(prev)
-
-    def log_model_event(self, version: str, action: str, actor: str, detail: Mapping[str, Any]) -> None:
-        """Log an informational registry event, e.g. "reject" of a challenger (register/promote/rollback are
-        logged by their own methods and refused here, as they drive :meth:`rollback`)."""
-        if not action or action in ("register", "promote", "rollback"):
-            raise ValueError(f"action {action!r} is logged by its own method")
-        with self._session(write=True) as s:
-            self._log(s, version, action, actor, detail)
-
-    def model_events(self, version: str | None = None) -> list[dict[str, Any]]:
-        """Registry events oldest first: ``{"id", "created_at", "version", "action", "actor", "detail"}``."""
-        q = select(ModelEventRow).order_by(ModelEventRow.id)
-        if version is not None:
-            q = q.where(ModelEventRow.version == version)
-        with self._session() as s:
-            return [_event(r) for r in s.scalars(q)]
-
-    # ----------------------------------------------------------------------------------------- tokens
-    def create_token(self, name: str, role: str) -> str:
-        """Create a token and return its plaintext (shown once; only its sha256 is stored).
-
-        ValueError on a bad role, an empty name or a name already used (revoked names stay taken).
-        """
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
-        if not name:
-            raise ValueError("token name is required")
-        token = secrets.token_urlsafe(32)
-        try:
-            with self._session(write=True) as s:
-                if s.scalar(select(ApiTokenRow.id).where(ApiTokenRow.name == name)) is not None:
-                    raise ValueError(f"token name {name!r} already exists")
-                s.add(ApiTokenRow(name=name, role=role, token_hash=hash_token(token), created_at=utcnow(),
-                                  revoked=False))
-        except IntegrityError as e:
-            raise ValueError(f"token name {name!r} already exists") from e
-        return token
-
-    def check_token(self, token: str) -> tuple[str, str] | None:
-        """``(name, role)`` of a valid token, None if unknown or revoked (lookup by hash, compare_digest)."""
-        if not token:
-            return None
-        h = hash_token(token)
-        with self._session() as s:
-            row = s.execute(select(ApiTokenRow.name, ApiTokenRow.role, ApiTokenRow.token_hash, ApiTokenRow.revoked)
-                            .where(ApiTokenRow.token_hash == h)).first()
-        if row is None or not hmac.compare_digest(row.token_hash, h) or row.revoked:
-            return None
-        return row.name, row.role
-
-    def revoke_token(self, name: str) -> None:
-        """Revoke a token by name (NotFound if unknown; revoking twice is fine)."""
-        with self._session(write=True) as s:
-            res = s.execute(update(ApiTokenRow).where(ApiTokenRow.name == name).values(revoked=True))
-            if res.rowcount == 0:
-                raise NotFound(f"no token {name!r}")
-
-    def list_tokens(self) -> list[ApiToken]:
-        """All tokens (without hashes), oldest first."""
-        with self._session() as s:
-            return [ApiToken(id=r.id, name=r.name, role=r.role, created_at=r.created_at, revoked=bool(r.revoked))
-                    for r in s.scalars(select(ApiTokenRow).order_by(ApiTokenRow.id))]
