@@ -312,32 +312,18 @@ def serve(
                                    "on plain ASGI, skipping the FastAPI layers (same responses)."),
 ) -> None:
     """Run the inspection service (REST API under /v1, review page at /, docs at /docs)."""
-    import torch
-    import uvicorn
-
-    from adrcs.serve.app import ServiceConfig, create_app
+    from adrcs.serve.app import ServiceConfig
     from adrcs.serve.drift import DriftConfig
-    from adrcs.serve.store import Store
+    from adrcs.serve.launch import launch
 
-    store = Store(db)
-    if not store.list_tokens():
-        token = store.create_token("admin", "admin")
-        if admin_token_file is not None:
-            admin_token_file.write_text(token + "\n")
-            admin_token_file.chmod(0o600)
-            _say(f"no API tokens yet: created token 'admin' (role admin) in {admin_token_file}")
-        else:
-            _say(f"no API tokens yet: created token 'admin' (role admin): {token}")
+    for flag, value in (("--max-request-mb", max_request_mb), ("--batch-max", batch_max), ("--port", port)):
+        if not value > 0:
+            raise InputError(None, f"{flag} must be > 0 (got {value})")
     cfg = ServiceConfig(db=db, models=[str(m) for m in model], batch_max=batch_max, batch_wait_ms=batch_wait_ms,
                         low_confidence=low_confidence, max_request_bytes=int(max_request_mb * 1024 * 1024),
                         drift=DriftConfig(window=drift_window, method=drift_method), fast_path=fast_path)
-    application = create_app(cfg, store=store)
-    # latency under load: one intra-op thread (two spin against the event loop on small batches), and a
-    # shorter GIL switch interval so the forward-pass and store threads get the GIL back quickly
-    torch.set_num_threads(max(1, torch_threads))
-    sys.setswitchinterval(max(switch_interval_ms, 0.01) / 1000.0)
-    _say(f"ADRCS service on http://{host}:{port} (review page /, API docs /docs), store {db}")
-    uvicorn.run(application, host=host, port=port, log_level=log_level)
+    launch(cfg, host=host, port=port, admin_token_file=admin_token_file, log_level=log_level,
+           torch_threads=torch_threads, switch_interval_ms=switch_interval_ms, say=_say)
 
 
 token_app = typer.Typer(add_completion=False, no_args_is_help=True, help="API tokens of the inspection service.")
