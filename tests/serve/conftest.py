@@ -33,7 +33,8 @@ for _name in ("make_wafer", "make_mixed_wafer", "make_wafer_set", "make_wm811k_f
 
 PG_ENV = "ADRCS_TEST_POSTGRES_URL"
 PG_START_TIMEOUT_S = 20
-OUR_TABLES = ("reviews", "inspections", "blobs", "model_events", "model_versions", "api_tokens", "alembic_version")
+OUR_TABLES = ("reviews", "inspections", "blobs", "model_events", "model_versions", "api_tokens", "defect_classes",
+              "alembic_version")
 _pg_skip_reason: list[str] = []
 _db_counter = itertools.count()
 

@@ -464,6 +464,30 @@ def test_adapt_round_trains_challenger_and_decides(service, runs, tmp_path):
     assert json.loads((tmp_path / "challenger" / "adapt_report.json").read_text())["promoted"] == report["promoted"]
 
 
+def test_adapt_learns_a_class_an_admin_registered(service, runs, tmp_path):
+    """A new pattern recorded in reviews (a registered class) becomes a class of the challenger."""
+    client, tokens, store = service
+    from adrcs.adapt import adapt
+    from adrcs.pipeline import Pipeline
+
+    r = client.post("/v1/classes", json={"name": "Spiral", "kind": "wafer"}, headers=auth(tokens, "admin"))
+    assert r.status_code in (200, 201), r.text
+    for i, res in enumerate(_inspect(client, tokens, n=12, lot="N1")["results"]):
+        body = {"action": "correct", "label": "Spiral"} if i % 2 else {"action": "confirm"}
+        assert client.post(f"/v1/inspections/{res['id']}/review", json=body,
+                           headers=auth(tokens, "engineer")).status_code == 200
+    bogus = client.post(f"/v1/inspections/{res['id']}/review", json={"action": "correct", "label": "Nope"},
+                        headers=auth(tokens, "engineer"))
+    assert bogus.status_code == 422
+    report = adapt(store, runs["a"], tmp_path / "challenger", overrides={"epochs": 1, "progress": False},
+                   say=lambda s: None)
+    assert report["new_classes"] == ["Spiral"]
+    champion = Pipeline.load(runs["a"])
+    challenger = Pipeline.load(tmp_path / "challenger")
+    assert challenger.class_names == champion.class_names + ["Spiral"]
+    assert report["n_pool"] + report["n_audit"] == 12
+
+
 def test_adrcs_serve_process_under_both_load_generators(runs, tmp_path):
     """`adrcs serve` as its own process (the flags of a line deployment), driven by bench/service.py's raw-socket
     and httpx load generators: every request answered and every acknowledged inspection stored."""

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from adrcs.adapt.champion_challenger import compare
-from adrcs.adapt.reviewed_data import DEFAULT_AUDIT_FRACTION, reviewed_sets
+from adrcs.adapt.reviewed_data import DEFAULT_AUDIT_FRACTION, new_classes, reviewed_sets
 from adrcs.errors import InputError
 
 
@@ -47,20 +47,23 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
     cfg = load_config(None, {**{k: v for k, v in raw.items() if k in DEFAULTS}, **(overrides or {})})
     train_files = list(original or raw.get("train") or [])
     val_files = list(val or raw.get("val") or [])
-    pool, audit = reviewed_sets(store, champ.class_names, champ.multilabel, audit_fraction)
-    say(f"reviewed inspections: {len(pool)} for retraining, {len(audit)} in the audit set")
+    added = new_classes(store, champ.class_names, champ.multilabel)
+    names = list(champ.class_names) + added  # new classes go last: the champion's indices stay valid
+    pool, audit = reviewed_sets(store, names, champ.multilabel, audit_fraction)
+    say(f"reviewed inspections: {len(pool)} for retraining, {len(audit)} in the audit set"
+        + (f"; new classes learned from reviews: {', '.join(added)}" if added else ""))
     if len(pool) + len(audit) < min_reviewed:
         raise InputError(None, f"only {len(pool) + len(audit)} reviewed wafer-map inspections; need {min_reviewed}")
     parts = [pool] if len(pool) else []
     if train_files:
         parts.insert(0, load_many(train_files, trust_pickle=trust_pickle, limits=limits).labeled()
-                     .with_classes(champ.class_names))
+                     .with_classes(names))
     if not parts:
         raise InputError(None, "nothing to train on: no original training files and no reviewed inspections")
-    train = parts[0] if len(parts) == 1 else WaferMapSet.concat(parts).with_classes(champ.class_names)
+    train = parts[0] if len(parts) == 1 else WaferMapSet.concat(parts).with_classes(names)
     if val_files:
         val_set = (load_many(val_files, trust_pickle=trust_pickle, limits=limits).labeled()
-                   .with_classes(champ.class_names))
+                   .with_classes(names))
     else:
         from adrcs.api import split_holdout
 
@@ -73,13 +76,14 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
     y = audit.labels
     if champ.multilabel:  # compare per label as single decisions: flatten (map, label) pairs
         y_flat = y.reshape(-1)
-        a = (champ.predict_proba(audit) >= 0.5).astype(np.int64).reshape(-1) if len(audit) else y_flat
+        a = (_padded(champ.predict_proba(audit), len(names)) >= 0.5).astype(np.int64).reshape(-1) \
+            if len(audit) else y_flat
         b = (challenger.predict_proba(audit) >= 0.5).astype(np.int64).reshape(-1) if len(audit) else y_flat
         decision = compare(y_flat, a, b, ["absent", "present"], recall_margin, f1_tolerance, min_support)
     else:
         a = champ.predict_proba(audit).argmax(1) if len(audit) else np.zeros(0, np.int64)
         b = challenger.predict_proba(audit).argmax(1) if len(audit) else np.zeros(0, np.int64)
-        decision = compare(y, a, b, champ.class_names, recall_margin, f1_tolerance, min_support)
+        decision = compare(y, a, b, names, recall_margin, f1_tolerance, min_support)
 
     host = ModelHost(store)
     champ_version = version_name(champion_dir, "wafer")
@@ -95,6 +99,12 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
         say(f"challenger {version} not promoted: {'; '.join(decision.reasons)}")
     report = {"challenger": version, "champion": champ_version, "promoted": decision.promote,
               "decision": decision.to_dict(), "n_pool": len(pool), "n_audit": len(audit), "n_train": len(train),
+              "new_classes": added,
               "run_dir": str(out)}
     (out / "adapt_report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def _padded(probs: np.ndarray, k: int) -> np.ndarray:
+    """The champion's (N, K0) probabilities as (N, k): classes it does not know get probability 0."""
+    return probs if probs.shape[1] == k else np.pad(probs, ((0, 0), (0, k - probs.shape[1])))

@@ -25,12 +25,25 @@ def is_audit(inspection_id: int, fraction: float = DEFAULT_AUDIT_FRACTION) -> bo
     return h / 2 ** 64 < float(fraction)
 
 
+def new_classes(store: Any, class_names: Sequence[str], multilabel: bool = False) -> list[str]:
+    """Classes an admin registered (kind wafer) that reviewed inspections use and `class_names` lacks,
+    in registration order: the new patterns a challenger can learn from reviews."""
+    registered = [c.name for c in store.list_classes("wafer")] if hasattr(store, "list_classes") else []
+    known, used = set(class_names), set()
+    for rec in store.reviewed_inspections():
+        if rec.kind != "wafer_map" or rec.effective_label is None:
+            continue
+        label = rec.effective_label
+        used.update(json.loads(label) if multilabel and label.startswith("[") else [label])
+    return [c for c in registered if c in used and c not in known]
+
+
 def reviewed_sets(store: Any, class_names: Sequence[str], multilabel: bool = False,
                   audit_fraction: float = DEFAULT_AUDIT_FRACTION) -> tuple[WaferMapSet, WaferMapSet]:
     """(retraining pool, audit set) from every reviewed wafer-map inspection in `store`.
 
-    Labels outside `class_names` are skipped (a class the model cannot learn without new
-    training data of it). Returns sets labelled in `class_names` order.
+    Labels outside `class_names` are skipped (pass the champion's classes plus `new_classes` to keep
+    reviews of newly registered patterns). Returns sets labelled in `class_names` order.
     """
     from adrcs.serve.inputs import decode_map
 
