@@ -18,6 +18,7 @@ from adrcs.data.limits import InputLimits
 from adrcs.data.loader import load, load_many, summarize
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.errors import InputError
+from adrcs.inference.decisions import confidence, decide
 from adrcs.pipeline import Pipeline
 
 Printer = Callable[[str], None]
@@ -287,12 +288,12 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     names = pipe.class_names
     rows = pd.DataFrame({"index": np.arange(len(ds)), "source": ds.meta["source"].values,
                          "source_index": ds.meta["index"].values})
+    decided = decide(probs, pipe.multilabel, threshold)
     if pipe.multilabel:
-        hot = probs >= threshold
-        rows["predicted"] = [";".join(n for n, h in zip(names, r) if h) or "none" for r in hot]
+        rows["predicted"] = [";".join(n for n, h in zip(names, r) if h) or "none" for r in decided]
     else:
-        rows["predicted"] = [names[i] for i in probs.argmax(axis=1)]
-    rows["confidence"] = probs.max(axis=1) if not pipe.multilabel else np.where(hot, probs, 1 - probs).min(axis=1)
+        rows["predicted"] = [names[i] for i in decided]
+    rows["confidence"] = confidence(probs, pipe.multilabel, threshold)
     if ds.labeled_mask.any():
         if ds.multilabel:
             rows["true"] = [";".join(n for n, h in zip(ds.class_names, r) if h > 0) or ("none" if m else "")

@@ -143,4 +143,6 @@ class Pipeline:
 
     def decide(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         """Class index per map (single-label) or 0/1 matrix (multi-label)."""
-        return (probs >= threshold).astype(np.int8) if self.multilabel else probs.argmax(axis=1)
+        from adrcs.inference.decisions import decide
+
+        return decide(probs, self.multilabel, threshold)

@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("adrcs_root_conftest_for_security", REPO / "tests" / "conftest.py")
 helpers = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(helpers)  # the root conftest's data makers
+# pytest imports every conftest.py as `conftest`: when this one is imported last, other folders'
+# `from conftest import make_wafer, run_cli, ...` land here, so the root's makers are re-exported
+for _name in dir(helpers):
+    if _name.startswith(("make_", "run_")) or _name in ("to_255", "pattern_mask"):
+        globals().setdefault(_name, getattr(helpers, _name))
 ROLES = ("inspector", "engineer", "admin")
 sys.modules.setdefault("adrcs_security_helpers", sys.modules[__name__])
 

@@ -41,6 +41,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from adrcs.errors import InputError
+from adrcs.inference.decisions import confidence, decide
 from adrcs.serve.api_schemas import WAFER_MAPS_SCHEMA, ReviewIn
 from adrcs.serve.batcher import MicroBatcher
 from adrcs.serve.classes import add_class_routes, review_label
@@ -200,12 +201,12 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         for m, w, (version, p) in zip(maps, wafers, outputs):
             names = model.class_names  # a champion swap mid-request: same classes unless retrained otherwise
             probs = {c: round(float(v), 6) for c, v in zip(names, p)}
+            conf = float(confidence(p[None], model.multilabel)[0])  # as in the predictions CSV
             if model.multilabel:
-                labels = sorted(c for c, v in probs.items() if v >= 0.5)
-                predicted, conf = json.dumps(labels, separators=(",", ":")), float(np.mean(np.maximum(p, 1 - p)))
+                labels = sorted(c for c, h in zip(names, decide(p[None], True)[0]) if h)
+                predicted = json.dumps(labels, separators=(",", ":"))
             else:
-                k = int(np.argmax(p))
-                predicted, conf = names[k], float(p[k])
+                predicted = names[int(decide(p[None], False)[0])]
             news.append(NewInspection(kind="wafer_map", model_version=version, predicted=predicted,
                                       probabilities=probs, confidence=conf, content=encode_map(m),
                                       media_type="application/x-npy", lot=lot, wafer=w, tool=tool,
