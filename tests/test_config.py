@@ -37,3 +37,18 @@ def test_bad_config_file(tmp_path):
         load_config(p)
     with pytest.raises(InputError, match="not found"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_cli_overrides_of_keys_off_by_default_and_word_values_are_coerced():
+    from adrcs.config import load_config
+
+    cfg = load_config(None, {"task": "detect", "detector": "fcos_r18_slim", "input_size": "64", "train_crop": "320",
+                             "score_threshold": "auto"})
+    assert cfg["train_crop"] == 320 and cfg["score_threshold"] == "auto"
+    assert load_config(None, {"score_threshold": "0.3"})["score_threshold"] == 0.3
+    import pytest
+
+    from adrcs.errors import InputError
+
+    with pytest.raises(InputError, match="score-threshold"):
+        load_config(None, {"score_threshold": "high"})

@@ -61,11 +61,22 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Numeric keys that also take a word (YAML accepts it as a string; the CLI must too).
+WORD_VALUES: dict[str, tuple[str, ...]] = {"score_threshold": ("auto",)}
+
+
 def _coerce(key: str, value: Any) -> Any:
     """Give an override string the type of the default it replaces."""
     default = DEFAULTS.get(key)
-    if not isinstance(value, str) or default is None or isinstance(default, str):
+    if not isinstance(value, str) or isinstance(default, str):
         return value
+    if value.strip().lower() in WORD_VALUES.get(key, ()):
+        return value.strip().lower()
+    if default is None:  # a key off by default (train_crop: null): read the value as YAML would
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
     try:
         if isinstance(default, bool):
             if value.lower() in ("1", "true", "yes", "on"):
