@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from adrcs.config import DEFAULTS, load_config
@@ -52,3 +54,36 @@ def test_cli_overrides_of_keys_off_by_default_and_word_values_are_coerced():
 
     with pytest.raises(InputError, match="score-threshold"):
         load_config(None, {"score_threshold": "high"})
+
+
+@pytest.mark.parametrize("yaml_text,overrides,needle", [
+    ("epochs: ten\n", {}, "epochs (config key or --epochs): 'ten' is not an integer"),
+    ("lr: fast\n", {}, "lr (config key or --lr): 'fast' is not a number"),
+    ("model_args: 3\n", {}, "model_args"),
+    ("", {"lr": "-5"}, "lr (config key or --lr): -5.0 must be > 0"),
+    ("", {"epochs": "0"}, "epochs (config key or --epochs): 0 must be >= 1"),
+    ("", {"val_fraction": "1.5"}, "val_fraction"),
+])
+def test_wrong_values_name_the_key(tmp_path, yaml_text, overrides, needle):
+    from adrcs.config import load_config
+    from adrcs.errors import InputError
+
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml_text or "seed: 0\n")
+    with pytest.raises(InputError) as err:
+        load_config(p, overrides)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_device_gpu_without_one_is_one_line_and_writes_nothing(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from adrcs.cli import main
+
+    sample = Path(__file__).resolve().parents[1] / "src" / "adrcs" / "samples" / "wm811k_sample.pkl.xz"
+    with pytest.raises(SystemExit) as ex:
+        main(["train", "--train", str(sample), "--out", str(tmp_path / "run"), "--device", "gpu"])
+    assert ex.value.code == 2 and "no CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -138,9 +138,65 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     return cfg
 
 
+# Ranges of numeric keys: (low, high, low inclusive); None = unbounded.
+RANGES: dict[str, tuple[float | None, float | None, bool]] = {
+    "epochs": (1, None, True), "batch_size": (1, None, True), "lr": (0, None, False),
+    "weight_decay": (0, None, True), "imbalance_power": (0, None, True), "balance_target": (0, None, True),
+    "synth_filter_threshold": (0, 1, True), "radon_angles": (0, None, True), "select_samples": (1, None, True),
+    "epoch_size": (0, None, True), "label_smoothing": (0, 1, True), "early_stopping_patience": (0, None, True),
+    "val_fraction": (0, 1, False), "devices": (1, None, True), "num_workers": (0, None, True),
+    "eval_batch_size": (1, None, True),
+}
+
+
+def _key_text(key: str) -> str:
+    return f"{key} (config key or --{key.replace('_', '-')})"
+
+
+def check_types(cfg: dict[str, Any]) -> None:
+    """Every key whose default is a number, flag or mapping holds one of that type, in its range; one
+    line naming the key and the wrong value otherwise (YAML `epochs: ten`, `--lr -5`)."""
+    for key, default in DEFAULTS.items():
+        value = cfg.get(key)
+        if key in WORD_VALUES and isinstance(value, str) and value.lower() in WORD_VALUES[key]:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+            want = "true or false"
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+            want = "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+            want = "a number" + (f" or {' / '.join(WORD_VALUES[key])}" if key in WORD_VALUES else "")
+        elif isinstance(default, dict):
+            ok, want = isinstance(value, dict), "a mapping (key: value, ...)"
+        else:
+            continue
+        if not ok:
+            raise InputError(None, f"{_key_text(key)}: {value!r} is not {want}")
+        low, high, inclusive = RANGES.get(key, (None, None, True))
+        if low is not None and (value < low or (value == low and not inclusive)):
+            raise InputError(None, f"{_key_text(key)}: {value!r} must be {'>=' if inclusive else '>'} {low}")
+        if high is not None and value > high:
+            raise InputError(None, f"{_key_text(key)}: {value!r} must be <= {high}")
+
+
+def check_device(device: str) -> None:
+    """`--device gpu/cuda/mps` on a machine without one: one line before anything is written."""
+    import torch
+
+    if device in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise InputError(None, f"--device {device}: no CUDA GPU on this machine; use --device auto or cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise InputError(None, "--device mps: Apple MPS is not available here; use --device auto or cpu")
+
+
 def validate(cfg: dict[str, Any]) -> None:
     """Raise InputError on values that would only fail deep inside training."""
     from adrcs.models import list_models
+
+    check_types(cfg)
 
     choices = {
         "imbalance": ("none", "weights", "sqrt_weights", "power", "sampler"),
@@ -158,6 +214,7 @@ def validate(cfg: dict[str, Any]) -> None:
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
             raise InputError(None, f"config {key}={cfg[key]!r} is not one of {list(allowed)}")
+    check_device(cfg["device"])
     if isinstance(cfg["use_template"], str):
         flag = cfg["use_template"].lower()
         if flag not in ("auto", "true", "false", "yes", "no", "1", "0", "on", "off"):
