@@ -29,7 +29,7 @@ lock:
 run: install
 	$(BIN)/adrcs info $(SAMPLES)/wm811k_sample.pkl.xz
 	$(BIN)/adrcs train --config configs/wm811k_ffn.yaml --train $(SAMPLES)/wm811k_sample.pkl.xz \
-		--val $(SAMPLES)/wm811k_sample_val.pkl.xz --out $(RUN_DIR) --epochs 25
+		--val $(SAMPLES)/wm811k_sample_val.pkl.xz --out $(RUN_DIR) --epochs 25 --overwrite
 	$(BIN)/adrcs evaluate --model $(RUN_DIR) --data $(SAMPLES)/wm811k_sample_val.pkl.xz --out $(RUN_DIR)/evaluation.json
 	$(BIN)/adrcs predict --model $(RUN_DIR) --data $(SAMPLES)/wm811k_sample_val.pkl.xz --out $(RUN_DIR)/predictions.csv
 

@@ -100,8 +100,12 @@ def train(
     balance: Optional[str] = typer.Option(
         None, help="none | oversample | cae | gan: fill classes up to --balance-target."),
     trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
 ) -> None:
     """Train a classifier; any other config key can be given as --key value."""
+    if not overwrite and (out / "model.ckpt").exists():
+        raise InputError(out, "holds a trained run already (model.ckpt); pass --overwrite to replace it "
+                              "(a service may be serving it) or choose another --out")
     from adrcs.api import train as api_train
     from adrcs.config import load_config
 

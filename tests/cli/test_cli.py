@@ -170,3 +170,17 @@ def test_every_data_verb_takes_the_loading_flags(verb):
         cmd = cmd.commands[name]
     opts = {o for p in cmd.params for o in p.opts}
     assert {"--trust-pickle", "--max-uncompressed-mb"} <= opts
+
+
+def test_train_refuses_to_replace_a_run_without_overwrite(wm_files, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    args = ["train", "--train", wm_files[0], "--out", run_dir, "--epochs", "1", "--input-size", "16",
+            "--device", "cpu"]
+    code, _, err = run(args, capsys)
+    assert code == 0, err
+    before = (run_dir / "model.ckpt").read_bytes()
+    code, _, err = run(args, capsys)
+    assert code == 2 and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert (run_dir / "model.ckpt").read_bytes() == before
+    code, _, err = run(args + ["--overwrite"], capsys)
+    assert code == 0, err
