@@ -148,6 +148,7 @@ def evaluate(
 
     image_fn = _image_run(model, "evaluate")
     if image_fn is not None:
+        _image_args_only(data, tta=tta)
         image_fn(model, data[0], images=images, annotations=annotations, out=out, say=_say)
         return
     api_evaluate(model, data, out, tta=tta, say=_say, **_reading(trust_pickle, max_uncompressed_mb))
@@ -160,7 +161,7 @@ def predict(
     out: Path = typer.Option(..., "--out", "-o", help="Predictions CSV (wafer maps, image classes) or, for a "
                                                      "detector, a folder (predictions.json/.csv, annotated/)."),
     tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average the 8 rot/flip views."),
-    threshold: float = typer.Option(0.5, help="Multi-label decision threshold."),
+    threshold: Optional[float] = typer.Option(None, help="Multi-label decision threshold (default 0.5)."),
     images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
     score_threshold: Optional[float] = typer.Option(None, help="Detection: minimum box score (default: the model's)."),
@@ -171,10 +172,21 @@ def predict(
 
     image_fn = _image_run(model, "predict")
     if image_fn is not None:
+        _image_args_only(data, tta=tta, threshold=threshold)
         image_fn(model, data[0], images=images, annotations=annotations, out=out, score_threshold=score_threshold,
                  say=_say)
         return
-    api_predict(model, data, out, tta=tta, threshold=threshold, say=_say, **_reading(trust_pickle, max_uncompressed_mb))
+    api_predict(model, data, out, tta=tta, threshold=0.5 if threshold is None else threshold, say=_say,
+                **_reading(trust_pickle, max_uncompressed_mb))
+
+
+def _image_args_only(data: List[Path], **wafer_only: object) -> None:
+    """Image runs read one --data path and have no --tta / --threshold: say so instead of ignoring them."""
+    if len(data) > 1:
+        raise InputError(data[1], "image models take one --data path (a list file or a folder)")
+    for name, value in wafer_only.items():
+        if value is not None:
+            raise InputError(None, f"--{name} is for wafer-map models; this is an image model")
 
 
 def _image_run(model: Path, verb: str):

@@ -71,6 +71,17 @@ def test_evaluate_and_predict(image_run, capsys):
     assert len(rows) == 30 and {"image", "predicted", "confidence", "prob_square"} <= set(rows.columns)
 
 
+def test_wafer_only_flags_on_an_image_model_are_refused(image_run, capsys):
+    root, data = image_run
+    for extra, needle in ((["--tta"], "--tta"), (["--threshold", "0.3"], "--threshold")):
+        code, _, err = run_cli(["predict", "--model", root / "run", "--data", data, "--out", root / "p2.csv", *extra],
+                               capsys)
+        assert code == 2 and needle in err and "image model" in err
+    code, _, err = run_cli(["evaluate", "--model", root / "run", "--data", data, data, "--out", root / "e2.json"],
+                           capsys)
+    assert code == 2 and "one --data path" in err
+
+
 def test_errors_are_one_line(tmp_path, capsys):
     code, out, err = run_cli(["train", "--out", tmp_path / "r", "--task", "image_classify"], capsys)
     assert code == 2 and "no training data" in err and err.count("\n") == 1
