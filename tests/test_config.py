@@ -87,3 +87,13 @@ def test_device_gpu_without_one_is_one_line_and_writes_nothing(tmp_path, capsys)
         main(["train", "--train", str(sample), "--out", str(tmp_path / "run"), "--device", "gpu"])
     assert ex.value.code == 2 and "no CUDA GPU" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_task_without_a_yaml_gets_its_own_defaults(tmp_path):
+    cfg = load_config(None, {"task": "detect"})
+    assert cfg["input_size"] == 640 and cfg["batch_size"] == 4 and cfg["augment"] == "flips"
+    p = tmp_path / "d.yaml"
+    p.write_text("task: detect\ninput_size: 512\n")
+    cfg = load_config(p, {"batch_size": "2"})
+    assert cfg["input_size"] == 512 and cfg["batch_size"] == 2 and cfg["scheduler"] == "cosine"
+    assert load_config(None, {})["input_size"] == DEFAULTS["input_size"] == 48
