@@ -88,3 +88,6 @@ def test_one_cycle_with_few_steps(tmp_path, n_per_class):
                              "model_args": {"width": 4}, "device": "cpu"})
     result = fit(cfg, ds, ds, tmp_path, console_print=lambda *_: None)
     assert (result.run_dir / "model.ckpt").is_file()
+    probs = result.pipeline.predict_proba(ds)  # the schedule took its few steps without NaNs
+    assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert result.best_epoch == 1 and result.best_score is not None and 0.0 <= result.best_score <= 1.0

@@ -450,18 +450,19 @@ def test_adapt_round_trains_challenger_and_decides(service, runs, tmp_path):
                         headers=auth(tokens, "engineer"))
     champion = store.champion("wafer").version
     lines: list[str] = []
-    report = adapt(store, runs["a"], tmp_path / "challenger", overrides={"epochs": 1, "progress": False},
-                   say=lines.append)
+    # a rule no challenger can meet (macro-F1 must rise by 2): registered, rejected, champion kept
+    report = adapt(store, runs["a"], tmp_path / "rejected", overrides={"epochs": 1, "progress": False},
+                   f1_tolerance=-2.0, say=lines.append)
     assert report["n_pool"] + report["n_audit"] == 24 and report["n_audit"] > 0
-    assert (tmp_path / "challenger" / "adapt_report.json").is_file()
-    versions = {m.version for m in store.list_models()}
-    assert report["challenger"] in versions
-    if report["promoted"]:
-        assert store.champion("wafer").version == report["challenger"]
-    else:
-        assert store.champion("wafer").version == champion
-        assert any(e["action"] == "reject" for e in store.model_events())
-    assert json.loads((tmp_path / "challenger" / "adapt_report.json").read_text())["promoted"] == report["promoted"]
+    assert report["promoted"] is False and store.champion("wafer").version == champion
+    assert report["challenger"] in {m.version for m in store.list_models()}
+    assert any(e["action"] == "reject" and e["version"] == report["challenger"] for e in store.model_events())
+    assert json.loads((tmp_path / "rejected" / "adapt_report.json").read_text())["promoted"] is False
+    # a rule every challenger meets: promoted and served
+    report = adapt(store, runs["a"], tmp_path / "promoted", overrides={"epochs": 1, "progress": False},
+                   f1_tolerance=2.0, recall_margin=2.0, say=lines.append)
+    assert report["promoted"] is True and store.champion("wafer").version == report["challenger"] != champion
+    assert json.loads((tmp_path / "promoted" / "adapt_report.json").read_text())["promoted"] is True
 
 
 def test_adapt_learns_a_class_an_admin_registered(service, runs, tmp_path):
