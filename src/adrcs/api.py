@@ -123,7 +123,7 @@ def write_drift_reference(pipe: Pipeline, probs: np.ndarray, out: Path) -> Path 
     service's drift monitor compares live traffic with (single-label models)."""
     if pipe.multilabel or len(probs) == 0:
         return None
-    from adrcs.serve.drift import DriftMonitor
+    from adrcs.monitoring.drift import DriftMonitor
 
     pred = [pipe.class_names[k] for k in probs.argmax(axis=1)]
     ref = DriftMonitor.make_reference(pred, probs.max(axis=1), class_names=list(pipe.class_names))

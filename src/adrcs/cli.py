@@ -329,7 +329,7 @@ def serve(
 ) -> None:
     """Run the inspection service (REST API under /v1, review page at /, docs at /docs)."""
     from adrcs.serve.app import ServiceConfig
-    from adrcs.serve.drift import DriftConfig
+    from adrcs.monitoring.drift import DriftConfig
     from adrcs.serve.launch import launch
 
     for flag, value in (("--max-request-mb", max_request_mb), ("--batch-max", batch_max), ("--port", port)):

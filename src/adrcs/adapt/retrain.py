@@ -37,7 +37,7 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
     from adrcs.data import load_many
     from adrcs.data.wafer_map_set import WaferMapSet
     from adrcs.pipeline import Pipeline
-    from adrcs.serve.model_host import ModelHost, version_name
+    from adrcs.serve.store.run_versions import register_run, version_name
 
     champion_dir, out = Path(champion_dir), Path(out_dir)
     if not (champion_dir / "config.yaml").is_file():
@@ -85,10 +85,10 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
         b = challenger.predict_proba(audit).argmax(1) if len(audit) else np.zeros(0, np.int64)
         decision = compare(y, a, b, names, recall_margin, f1_tolerance, min_support)
 
-    host = ModelHost(store)
     champ_version = version_name(champion_dir, "wafer")
     metrics = {"audit": decision.challenger, "champion_audit": decision.champion, "n_audit": decision.n_audit}
-    version = host.register(out, actor=actor, parent=champ_version, metrics=metrics, promote_if_first=False)
+    version = register_run(store, out, "wafer", actor=actor, parent=champ_version, metrics=metrics,
+                           promote_if_first=False)
     if decision.promote:
         current = store.champion("wafer")
         if current is None or current.version != version:

@@ -45,7 +45,7 @@ def reviewed_sets(store: Any, class_names: Sequence[str], multilabel: bool = Fal
     Labels outside `class_names` are skipped (pass the champion's classes plus `new_classes` to keep
     reviews of newly registered patterns). Returns sets labelled in `class_names` order.
     """
-    from adrcs.serve.inputs import decode_map
+    from adrcs.data.map_blob import decode_map
 
     names = list(class_names)
     rows: dict[bool, list[tuple[np.ndarray, Any, dict]]] = {True: [], False: []}

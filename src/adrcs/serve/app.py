@@ -45,7 +45,7 @@ from adrcs.inference.decisions import confidence, decide
 from adrcs.serve.api_schemas import WAFER_MAPS_SCHEMA, ReviewIn
 from adrcs.serve.batcher import MicroBatcher
 from adrcs.serve.classes import add_class_routes, review_label
-from adrcs.serve.drift import DriftConfig, DriftMonitor
+from adrcs.monitoring.drift import DriftConfig, DriftMonitor
 from adrcs.serve.errors import RequestIdMiddleware, answer_for, current_request_id, error_body, handled_exceptions
 from adrcs.serve.fast_path import JsonRouteFastPath
 from adrcs.serve import heavy_parse
@@ -362,6 +362,8 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
                 "total": store.count_inspections(), "unreviewed_low_confidence": store.count_inspections(
                     reviewed=False, max_confidence=config.low_confidence), "drift": _drift()}
 
+    monitors: dict[str, DriftMonitor] = {}
+
     def _drift() -> dict[str, Any]:
         try:
             model = host.current("wafer")
@@ -370,7 +372,11 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         if model.reference is None:
             return {"status": "no_reference", "detail": "the model's run folder has no validation class mix"}
         recent = [(p, c, lot) for p, c, lot in store.recent_predictions(config.drift.window, kind="wafer_map")]
-        out = DriftMonitor(model.reference, config.drift).status(recent)
+        monitor = monitors.get(model.version)
+        if monitor is None:  # one monitor per loaded model: its Monte Carlo null distributions stay cached
+            monitors.clear()
+            monitor = monitors[model.version] = DriftMonitor(model.reference, config.drift)
+        out = monitor.status(recent)
         out["model_version"] = model.version
         return out
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import math
 import zipfile
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from adrcs.data.formats import to_die_codes
+from adrcs.data.map_blob import decode_map, encode_map  # noqa: F401 (stored input blobs)
 from adrcs.data.limits import InputLimits
 from adrcs.errors import InputError, InputTooLarge, UnsupportedMediaError
 
@@ -171,25 +171,6 @@ def image_from_upload(filename: str | None, content: bytes, mode: str = "L",
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         raise InputError(name, "not a readable image") from None
-
-
-def encode_map(m: np.ndarray) -> bytes:
-    """A die-code map as .npy bytes (the stored input blob): exactly what ``np.save`` writes."""
-    a = np.ascontiguousarray(m, dtype=np.uint8)
-    return _npy_header(a.shape) + a.tobytes()
-
-
-@lru_cache(maxsize=4096)
-def _npy_header(shape: tuple[int, ...]) -> bytes:
-    # np.save's header for a C-order uint8 array of this shape (formatting it per map is most of np.save's time)
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": shape})
-    return buf.getvalue()
-
-
-def decode_map(blob: bytes) -> np.ndarray:
-    """Inverse of `encode_map`."""
-    return np.load(io.BytesIO(blob), allow_pickle=False)
 
 
 def encode_png(img: np.ndarray) -> bytes:

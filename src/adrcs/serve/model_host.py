@@ -8,7 +8,6 @@ registry's champion changes (checked on every `current` call: one indexed query)
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 
 from adrcs.errors import InputError
-from adrcs.serve.drift import Reference
+from adrcs.monitoring.drift import Reference
+from adrcs.serve.store.run_versions import register_run, version_name  # noqa: F401 (version_name: old import)
 from adrcs.transforms.resize import resize_stack
 
 KINDS = ("wafer", "detect", "image_classify")
@@ -49,17 +49,6 @@ def checkpoint_kind(model_dir: str | Path) -> str:
     if not ck.is_file():
         raise InputError(p, "no model.ckpt here: is this a run folder written by `adrcs train`?")
     return run_kind(p) or "wafer"
-
-
-def version_name(model_dir: str | Path, kind: str) -> str:
-    """``<kind>-<sha256 prefix of model.ckpt>``."""
-    p = Path(model_dir)
-    ck = p / "model.ckpt" if p.is_dir() else p
-    h = hashlib.sha256()
-    with open(ck, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return f"{kind}-{h.hexdigest()[:12]}"
 
 
 def drift_reference(model_dir: str | Path, class_names: list[str]) -> Reference | None:
@@ -162,20 +151,8 @@ class ModelHost:
                  metrics: dict[str, Any] | None = None, promote_if_first: bool = True) -> str:
         """Add a run folder to the registry (idempotent); the first model of its kind becomes champion."""
         model_dir = Path(model_dir).resolve()
-        kind = checkpoint_kind(model_dir)
-        version = version_name(model_dir, kind)
-        known = {m.version for m in self.store.list_models()}
-        if version not in known:
-            if metrics is None:
-                mfile = model_dir / "metrics.json"
-                metrics = json.loads(mfile.read_text()).get("val", {}) if mfile.is_file() else {}
-                metrics = {k: v for k, v in metrics.items() if k in ("accuracy", "macro_f1", "map_50", "map_50_95",
-                                                                     "per_class", "class_names", "per_class_ap")}
-            self.store.register_model(version, kind=kind, path=str(model_dir), metrics=metrics, parent=parent,
-                                      actor=actor)
-        if promote_if_first and self.store.champion(kind) is None:
-            self.store.promote(version, actor=actor)
-        return version
+        return register_run(self.store, model_dir, checkpoint_kind(model_dir), actor=actor, parent=parent,
+                            metrics=metrics, promote_if_first=promote_if_first)
 
     def stage(self, model: Any) -> None:
         """Load registered version `model` (a ``ModelVersion``) ahead of promoting it; the next `current` call

@@ -1,0 +1,39 @@
+"""Run folders as registry entries: a version name from the checkpoint's hash, and registration.
+
+Used by the service's `ModelHost` and by `adapt` (which needs the store, not the HTTP layer)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+_KEPT_METRICS = ("accuracy", "macro_f1", "map_50", "map_50_95", "per_class", "class_names", "per_class_ap")
+
+
+def version_name(model_dir: str | Path, kind: str) -> str:
+    """``<kind>-<sha256 prefix of model.ckpt>``."""
+    p = Path(model_dir)
+    ck = p / "model.ckpt" if p.is_dir() else p
+    h = hashlib.sha256()
+    with open(ck, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return f"{kind}-{h.hexdigest()[:12]}"
+
+
+def register_run(store: Any, model_dir: str | Path, kind: str, *, actor: str = "system", parent: str | None = None,
+                 metrics: dict[str, Any] | None = None, promote_if_first: bool = True) -> str:
+    """Add a run folder of `kind` to the registry (idempotent); with `promote_if_first`, the first model of
+    its kind becomes champion. `metrics` default: the validation metrics of the run's metrics.json."""
+    model_dir = Path(model_dir).resolve()
+    version = version_name(model_dir, kind)
+    if version not in {m.version for m in store.list_models()}:
+        if metrics is None:
+            mfile = model_dir / "metrics.json"
+            metrics = json.loads(mfile.read_text()).get("val", {}) if mfile.is_file() else {}
+            metrics = {k: v for k, v in metrics.items() if k in _KEPT_METRICS}
+        store.register_model(version, kind=kind, path=str(model_dir), metrics=metrics, parent=parent, actor=actor)
+    if promote_if_first and store.champion(kind) is None:
+        store.promote(version, actor=actor)
+    return version
