@@ -97,3 +97,19 @@ def test_task_without_a_yaml_gets_its_own_defaults(tmp_path):
     cfg = load_config(p, {"batch_size": "2"})
     assert cfg["input_size"] == 512 and cfg["batch_size"] == 2 and cfg["scheduler"] == "cosine"
     assert load_config(None, {})["input_size"] == DEFAULTS["input_size"] == 48
+
+
+def test_saved_config_holds_only_its_task_keys(tmp_path):
+    import yaml
+
+    from adrcs.config import save_config
+
+    det = load_config(None, {"task": "detect"})
+    save_config(dict(det, train=["a.txt"]), tmp_path / "d.yaml")
+    saved = yaml.safe_load((tmp_path / "d.yaml").read_text())
+    assert "detector" in saved and "train_crop" in saved and saved["train"] == ["a.txt"]
+    assert not {"selector", "sbae_args", "balance", "model_args", "tta"} & set(saved)
+    save_config(load_config(None, {}), tmp_path / "w.yaml")
+    wafer = yaml.safe_load((tmp_path / "w.yaml").read_text())
+    assert "selector" in wafer and "detector" not in wafer and "use_template" not in wafer
+    assert load_config(tmp_path / "w.yaml") == load_config(None, {})  # a saved config reloads to the same run

@@ -267,6 +267,30 @@ def validate(cfg: dict[str, Any]) -> None:
         raise InputError(None, "balance_target and epoch_size must be >= 0")
 
 
+# Keys that only some tasks read; every other key of DEFAULTS is common to all tasks.
+_WAFER_ONLY = ("multilabel", "balance", "balance_target", "synth_model", "synth_args", "synth_filter",
+               "synth_filter_threshold", "features", "encoder", "sbae_args", "radon_angles", "selector",
+               "selector_args", "select_samples", "feature_cache")
+_IMAGE = ("use_template", "image_mode")
+_DETECT_ONLY = ("detector", "detector_args", "train_crop", "paste_defects", "paste_args", "score_threshold")
+TASK_KEYS: dict[str, tuple[str, ...]] = {
+    "wafer": _WAFER_ONLY + ("model", "model_args", "imbalance", "imbalance_power", "epoch_size", "label_smoothing",
+                            "tta"),
+    "detect": _IMAGE + _DETECT_ONLY,
+    "image_classify": _IMAGE + ("model", "model_args", "imbalance", "imbalance_power", "epoch_size",
+                                "label_smoothing", "tta"),
+}
+
+
+def task_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """`cfg` without the keys that only other tasks read (keys outside DEFAULTS, like data paths, stay)."""
+    task = cfg.get("task")
+    if task not in TASK_KEYS:
+        return dict(cfg)
+    foreign = {k for t, keys in TASK_KEYS.items() if t != task for k in keys} - set(TASK_KEYS[task])
+    return {k: v for k, v in cfg.items() if k not in foreign}
+
+
 def save_config(cfg: dict[str, Any], path: str | Path) -> None:
-    """Write the full resolved config, so a run can be repeated exactly."""
-    Path(path).write_text(yaml.safe_dump(cfg, sort_keys=False))
+    """Write the resolved config of a run (its task's keys only), so the run can be repeated exactly."""
+    Path(path).write_text(yaml.safe_dump(task_config(cfg), sort_keys=False))
