@@ -23,17 +23,11 @@ Printer = Callable[[str], None]
 
 def run_kind(model_dir: str | Path) -> str | None:
     """"detect", "image_classify" or None (a wafer-map run / not a run) from the checkpoint's format."""
-    import torch
+    from adrcs.tasks import checkpoint_format, task_names
+    from adrcs.tasks.registry import get_task
 
-    p = Path(model_dir)
-    path = p / "model.ckpt" if p.is_dir() else p
-    if not path.is_file():
-        return None
-    try:
-        fmt = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("format", "")
-    except Exception:
-        return None
-    return {"adrcs-detector/1": "detect", "adrcs-image-classifier/1": "image_classify"}.get(fmt)
+    fmt = checkpoint_format(model_dir)
+    return next((n for n in task_names(image=True) if get_task(n).format == fmt), None)
 
 
 def load_image_data(path: str | Path, images: str | Path | None = None, annotations: str | Path | None = None,

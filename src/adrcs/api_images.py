@@ -260,19 +260,7 @@ def predict_detection(model_dir: str | Path, data: str | Path | ImageSet, images
 
 def is_detector_run(model_dir: str | Path) -> bool:
     """True when `model_dir` (a run folder or a model.ckpt) holds a detector checkpoint."""
-    import torch
+    from adrcs.detector_pipeline import DETECTOR_FORMAT
+    from adrcs.tasks import checkpoint_format
 
-    from adrcs.detector_pipeline import CHECKPOINT_NAME, DETECTOR_FORMAT
-
-    p = Path(model_dir)
-    path = p / CHECKPOINT_NAME if p.is_dir() else p
-    if not path.is_file():
-        return False
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:
-        try:  # mmap needs the zip format; older files load whole
-            ck = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:
-            return False
-    return isinstance(ck, dict) and ck.get("format") == DETECTOR_FORMAT
+    return checkpoint_format(model_dir) == DETECTOR_FORMAT

@@ -106,8 +106,8 @@ def train(
     if not overwrite and (out / "model.ckpt").exists():
         raise InputError(out, "holds a trained run already (model.ckpt); pass --overwrite to replace it "
                               "(a service may be serving it) or choose another --out")
-    from adrcs.api import train as api_train
     from adrcs.config import load_config
+    from adrcs.tasks import Request, get_task
 
     overrides = dict(epochs=epochs, device=device, model=model, input_size=input_size, batch_size=batch_size, seed=seed,
                      balance=balance)
@@ -116,21 +116,11 @@ def train(
     paths = list(train_paths or []) + list(data or [])
     if not paths:
         raise InputError(None, "no training data: give --train FILE... (wafer maps) or --data PATH")
-    if cfg["task"] == "wafer":
-        if images or annotations:
-            raise InputError(None, "--images/--annotations are for image data (task: detect or image_classify)")
-        api_train(cfg, paths, val_paths or None, out, say=_say, **_reading(trust_pickle, max_uncompressed_mb))
-        return
-    from adrcs import api_image_classify
-
-    if len(paths) > 1 or (val_paths and len(val_paths) > 1):
-        raise InputError(paths[1], "image tasks take one --data path (list file or folder) and at most one --val")
-    if cfg["task"] == "detect":
-        from adrcs.api_images import train_detection as fn
-    else:
-        fn = api_image_classify.train_image_classifier
-    fn(cfg, paths[0], images=images, annotations=annotations, val=val_paths[0] if val_paths else None, out=out,
-       say=_say)
+    task = get_task(cfg["task"])
+    req = Request(data=paths, out=out, val=val_paths or None, images=images, annotations=annotations,
+                  reading=_reading(trust_pickle, max_uncompressed_mb))
+    task.check_image_request(req)
+    task.train(cfg, req, _say)
 
 
 @app.command()
@@ -144,14 +134,13 @@ def evaluate(
     trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Evaluate a trained model: metrics table, report JSON and plots."""
-    from adrcs.api import evaluate as api_evaluate
+    from adrcs.tasks import Request, task_of
 
-    image_fn = _image_run(model, "evaluate")
-    if image_fn is not None:
-        _image_args_only(data, tta=tta)
-        image_fn(model, data[0], images=images, annotations=annotations, out=out, say=_say)
-        return
-    api_evaluate(model, data, out, tta=tta, say=_say, **_reading(trust_pickle, max_uncompressed_mb))
+    task = task_of(model)
+    req = Request(data=list(data), out=out, images=images, annotations=annotations, tta=tta,
+                  reading=_reading(trust_pickle, max_uncompressed_mb))
+    task.check_image_request(req)
+    task.evaluate(model, req, _say)
 
 
 @app.command()
@@ -168,39 +157,13 @@ def predict(
     trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Classify maps; one CSV row per map with the predicted class and probabilities."""
-    from adrcs.api import predict as api_predict
+    from adrcs.tasks import Request, task_of
 
-    image_fn = _image_run(model, "predict")
-    if image_fn is not None:
-        _image_args_only(data, tta=tta, threshold=threshold)
-        image_fn(model, data[0], images=images, annotations=annotations, out=out, score_threshold=score_threshold,
-                 say=_say)
-        return
-    api_predict(model, data, out, tta=tta, threshold=0.5 if threshold is None else threshold, say=_say,
-                **_reading(trust_pickle, max_uncompressed_mb))
-
-
-def _image_args_only(data: List[Path], **wafer_only: object) -> None:
-    """Image runs read one --data path and have no --tta / --threshold: say so instead of ignoring them."""
-    if len(data) > 1:
-        raise InputError(data[1], "image models take one --data path (a list file or a folder)")
-    for name, value in wafer_only.items():
-        if value is not None:
-            raise InputError(None, f"--{name} is for wafer-map models; this is an image model")
-
-
-def _image_run(model: Path, verb: str):
-    """The image-data function for `verb` when `model` is an image run folder, else None."""
-    from adrcs import api_image_classify as ic
-
-    kind = ic.run_kind(model)
-    if kind == "detect":
-        from adrcs import api_images
-
-        return api_images.evaluate_detection if verb == "evaluate" else api_images.predict_detection
-    if kind == "image_classify":
-        return ic.evaluate_image_classifier if verb == "evaluate" else ic.predict_image_classifier
-    return None
+    task = task_of(model)
+    req = Request(data=list(data), out=out, images=images, annotations=annotations, tta=tta, threshold=threshold,
+                  score_threshold=score_threshold, reading=_reading(trust_pickle, max_uncompressed_mb))
+    task.check_image_request(req)
+    task.predict(model, req, _say)
 
 
 @app.command()

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from adrcs.errors import InputError
 from adrcs.monitoring.drift import Reference
+from adrcs.tasks import task_names
 from adrcs.serve.store.run_versions import register_run, version_name  # noqa: F401 (version_name: old import)
 from adrcs.transforms.resize import resize_stack
 
-KINDS = ("wafer", "detect", "image_classify")
-IMAGE_KINDS = ("detect", "image_classify")
+KINDS = task_names()                 # every task is a kind of deployable model
+IMAGE_KINDS = task_names(image=True)
 RETRY_FAILED_S = 30.0  # a champion that failed to load is retried at most this often (loading is costly)
 log = logging.getLogger("adrcs.serve")
 
@@ -41,14 +41,13 @@ class ModelUnavailable(LookupError):
 
 
 def checkpoint_kind(model_dir: str | Path) -> str:
-    """The kind of a run folder, from its checkpoint format; InputError when it is not a run folder."""
-    from adrcs.api_image_classify import run_kind
+    """The kind (task name) of a run folder, from its checkpoint format; InputError when it has no model.ckpt.
+    An unreadable checkpoint counts as "wafer": it is registered, and refused when loaded or promoted (409)."""
+    from adrcs.tasks import checkpoint_format, task_of
 
-    p = Path(model_dir)
-    ck = p / "model.ckpt" if p.is_dir() else p
-    if not ck.is_file():
-        raise InputError(p, "no model.ckpt here: is this a run folder written by `adrcs train`?")
-    return run_kind(p) or "wafer"
+    if checkpoint_format(model_dir) is None and (Path(model_dir) / "model.ckpt").is_file():
+        return "wafer"
+    return task_of(model_dir).name
 
 
 def drift_reference(model_dir: str | Path, class_names: list[str]) -> Reference | None:
@@ -103,20 +102,14 @@ class LoadedModel:
 
 
 def load_pipeline(kind: str, path: str | Path, device: str = "cpu") -> Any:
-    """Load the saved model of a run folder of `kind`."""
+    """Load the saved model of a run folder of `kind`; wafer-map models are frozen for serving (the forward
+    pass then runs without the GIL, so the event loop keeps serving)."""
+    from adrcs.tasks import get_task
+
+    pipeline = get_task(kind).load(path, device)
     if kind == "wafer":
-        from adrcs.pipeline import Pipeline
-
-        pipeline = Pipeline.load(path, device=device)
-        pipeline.freeze()  # the forward pass then runs without the GIL: the event loop keeps serving
-        return pipeline
-    if kind == "detect":
-        from adrcs.detector_pipeline import DetectorPipeline
-
-        return DetectorPipeline.load(path, device=device)
-    from adrcs.image_classifier_pipeline import ImageClassifierPipeline
-
-    return ImageClassifierPipeline.load(path, device=device)
+        pipeline.freeze()
+    return pipeline
 
 
 class ModelHost:

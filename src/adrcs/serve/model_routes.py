@@ -11,12 +11,12 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException
 
-from adrcs.serve.model_host import ModelUnavailable
+from adrcs.serve.model_host import KINDS, ModelUnavailable
 from adrcs.serve.security import ADMIN, INSPECTOR, Caller, require
 from adrcs.serve.store import NotFound
 
 log = logging.getLogger("adrcs.serve")
-CHAMPION_KINDS = ("wafer", "detect", "image_classify")
+CHAMPION_KINDS = KINDS
 
 
 def _public(model: dict[str, Any], admin: bool) -> dict[str, Any]:
