@@ -23,6 +23,10 @@ Errors (`serve/errors.py`): 401/403 (token), 404 (unknown or out-of-range id or 
 message), 409 (nothing to roll back to), 503 (no model deployed, the champion cannot be loaded, the database
 is locked or read-only: with Retry-After); bodies ``{"detail", "request_id"}``, the id also in ``X-Request-ID``;
 never a server path, class name or stack trace (those go to the log with the request id).
+
+This module holds the inspect route (micro-batching, group commit); the others are routers over the same
+store / host / config: `review_routes.py`, `classes.py`, `monitor_routes.py`, `model_routes.py`,
+`image_route.py`, and `web.py` (page, /docs, headers).
 """
 from __future__ import annotations
 
@@ -30,7 +34,6 @@ import json
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any, Callable
 
 import numpy as np
@@ -42,24 +45,24 @@ from fastapi.responses import JSONResponse, Response
 
 from adrcs.errors import InputError
 from adrcs.inference.decisions import confidence, decide
-from adrcs.serve.api_schemas import WAFER_MAPS_SCHEMA, ReviewIn
+from adrcs.serve.api_schemas import WAFER_MAPS_SCHEMA
 from adrcs.serve.batcher import MicroBatcher
-from adrcs.serve.classes import add_class_routes, review_label
-from adrcs.monitoring.drift import DriftConfig, DriftMonitor
+from adrcs.serve.classes import add_class_routes
+from adrcs.monitoring.drift import DriftConfig
 from adrcs.serve.errors import RequestIdMiddleware, answer_for, current_request_id, error_body, handled_exceptions
 from adrcs.serve.fast_path import JsonRouteFastPath
 from adrcs.serve import heavy_parse
 from adrcs.serve.heavy_parse import HeavyParser, parse_json_maps, short_text, wafer_ids
 from adrcs.serve.image_route import add_image_route
-from adrcs.serve.inputs import decode_map, encode_map, maps_from_upload, service_limits, upload_kind
+from adrcs.serve.inputs import encode_map, maps_from_upload, service_limits, upload_kind
 from adrcs.serve.middleware import BodyLimit, RequestMetrics
-from adrcs.serve.model_host import ModelHost
+from adrcs.serve.model_host import KINDS, ModelHost
+from adrcs.serve.monitor_routes import add_monitor_routes
 from adrcs.serve.model_routes import add_model_routes
 from adrcs.serve.prometheus import ServiceMetrics
-from adrcs.serve.security import ENGINEER, INSPECTOR, Caller, require
-from adrcs.serve.startup import health_report
-from adrcs.serve.store import NewInspection, NotFound, Store
-from adrcs.serve.store.store import MAX_OFFSET
+from adrcs.serve.review_routes import add_review_routes
+from adrcs.serve.security import INSPECTOR, Caller, require
+from adrcs.serve.store import NewInspection, Store
 from adrcs.serve.web import install_web
 
 log = logging.getLogger("adrcs.serve")
@@ -93,22 +96,6 @@ class ServiceApp(FastAPI):
         if self.fast_path is not None and self.fast_path.handles(scope):
             return await self.fast_path(scope, receive, send)
         await super().__call__(scope, receive, send)
-
-
-def _utc(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
-    except (ValueError, OverflowError):  # not ISO 8601, or out of range once in UTC (0001-01-01T00:00+14:00)
-        raise HTTPException(422, f"{name}: not an ISO 8601 time in 0001..9999 UTC ({value[:64]!r})") from None
-
-
-def _text_param(value: str | None, name: str) -> str | None:
-    if value is not None and (len(value) > 255 or "\x00" in value):
-        raise InputError(None, f"{name} must be at most 255 characters, without NUL")
-    return value
 
 
 def create_app(config: ServiceConfig | None = None, store: Store | None = None) -> FastAPI:
@@ -278,124 +265,13 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
                                           config.max_request_bytes)
     add_image_route(app, store, writer, metrics, limits, _model_or_503)
 
-    # ------------------------------------------------------------ inspections and reviews
-
-    def _inspection_json(r: Any) -> dict[str, Any]:
-        d = r.to_dict()
-        d["class"] = d.pop("predicted")
-        d["reviewed"] = bool(r.reviews)
-        return d
-
-    @app.get("/v1/inspections", tags=["review"])
-    def list_inspections(lot: str | None = None, cls: str | None = None, since: str | None = None,
-                         until: str | None = None, reviewed: bool | None = None, low_confidence: bool = False,
-                         max_confidence: float | None = None, kind: str | None = None, limit: int = 100,
-                         offset: int = 0, caller: Caller = Depends(require(INSPECTOR))) -> dict:
-        """Stored inspections, newest first. `cls` filters the predicted class; `low_confidence` keeps those
-        under the service's threshold."""
-        if not 1 <= limit <= 1000 or not 0 <= offset <= MAX_OFFSET:
-            raise InputError(None, f"limit must be 1..1000 and offset 0..{MAX_OFFSET}")
-        if kind is not None and kind not in ("wafer_map", "image"):
-            raise InputError(None, "kind must be wafer_map or image")
-        if max_confidence is not None and not np.isfinite(max_confidence):
-            raise InputError(None, "max_confidence must be a finite number")
-        if low_confidence:
-            max_confidence = min(max_confidence if max_confidence is not None else 1.0, config.low_confidence)
-        filters = dict(lot=_text_param(lot, "lot"), predicted=_text_param(cls, "cls"), since=_utc(since, "since"),
-                       until=_utc(until, "until"), reviewed=reviewed, max_confidence=max_confidence, kind=kind)
-        items = store.list_inspections(**filters, limit=limit, offset=offset)
-        return {"total": store.count_inspections(**filters), "limit": limit, "offset": offset,
-                "items": [_inspection_json(r) for r in items]}
-
-    def _get_or_404(inspection_id: int):
-        rec = store.get_inspection(inspection_id)  # None also for ids out of the backend's range
-        if rec is None:
-            raise HTTPException(404, f"no inspection {inspection_id}")
-        return rec
-
-    @app.get("/v1/inspections/{inspection_id}", tags=["review"])
-    def get_inspection(inspection_id: int, caller: Caller = Depends(require(INSPECTOR))) -> dict:
-        """One inspection with its reviews."""
-        return _inspection_json(_get_or_404(inspection_id))
-
-    @app.get("/v1/inspections/{inspection_id}/image.png", tags=["review"], response_class=Response)
-    def inspection_picture(inspection_id: int, caller: Caller = Depends(require(INSPECTOR))) -> Response:
-        """The inspected input as a picture: the wafer map in die colours, or the image with its boxes."""
-        from adrcs.serve.render import image_with_boxes_png, wafer_map_png
-
-        rec = _get_or_404(inspection_id)
-        blob = store.get_blob(rec.input_sha256)
-        if blob is None:
-            raise HTTPException(404, f"inspection {inspection_id} has no stored input")
-        content, media = blob
-        if rec.kind == "wafer_map":
-            png = wafer_map_png(decode_map(content))
-        else:
-            png = image_with_boxes_png(content, rec.boxes, list(rec.probabilities))
-        return Response(png, media_type="image/png")
-
-    @app.post("/v1/inspections/{inspection_id}/review", tags=["review"])
-    def review(inspection_id: int, body: ReviewIn, caller: Caller = Depends(require(ENGINEER))) -> dict:
-        """Confirm or correct a result; reviews are appended, the latest one counts. The label (for both
-        actions) must be a known or registered class."""
-        rec = _get_or_404(inspection_id)
-        label = review_label(store, host, rec, body.action, body.label)
-        try:
-            r = store.add_review(inspection_id, action=body.action, label=label, reviewer=caller.name,
-                                 note=body.note)
-        except NotFound:
-            raise HTTPException(404, f"no inspection {inspection_id}") from None
-        except ValueError as e:
-            raise InputError(None, str(e)) from None
-        return {"inspection": _inspection_json(_get_or_404(inspection_id)), "review": r.to_dict()}
-
+    add_review_routes(app, store, host, config)
     add_class_routes(app, store, host)
 
-    # ------------------------------------------------------------ stats and drift
-
-    @app.get("/v1/stats", tags=["monitor"])
-    def stats(by: str = "lot", since: str | None = None, caller: Caller = Depends(require(INSPECTOR))) -> dict:
-        """Predicted-class counts per lot (or day) and the drift status of the wafer-map model."""
-        if by not in ("lot", "day"):
-            raise InputError(None, "by must be 'lot' or 'day'")
-        return {"by": by, "counts": store.class_counts(by=by, since=_utc(since, "since")),
-                "total": store.count_inspections(), "unreviewed_low_confidence": store.count_inspections(
-                    reviewed=False, max_confidence=config.low_confidence), "drift": _drift()}
-
-    monitors: dict[str, DriftMonitor] = {}
-
-    def _drift() -> dict[str, Any]:
-        try:
-            model = host.current("wafer")
-        except LookupError as e:
-            return {"status": "no_model", "detail": str(e)}
-        if model.reference is None:
-            return {"status": "no_reference", "detail": "the model's run folder has no validation class mix"}
-        recent = [(p, c, lot) for p, c, lot in store.recent_predictions(config.drift.window, kind="wafer_map")]
-        monitor = monitors.get(model.version)
-        if monitor is None:  # one monitor per loaded model: its Monte Carlo null distributions stay cached
-            monitors.clear()
-            monitor = monitors[model.version] = DriftMonitor(model.reference, config.drift)
-        out = monitor.status(recent)
-        out["model_version"] = model.version
-        return out
-
+    add_monitor_routes(app, store, host, metrics, config)
     add_model_routes(app, store, host, metrics, config)
 
-    # ------------------------------------------------------------ health, metrics, page
-
-    @app.get("/health", tags=["monitor"])
-    def health() -> JSONResponse:
-        """"ok", or "degraded" (503) with the reasons: the database cannot be written, a champion cannot load."""
-        body, status = health_report(store, host)
-        return JSONResponse(body, status_code=status)
-
-    @app.get("/metrics", tags=["monitor"], response_class=Response)
-    def prometheus() -> Response:
-        body, ctype = metrics.render()
-        return Response(body, media_type=ctype)
-
-    for k in ("wafer", "detect", "image_classify"):
+    for k in KINDS:
         if (c := store.champion(k)) is not None:
             metrics.set_model(c.version, k)
     return install_web(app)  # the review page, offline /docs, page assets and the security headers

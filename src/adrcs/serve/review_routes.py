@@ -1,0 +1,95 @@
+"""Routes over stored inspections: list, one, its picture, and an engineer's review."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, HTTPException
+from fastapi.responses import Response
+
+from adrcs.data.map_blob import decode_map
+from adrcs.errors import InputError
+from adrcs.serve.api_schemas import ReviewIn
+from adrcs.serve.classes import review_label
+from adrcs.serve.query_params import text_param as _text_param, utc_param as _utc
+from adrcs.serve.security import ENGINEER, INSPECTOR, Caller, require
+from adrcs.serve.store import NotFound
+from adrcs.serve.store.store import MAX_OFFSET
+
+
+def inspection_json(r: Any) -> dict[str, Any]:
+    """An inspection as the API shows it (``class`` for the prediction, ``reviewed``)."""
+    d = r.to_dict()
+    d["class"] = d.pop("predicted")
+    d["reviewed"] = bool(r.reviews)
+    return d
+
+
+def add_review_routes(app: FastAPI, store: Any, host: Any, config: Any) -> None:
+    """``GET /v1/inspections`` (+ ``/{id}``, ``/{id}/image.png``) [inspector], ``POST /v1/inspections/{id}/review``
+    [engineer]."""
+    _inspection_json = inspection_json
+
+
+    @app.get("/v1/inspections", tags=["review"])
+    def list_inspections(lot: str | None = None, cls: str | None = None, since: str | None = None,
+                         until: str | None = None, reviewed: bool | None = None, low_confidence: bool = False,
+                         max_confidence: float | None = None, kind: str | None = None, limit: int = 100,
+                         offset: int = 0, caller: Caller = Depends(require(INSPECTOR))) -> dict:
+        """Stored inspections, newest first. `cls` filters the predicted class; `low_confidence` keeps those
+        under the service's threshold."""
+        if not 1 <= limit <= 1000 or not 0 <= offset <= MAX_OFFSET:
+            raise InputError(None, f"limit must be 1..1000 and offset 0..{MAX_OFFSET}")
+        if kind is not None and kind not in ("wafer_map", "image"):
+            raise InputError(None, "kind must be wafer_map or image")
+        if max_confidence is not None and not np.isfinite(max_confidence):
+            raise InputError(None, "max_confidence must be a finite number")
+        if low_confidence:
+            max_confidence = min(max_confidence if max_confidence is not None else 1.0, config.low_confidence)
+        filters = dict(lot=_text_param(lot, "lot"), predicted=_text_param(cls, "cls"), since=_utc(since, "since"),
+                       until=_utc(until, "until"), reviewed=reviewed, max_confidence=max_confidence, kind=kind)
+        items = store.list_inspections(**filters, limit=limit, offset=offset)
+        return {"total": store.count_inspections(**filters), "limit": limit, "offset": offset,
+                "items": [_inspection_json(r) for r in items]}
+
+    def _get_or_404(inspection_id: int):
+        rec = store.get_inspection(inspection_id)  # None also for ids out of the backend's range
+        if rec is None:
+            raise HTTPException(404, f"no inspection {inspection_id}")
+        return rec
+
+    @app.get("/v1/inspections/{inspection_id}", tags=["review"])
+    def get_inspection(inspection_id: int, caller: Caller = Depends(require(INSPECTOR))) -> dict:
+        """One inspection with its reviews."""
+        return _inspection_json(_get_or_404(inspection_id))
+
+    @app.get("/v1/inspections/{inspection_id}/image.png", tags=["review"], response_class=Response)
+    def inspection_picture(inspection_id: int, caller: Caller = Depends(require(INSPECTOR))) -> Response:
+        """The inspected input as a picture: the wafer map in die colours, or the image with its boxes."""
+        from adrcs.serve.render import image_with_boxes_png, wafer_map_png
+
+        rec = _get_or_404(inspection_id)
+        blob = store.get_blob(rec.input_sha256)
+        if blob is None:
+            raise HTTPException(404, f"inspection {inspection_id} has no stored input")
+        content, media = blob
+        if rec.kind == "wafer_map":
+            png = wafer_map_png(decode_map(content))
+        else:
+            png = image_with_boxes_png(content, rec.boxes, list(rec.probabilities))
+        return Response(png, media_type="image/png")
+
+    @app.post("/v1/inspections/{inspection_id}/review", tags=["review"])
+    def review(inspection_id: int, body: ReviewIn, caller: Caller = Depends(require(ENGINEER))) -> dict:
+        """Confirm or correct a result; reviews are appended, the latest one counts. The label (for both
+        actions) must be a known or registered class."""
+        rec = _get_or_404(inspection_id)
+        label = review_label(store, host, rec, body.action, body.label)
+        try:
+            r = store.add_review(inspection_id, action=body.action, label=label, reviewer=caller.name,
+                                 note=body.note)
+        except NotFound:
+            raise HTTPException(404, f"no inspection {inspection_id}") from None
+        except ValueError as e:
+            raise InputError(None, str(e)) from None
+        return {"inspection": _inspection_json(_get_or_404(inspection_id)), "review": r.to_dict()}
