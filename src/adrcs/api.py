@@ -19,6 +19,7 @@ from adrcs.data.loader import load, load_many, summarize
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.errors import InputError
 from adrcs.inference.decisions import confidence, decide
+from adrcs.report.evaluation import evaluation_report
 from adrcs.pipeline import Pipeline
 
 Printer = Callable[[str], None]
@@ -103,8 +104,8 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
         return {}
     probs = result.pipeline.predict_proba(val, tta=None)
     y = np.clip(val.labels, 0, None) if val.multilabel else val.labels
-    report = _evaluate_set_arrays(y, probs, result.pipeline.class_names, result.pipeline.multilabel, out / "plots",
-                                  f"Validation ({cfg['model']})", say, history=result.history_csv)
+    report = evaluation_report(y, probs, result.pipeline.class_names, result.pipeline.multilabel, out / "plots",
+                               f"Validation ({cfg['model']})", say, history=result.history_csv)
     write_drift_reference(result.pipeline, probs, out)
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val), "model": cfg["model"]}
@@ -235,22 +236,7 @@ def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | N
                   history: Path | None = None) -> dict[str, Any]:
     probs = pipe.predict_proba(ds, tta=tta)
     y = np.clip(ds.labels, 0, None) if ds.multilabel else ds.labels
-    return _evaluate_set_arrays(y, probs, pipe.class_names, pipe.multilabel, plot_dir, title, say, history)
-
-
-def _evaluate_set_arrays(y: np.ndarray, probs: np.ndarray, class_names: list[str], multilabel: bool, plot_dir: Path,
-                         title: str, say: Printer, history: Path | None = None) -> dict[str, Any]:
-    """Report, plots (confusion matrix, ROC, training curves) and a printed table for given predictions."""
-    from adrcs.metrics.classification import report_for
-    from adrcs.report.plots import plot_training_curves, write_report_plots
-    from adrcs.report.tables import print_report
-
-    report = report_for(y, probs, class_names, multilabel)
-    write_report_plots(report, y, probs, plot_dir)
-    if history is not None:
-        plot_training_curves(history, plot_dir / "training_curves.png")
-    print_report(report, title=title)
-    return report
+    return evaluation_report(y, probs, pipe.class_names, pipe.multilabel, plot_dir, title, say, history)
 
 
 def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path | None = None,

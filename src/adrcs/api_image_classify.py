@@ -56,7 +56,7 @@ def train_image_classifier(cfg: dict[str, Any], data: str | Path, images: str | 
                            annotations: str | Path | None = None, val: str | Path | None = None,
                            out: str | Path = "runs/images", say: Printer = print) -> dict[str, Any]:
     """Train `cfg['model']` on whole-image labels; writes the same run folder as wafer-map training."""
-    from adrcs.api import _evaluate_set_arrays
+    from adrcs.report.evaluation import evaluation_report
     from adrcs.engine.fit import fit
     from adrcs.engine.image_tensors import ImageTensors, decide_template
     from adrcs.image_classifier_pipeline import ImageClassifierPipeline
@@ -97,8 +97,8 @@ def train_image_classifier(cfg: dict[str, Any], data: str | Path, images: str | 
     say(f"training {cfg['model']} on {len(tr)} images ({len(names)} classes), validating on {len(va)}")
     result = fit(run_cfg, lab_tr, lab_va, out, console_print=say, tensors=(train_t, val_t), pipeline_factory=factory)
     probs = result.pipeline.predict_tensor(val_t.maps)
-    report = _evaluate_set_arrays(va.labels, probs, names, False, out / "plots", f"Validation ({cfg['model']})", say,
-                                  history=result.history_csv)
+    report = evaluation_report(va.labels, probs, names, False, out / "plots", f"Validation ({cfg['model']})", say,
+                               history=result.history_csv)
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(tr), "n_val": len(va), "model": cfg["model"], "use_template": use_template}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -110,7 +110,7 @@ def evaluate_image_classifier(model_dir: str | Path, data: str | Path, images: s
                               annotations: str | Path | None = None, out: str | Path | None = None,
                               say: Printer = print) -> dict[str, Any]:
     """Classification report (the wafer-map report keys) of an image classifier on labeled images."""
-    from adrcs.api import _evaluate_set_arrays
+    from adrcs.report.evaluation import evaluation_report
     from adrcs.image_classifier_pipeline import ImageClassifierPipeline
 
     pipe = ImageClassifierPipeline.load(model_dir)
@@ -122,8 +122,8 @@ def evaluate_image_classifier(model_dir: str | Path, data: str | Path, images: s
     y = np.array([pipe.class_names.index(ds.class_names[i]) for i in ds.labels])
     out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    report = _evaluate_set_arrays(y, pipe.predict_proba(ds), pipe.class_names, False,
-                                  out_path.parent / (out_path.stem + "_plots"), f"Evaluation on {data}", say)
+    report = evaluation_report(y, pipe.predict_proba(ds), pipe.class_names, False,
+                               out_path.parent / (out_path.stem + "_plots"), f"Evaluation on {data}", say)
     report.update(model_dir=str(model_dir), data=[str(data)])
     out_path.write_text(json.dumps(report, indent=2))
     say(f"report: {out_path}")
