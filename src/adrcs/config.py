@@ -222,9 +222,6 @@ def validate(cfg: dict[str, Any]) -> None:
         "selector": ("erd", "rd", "ga", "pso", "gwo", "sca", "eo", "none"),
         "image_mode": ("L", "RGB"),
     }
-    from adrcs.tasks import task_names
-
-    choices["task"] = task_names()
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
             raise InputError(None, f"config {key}={cfg[key]!r} is not one of {list(allowed)}")
