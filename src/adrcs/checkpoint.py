@@ -29,12 +29,3 @@ def read_checkpoint(run_dir: str | Path, expected_format: str, what: str, device
                                + (f", found {found})" if found else ")"))
     return ck, path
 
-
-def restore_best(module: torch.nn.Module, checkpoint_callback) -> float | None:
-    """Load the best weights a Lightning `ModelCheckpoint` kept into `module`; returns its score."""
-    best = checkpoint_callback.best_model_path
-    if best and Path(best).is_file():
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state, strict=False)
-    score = checkpoint_callback.best_model_score
-    return None if score is None else float(score)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import (MulticlassAccuracy, MulticlassF1Score, MultilabelExactMatch,
                                          MultilabelF1Score)
 
+from adrcs.engine.optim import configure_optimization
 from adrcs.models import create_model
 from adrcs.transforms.dihedral import random_dihedral
 from adrcs.transforms.image_augment import augment_images
@@ -95,21 +96,6 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        params = self.parameters()
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=0.9, nesterov=True, weight_decay=hp.weight_decay)
-        elif hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.scheduler == "none":
-            return opt
-        total = int(self.trainer.estimated_stepping_batches)
-        if hp.scheduler == "onecycle":
-            # warm-up of >= 2 steps: OneCycleLR divides by zero when its warm-up rounds to 0 steps
-            steps = max(total, 4)
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps,
-                                                        pct_start=min(0.5, max(0.2, 2.0 / steps)))
-        else:
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        return configure_optimization(self.parameters(), optimizer=hp.optimizer, lr=hp.lr,
+                                      weight_decay=hp.weight_decay, scheduler=hp.scheduler,
+                                      total_steps=lambda: self.trainer.estimated_stepping_batches)

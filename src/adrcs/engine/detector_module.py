@@ -1,7 +1,6 @@
 """`DetectorModule`: the Lightning module training a detector from `adrcs.models.detection`."""
 from __future__ import annotations
 
-import math
 from typing import Any, Iterable
 
 import lightning as L
@@ -9,6 +8,7 @@ import numpy as np
 import torch
 from torchmetrics.detection import MeanAveragePrecision
 
+from adrcs.engine.optim import configure_optimization, decay_groups, warmup_cosine  # noqa: F401 (re-export)
 from adrcs.metrics.detection import detection_report, match_counts
 from adrcs.models.detection import DEFAULT_DETECTOR, LABEL_OFFSET, create_detector
 
@@ -123,37 +123,7 @@ class DetectorModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 else decay).append(p)
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=hp.lr, momentum=hp.momentum, nesterov=True)
-        else:
-            opt = torch.optim.AdamW(groups, lr=hp.lr)
-        if hp.scheduler == "none":
-            return opt
-        total = max(int(self.trainer.estimated_stepping_batches), 1)
-        if hp.scheduler == "onecycle":
-            steps = max(total, 4)  # OneCycleLR divides by zero when its warm-up rounds to 0 steps
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps,
-                                                        pct_start=min(0.5, max(0.2, 2.0 / steps)))
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, hp.warmup_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def warmup_cosine(total_steps: int, warmup_steps: int | None = None, floor: float = 0.01):
-    """LR factor per step: linear warm-up (default 5% of `total_steps`, at most 500), then cosine to `floor`."""
-    total = max(int(total_steps), 1)
-    warm = min(500, total // 20) if warmup_steps is None else int(warmup_steps)
-    warm = max(0, min(warm, total - 1))
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / (warm + 1)
-        t = min((step - warm) / max(total - warm, 1), 1.0)
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t))
-
-    return factor
+        return configure_optimization(decay_groups(self.parameters(), hp.weight_decay), optimizer=hp.optimizer,
+                                      lr=hp.lr, weight_decay=0.0, scheduler=hp.scheduler, momentum=hp.momentum,
+                                      total_steps=lambda: self.trainer.estimated_stepping_batches, warmup=True,
+                                      warmup_steps=hp.warmup_steps)

@@ -1,49 +1,45 @@
-"""`fit`: train a classifier with PyTorch Lightning and write the run folder."""
+"""`train_classifier`: train a classifier with PyTorch Lightning; `fit`: the same, plus the saved model.
+
+`train_classifier` returns the trained network and its scores (`TrainedClassifier`); the caller builds
+and saves the model from it. `fit` is the older entry point that also builds and saves the wafer-map
+`Pipeline` (or `pipeline_factory(net)`) in the run folder.
+"""
 from __future__ import annotations
 
-import shutil
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from adrcs.checkpoint import restore_best
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.engine.classifier_module import ClassifierModule
 from adrcs.engine.tensors import (FeatureTensors, WaferTensors, class_counts, class_weights, make_loader,
                                   sampler_weights_for)
-from adrcs.pipeline import Pipeline
+from adrcs.engine.trainer import (EpochSummary, Trained, build_trainer, quiet_lightning, resolve_accelerator,
+                                  train)
 from adrcs.transforms.resize import resize_stack
 
+MONITOR = "val_macro_f1"
+SUMMARY = ("train_loss", "val_loss", "val_macro_f1", "val_accuracy")
+_quiet_lightning = quiet_lightning  # older name
+__all__ = ["FitResult", "TrainedClassifier", "fit", "resolve_accelerator", "train_classifier"]
 
-class EpochSummary(Callback):
-    """One printed line per epoch (readable in CI logs where a live bar is not)."""
 
-    def __init__(self, console_print) -> None:
-        self._print = console_print
-        self._t0 = time.time()
+@dataclass
+class TrainedClassifier(Trained):
+    """`train_classifier`'s result: the trained network (best epoch, CPU, eval mode) and its scores."""
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:  # runs after this epoch's validation
-        if not trainer.is_global_zero:
-            return
-        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        self._print(
-            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  "
-            f"train_loss {m.get('train_loss', float('nan')):.4f}  val_loss {m.get('val_loss', float('nan')):.4f}  "
-            f"val_macro_f1 {m.get('val_macro_f1', float('nan')):.4f}  val_accuracy {m.get('val_accuracy', float('nan')):.4f}  "
-            f"({time.time() - self._t0:.0f}s)"
-        )
+    net: torch.nn.Module | None = None
+    train_class_counts: list[int] | None = None
 
 
 @dataclass
 class FitResult:
-    pipeline: Pipeline
+    """`fit`'s result (the saved model built from the trained network)."""
+
+    pipeline: Any
     run_dir: Path
     train_seconds: float
     best_epoch: int | None
@@ -52,43 +48,25 @@ class FitResult:
     is_global_zero: bool = True  # False in the extra processes of a DDP run
 
 
-def resolve_accelerator(device: str) -> str:
-    """'auto' -> 'gpu' when CUDA is there, else 'cpu'; 'cuda' is an alias of 'gpu'."""
-    if device == "auto":
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    return "gpu" if device == "cuda" else device
-
-
-def _quiet_lightning() -> None:
-    """Keep Lightning's banner lines (GPU available, tips) out of the user's console."""
-    import logging
-    import warnings
-
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*treespec.*")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-
-
-def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
-        console_print=print, features=None, tensors: tuple[Any, Any] | None = None,
-        pipeline_factory: Callable[[torch.nn.Module], Any] | None = None) -> FitResult:
-    """Train `cfg['model']` on `train`, select on `val` macro-F1, save `model.ckpt` in `run_dir`.
+def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
+                     console_print: Callable[[str], None] = print, features=None,
+                     tensors: tuple[Any, Any] | None = None) -> TrainedClassifier:
+    """Train `cfg['model']` on `train_set`, select on `val` macro-F1; logs in `run_dir/logs`.
 
     With `features` (a fitted `SinogramFeatures`) the model is a 1-D classifier trained on the
-    features of the resized maps, and the saved pipeline carries the feature step. With `tensors`
-    (prepared (train, val) `ImageTensors`) the model trains on images, and `pipeline_factory(net)`
-    builds the saved model instead of a wafer-map `Pipeline`."""
-    _quiet_lightning()
+    features of the resized maps. With `tensors` (prepared (train, val) `ImageTensors`) the model
+    trains on images. Returns the best epoch's network (CPU, eval mode) and its scores."""
+    quiet_lightning()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     size = int(cfg["input_size"])
-    counts = class_counts(train)
-    weights = class_weights(counts, cfg["imbalance"], cfg["imbalance_power"]) if not train.multilabel else None
+    counts = class_counts(train_set)
+    weights = (class_weights(counts, cfg["imbalance"], cfg["imbalance_power"])
+               if not train_set.multilabel else None)
     module = ClassifierModule(
-        model=cfg["model"], num_classes=len(train.class_names), class_names=list(train.class_names),
-        multilabel=train.multilabel, model_args=dict(cfg["model_args"]),
+        model=cfg["model"], num_classes=len(train_set.class_names), class_names=list(train_set.class_names),
+        multilabel=train_set.multilabel, model_args=dict(cfg["model_args"]),
         class_weights=None if weights is None else weights.tolist(), augment=cfg["augment"],
         optimizer=cfg["optimizer"], lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
         scheduler=cfg["scheduler"], label_smoothing=float(cfg["label_smoothing"]),
@@ -97,62 +75,42 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
     if tensors is not None:
         train_t, val_t = tensors
     elif features is None:
-        train_t, val_t = WaferTensors(train, size), WaferTensors(val, size)
+        train_t, val_t = WaferTensors(train_set, size), WaferTensors(val, size)
     else:
-        train_t = FeatureTensors(features.transform(resize_stack(train.maps, size)), train)
+        train_t = FeatureTensors(features.transform(resize_stack(train_set.maps, size)), train_set)
         val_t = FeatureTensors(features.transform(resize_stack(val.maps, size)), val)
-    sw = sampler_weights_for(train) if cfg["imbalance"] == "sampler" else None
-    bs = int(cfg["batch_size"])
-    train_loader = make_loader(train_t, bs, train=True, sampler_weights=sw, num_workers=int(cfg["num_workers"]),
+    sw = sampler_weights_for(train_set) if cfg["imbalance"] == "sampler" else None
+    workers = int(cfg["num_workers"])
+    train_loader = make_loader(train_t, int(cfg["batch_size"]), train=True, sampler_weights=sw, num_workers=workers,
                                seed=int(cfg["seed"]), epoch_size=int(cfg.get("epoch_size", 0)))
-    val_loader = make_loader(val_t, int(cfg["eval_batch_size"]), train=False, num_workers=int(cfg["num_workers"]))
+    val_loader = make_loader(val_t, int(cfg["eval_batch_size"]), train=False, num_workers=workers)
 
-    ckpt_dir = run_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="val_macro_f1", mode="max",
-                                 save_last=False, save_top_k=1, auto_insert_metric_name=False)
-    callbacks: list[Callback] = [checkpoint, EpochSummary(console_print)]
-    if int(cfg["early_stopping_patience"]) > 0:
-        callbacks.append(EarlyStopping(monitor="val_macro_f1", mode="max", patience=int(cfg["early_stopping_patience"])))
-    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
-    if cfg["scheduler"] != "none":
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    devices = int(cfg["devices"])
-    accelerator = resolve_accelerator(cfg["device"])
-    show_bar = bool(cfg["progress"]) and sys.stderr.isatty()
-    trainer = L.Trainer(
-        max_epochs=int(cfg["epochs"]), accelerator=accelerator, devices=devices,
-        strategy="ddp" if devices > 1 else "auto", precision=cfg["precision"], callbacks=callbacks,
-        logger=loggers, enable_progress_bar=show_bar, enable_model_summary=False, log_every_n_steps=10,
-        deterministic=False, default_root_dir=run_dir, num_sanity_val_steps=0,
-    )
-    t0 = time.time()
-    trainer.fit(module, train_loader, val_loader)
-    seconds = time.time() - t0
-
-    best_score = restore_best(module, checkpoint)
+    trainer, checkpoint = build_trainer(
+        run_dir, monitor=MONITOR, summary=EpochSummary(console_print, SUMMARY), epochs=int(cfg["epochs"]),
+        device=cfg["device"], devices=int(cfg["devices"]), precision=cfg["precision"],
+        patience=int(cfg["early_stopping_patience"]), scheduler=cfg["scheduler"], progress=bool(cfg["progress"]))
+    done = train(trainer, checkpoint, module, train_loader, val_loader, run_dir)
     net = module.net.cpu().to(memory_format=torch.contiguous_format).eval()
+    return TrainedClassifier(**vars(done), net=net, train_class_counts=counts.tolist())
+
+
+def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
+        console_print: Callable[[str], None] = print, features=None, tensors: tuple[Any, Any] | None = None,
+        pipeline_factory: Callable[[torch.nn.Module], Any] | None = None) -> FitResult:
+    """`train_classifier`, then save `model.ckpt` in `run_dir`: a wafer-map `Pipeline` (with the
+    feature step of `features`), or `pipeline_factory(net)` when given."""
+    run_dir = Path(run_dir)
+    done = train_classifier(cfg, train, val, run_dir, console_print, features=features, tensors=tensors)
     if pipeline_factory is not None:
-        pipeline = pipeline_factory(net)
+        pipeline = pipeline_factory(done.net)
     else:
-        pipeline = Pipeline(net=net, model_name=cfg["model"], model_args=dict(cfg["model_args"]),
-                            class_names=list(train.class_names), multilabel=train.multilabel, input_size=size,
-                            tta=bool(cfg["tta"]), features=features)
-    history = run_dir / "logs" / "metrics.csv"
-    best_epoch = _best_epoch(history)
-    if trainer.is_global_zero:
-        pipeline.save(run_dir, train_seconds=seconds, best_epoch=best_epoch, best_val_macro_f1=best_score,
-                      train_class_counts=counts.tolist())
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # model.ckpt holds the best weights
-    return FitResult(pipeline, run_dir, seconds, best_epoch, best_score, history if history.is_file() else None,
-                     trainer.is_global_zero)
+        from adrcs.pipeline import Pipeline  # the saved model is a higher layer than the engine
 
-
-def _best_epoch(history: Path) -> int | None:
-    if not history.is_file():
-        return None
-    import pandas as pd
-
-    df = pd.read_csv(history)
-    if "val_macro_f1" not in df or df["val_macro_f1"].isna().all():
-        return None
-    return int(df.loc[df["val_macro_f1"].idxmax(), "epoch"]) + 1
+        pipeline = Pipeline(net=done.net, model_name=cfg["model"], model_args=dict(cfg["model_args"]),
+                            class_names=list(train.class_names), multilabel=train.multilabel,
+                            input_size=int(cfg["input_size"]), tta=bool(cfg["tta"]), features=features)
+    if done.is_global_zero:
+        pipeline.save(run_dir, train_seconds=done.train_seconds, best_epoch=done.best_epoch,
+                      best_val_macro_f1=done.best_score, train_class_counts=done.train_class_counts)
+    return FitResult(pipeline, run_dir, done.train_seconds, done.best_epoch, done.best_score, done.history_csv,
+                     done.is_global_zero)

@@ -1,31 +1,25 @@
-"""`fit_detector`: train a defect detector with PyTorch Lightning and write the run folder.
+"""`train_detector`: train a defect detector with PyTorch Lightning; `fit_detector`: the same, plus the saved model.
 
-The detection twin of `engine/fit.py`: the model is selected on validation mAP@0.5
-(`val_map_50`), logs go to ``run_dir/logs`` (CSV ``metrics.csv`` + TensorBoard ``logs/tb``), one
-line per epoch is printed, and the best weights end up in ``run_dir/model.ckpt``
-(`DetectorPipeline`); Lightning's own checkpoints are removed afterwards.
+The model is selected on validation mAP@0.5 (`val_map_50`) by the engine's one Trainer
+(`engine/trainer.py`: logs in ``run_dir/logs``, one line per epoch, Lightning's checkpoints removed
+afterwards). `train_detector` returns the trained network, its scores and input settings;
+`fit_detector` also saves the `DetectorPipeline` in ``run_dir/model.ckpt``.
 """
 from __future__ import annotations
 
-import shutil
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from adrcs.checkpoint import restore_best
 from adrcs.data.image_set import ImageSet
-from adrcs.detector_pipeline import DetectorPipeline, resolve_image_mode
+from adrcs.detector_pipeline import resolve_image_mode
 from adrcs.engine.detection_data import DetectionDataset, detection_collate
 from adrcs.engine.detector_module import DetectorModule
-from adrcs.engine.fit import _quiet_lightning, resolve_accelerator
+from adrcs.engine.trainer import EpochSummary, Trained, build_trainer, quiet_lightning, train
 from adrcs.errors import InputError
 from adrcs.models.detection import DEFAULT_DETECTOR
 
@@ -34,31 +28,27 @@ AUGMENT_ON = ("flips", "dihedral", "true", "yes", "on")
 AUGMENT_OFF = ("none", "false", "no", "off")
 
 
-class DetectionEpochSummary(Callback):
-    """One printed line per epoch: train loss, val mAP@0.5, val F1, seconds."""
+SUMMARY = ("train_loss", "val_map_50", "val_f1")
 
-    def __init__(self, say: Callable[[str], None]) -> None:
-        self._say = say
-        self._t0 = self._t_epoch = time.time()
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._t_epoch = time.time()
+@dataclass
+class TrainedDetector(Trained):
+    """`train_detector`'s result: the trained network (best epoch, CPU, eval mode), its scores and
+    the input settings a saved `DetectorPipeline` needs."""
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:  # runs after this epoch's validation
-        if not trainer.is_global_zero:
-            return
-        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        now = time.time()
-        self._say(
-            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  "
-            f"train_loss {m.get('train_loss', float('nan')):.4f}  val_map_50 {m.get('val_map_50', float('nan')):.4f}  "
-            f"val_f1 {m.get('val_f1', float('nan')):.4f}  ({now - self._t_epoch:.1f}s, {now - self._t0:.0f}s total)"
-        )
+    net: torch.nn.Module | None = None
+    in_chans: int = 1
+    use_template: bool = False
+    image_mode: str = "L"
+    score_threshold: float = 0.5
+    synthetic: dict[str, Any] | None = None
 
 
 @dataclass
 class FitDetectorResult:
-    pipeline: DetectorPipeline
+    """`fit_detector`'s result (the saved `DetectorPipeline` built from the trained network)."""
+
+    pipeline: Any
     run_dir: Path
     train_seconds: float
     best_epoch: int | None
@@ -110,19 +100,20 @@ def resolve_augment(setting: Any) -> bool:
     raise InputError(None, f"augment for detection must be 'flips' or 'none', got {setting!r}")
 
 
-def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: str | Path,
-                 say: Callable[[str], None] = print) -> FitDetectorResult:
-    """Train `cfg['detector']` on `train`, select on `val` mAP@0.5, save `model.ckpt` in `run_dir`.
+def train_detector(cfg: dict[str, Any], train_set: ImageSet, val: ImageSet, run_dir: str | Path,
+                   say: Callable[[str], None] = print) -> TrainedDetector:
+    """Train `cfg['detector']` on `train_set`, select on `val` mAP@0.5; logs in `run_dir/logs`.
 
-    `train` and `val` share one class list (box labels index `train.class_names`). Reads the cfg
-    keys listed in the module docs of `adrcs.api_images` (detector, input_size, use_template, ...).
+    `train_set` and `val` share one class list (box labels index `train_set.class_names`). Reads the
+    cfg keys listed in the module docs of `adrcs.api_images` (detector, input_size, use_template, ...).
     """
-    _quiet_lightning()
-    if len(train) == 0 or len(val) == 0:
-        raise InputError(None, f"detection training needs images in train and val (got {len(train)} and {len(val)})")
-    if list(val.class_names) != list(train.class_names):
+    quiet_lightning()
+    if len(train_set) == 0 or len(val) == 0:
+        raise InputError(None, "detection training needs images in train and val "
+                         f"(got {len(train_set)} and {len(val)})")
+    if list(val.class_names) != list(train_set.class_names):
         raise InputError(None, "train and val class lists differ: "
-                         f"{train.class_names} vs {val.class_names}")
+                         f"{train_set.class_names} vs {val.class_names}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     seed = int(cfg.get("seed", 0))
@@ -134,7 +125,7 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
     if size < 32:
         raise InputError(None, f"input_size must be at least 32 pixels for a detector, got {size}")
     mode = resolve_image_mode(cfg.get("image_mode", "L"))
-    use_template = resolve_use_template(cfg.get("use_template", "auto"), train, val)
+    use_template = resolve_use_template(cfg.get("use_template", "auto"), train_set, val)
     augment = resolve_augment(cfg.get("augment", "flips"))
     score_threshold = resolve_score_threshold(cfg.get("score_threshold", 0.5))
     num_workers = int(cfg.get("num_workers", 0))
@@ -147,12 +138,13 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
     if paste == "gan":  # fitted on the training split only
         from adrcs.synth.defect_paste import fit_defect_paster
 
-        paster, synthetic = fit_defect_paster(train, size, use_template, mode, dict(cfg.get("paste_args") or {}),
+        paster, synthetic = fit_defect_paster(train_set, size, use_template, mode,
+                                              dict(cfg.get("paste_args") or {}),
                                               run_dir / "synth" / "defect_gan", seed=seed, say=say)
     elif paste not in ("none", "false", "off"):
         raise InputError(None, f"paste_defects must be 'gan' or 'none', got {cfg.get('paste_defects')!r}")
-    train_ds = DetectionDataset(train, size=size, use_template=use_template, augment=augment, seed=seed, mode=mode,
-                                crop=crop, paster=paster)
+    train_ds = DetectionDataset(train_set, size=size, use_template=use_template, augment=augment, seed=seed,
+                                mode=mode, crop=crop, paster=paster)
     val_ds = DetectionDataset(val, size=size, use_template=use_template, augment=False, seed=seed, mode=mode)
     generator = torch.Generator().manual_seed(seed)
     train_loader = DataLoader(train_ds, batch_size=int(cfg.get("batch_size", 4)), shuffle=True,
@@ -164,7 +156,7 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
     scheduler = str(cfg.get("scheduler", "cosine"))
     try:
         module = DetectorModule(
-            detector=detector, num_classes=len(train.class_names), class_names=list(train.class_names),
+            detector=detector, num_classes=len(train_set.class_names), class_names=list(train_set.class_names),
             in_chans=train_ds.in_chans, min_size=size, max_size=size, detector_args=detector_args,
             optimizer=str(cfg.get("optimizer", "adamw")), lr=float(cfg.get("lr", 1e-3)),
             weight_decay=float(cfg.get("weight_decay", 1e-4)), scheduler=scheduler,
@@ -175,49 +167,31 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
 
     if crop is not None:  # crops are fed as they are; eval still resizes whole images to input_size
         module.net.transform._skip_resize = True
-    ckpt_dir = run_dir / "checkpoints"
-    checkpoint = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=MONITOR, mode="max",
-                                 save_last=False, save_top_k=1, auto_insert_metric_name=False)
-    callbacks: list[Callback] = [checkpoint, DetectionEpochSummary(say)]
-    patience = int(cfg.get("early_stopping_patience", 0) or 0)
-    if patience > 0:
-        callbacks.append(EarlyStopping(monitor=MONITOR, mode="max", patience=patience))
-    if scheduler != "none":
-        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
-    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
-    show_bar = bool(cfg.get("progress", True)) and sys.stderr.isatty()
-    trainer = L.Trainer(
-        max_epochs=int(cfg.get("epochs", 30)), accelerator=resolve_accelerator(str(cfg.get("device", "auto"))),
-        devices=1, precision=cfg.get("precision", "32-true"), callbacks=callbacks, logger=loggers,
-        enable_progress_bar=show_bar, enable_model_summary=False,
-        log_every_n_steps=max(1, min(10, len(train_loader))), deterministic=False, default_root_dir=run_dir,
-        num_sanity_val_steps=0,
-    )
-    t0 = time.time()
-    trainer.fit(module, train_loader, val_loader)
-    seconds = time.time() - t0
-
-    best_map = restore_best(module, checkpoint)
-    net = module.net.cpu().eval()
-    pipeline = DetectorPipeline(net=net, detector=detector, detector_args=detector_args,
-                                class_names=list(train.class_names), in_chans=train_ds.in_chans, input_size=size,
-                                use_template=use_template, image_mode=mode, score_threshold=score_threshold)
-    history = run_dir / "logs" / "metrics.csv"
-    best_epoch = _best_epoch(history)
-    pipeline.save(run_dir, train_seconds=float(seconds), best_epoch=best_epoch, best_val_map_50=best_map,
-                  train_class_counts=train.class_counts("box"))
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # model.ckpt holds the best weights
-    return FitDetectorResult(pipeline, run_dir, seconds, best_epoch, best_map, history if history.is_file() else None,
-                             synthetic)
+    trainer, checkpoint = build_trainer(
+        run_dir, monitor=MONITOR, summary=EpochSummary(say, SUMMARY, epoch_seconds=True),
+        epochs=int(cfg.get("epochs", 30)), device=str(cfg.get("device", "auto")), devices=1,
+        precision=cfg.get("precision", "32-true"), patience=int(cfg.get("early_stopping_patience", 0) or 0),
+        scheduler=scheduler, progress=bool(cfg.get("progress", True)),
+        log_every_n_steps=max(1, min(10, len(train_loader))))
+    done = train(trainer, checkpoint, module, train_loader, val_loader, run_dir)
+    return TrainedDetector(**vars(done), net=module.net.cpu().eval(), in_chans=train_ds.in_chans,
+                           use_template=use_template, image_mode=mode, score_threshold=score_threshold,
+                           synthetic=synthetic)
 
 
-def _best_epoch(history: Path) -> int | None:
-    """1-based epoch of the first maximum of `val_map_50` in Lightning's metrics.csv."""
-    if not history.is_file():
-        return None
-    import pandas as pd
+def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: str | Path,
+                 say: Callable[[str], None] = print) -> FitDetectorResult:
+    """`train_detector`, then save the `DetectorPipeline` as `model.ckpt` in `run_dir`."""
+    from adrcs.detector_pipeline import DetectorPipeline
 
-    df = pd.read_csv(history)
-    if MONITOR not in df or df[MONITOR].isna().all():
-        return None
-    return int(df.loc[df[MONITOR].idxmax(), "epoch"]) + 1
+    run_dir = Path(run_dir)
+    done = train_detector(cfg, train, val, run_dir, say)
+    pipeline = DetectorPipeline(
+        net=done.net, detector=str(cfg.get("detector", DEFAULT_DETECTOR)),
+        detector_args=dict(cfg.get("detector_args") or {}), class_names=list(train.class_names),
+        in_chans=done.in_chans, input_size=int(cfg.get("input_size", 640)), use_template=done.use_template,
+        image_mode=done.image_mode, score_threshold=done.score_threshold)
+    pipeline.save(run_dir, train_seconds=float(done.train_seconds), best_epoch=done.best_epoch,
+                  best_val_map_50=done.best_score, train_class_counts=train.class_counts("box"))
+    return FitDetectorResult(pipeline, run_dir, done.train_seconds, done.best_epoch, done.best_score,
+                             done.history_csv, done.synthetic)

@@ -1,0 +1,139 @@
+"""`build_trainer`: the one Lightning Trainer of every training run (classification and detection).
+
+A run selects its best epoch on one monitored validation metric (``val_macro_f1``, ``val_map_50``):
+Lightning keeps that epoch's weights in ``run_dir/checkpoints/best.ckpt``, optional early stopping
+watches the same metric, logs go to ``run_dir/logs`` (CSV ``metrics.csv`` + TensorBoard ``logs/tb``),
+one line per epoch is printed (`EpochSummary`) and a live bar shows only on a terminal. `train`
+runs the fit, restores the best weights and returns the scores (`Trained`).
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class EpochSummary(Callback):
+    """One printed line per epoch (readable in CI logs where a live bar is not): `metrics` with 4
+    decimals, then the total seconds, or with `epoch_seconds` this epoch's and the total seconds."""
+
+    def __init__(self, say: Callable[[str], None], metrics: Sequence[str], epoch_seconds: bool = False) -> None:
+        self._say = say
+        self._metrics = tuple(metrics)
+        self._epoch_seconds = epoch_seconds
+        self._t0 = self._t_epoch = time.time()
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._t_epoch = time.time()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:  # runs after this epoch's validation
+        if not trainer.is_global_zero:
+            return
+        m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        now = time.time()
+        values = "  ".join(f"{k} {m.get(k, float('nan')):.4f}" for k in self._metrics)
+        took = (f"({now - self._t_epoch:.1f}s, {now - self._t0:.0f}s total)" if self._epoch_seconds
+                else f"({now - self._t0:.0f}s)")
+        self._say(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {values}  {took}")
+
+
+@dataclass
+class Trained:
+    """What `train` gives back: the best epoch's weights are in the module, these are its scores."""
+
+    train_seconds: float
+    best_epoch: int | None     # 1-based, from logs/metrics.csv
+    best_score: float | None   # the monitored metric at the best epoch
+    history_csv: Path | None   # Lightning's logs/metrics.csv
+    is_global_zero: bool = True  # False in the extra processes of a DDP run
+
+
+def resolve_accelerator(device: str) -> str:
+    """'auto' -> 'gpu' when CUDA is there, else 'cpu'; 'cuda' is an alias of 'gpu'."""
+    if device == "auto":
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    return "gpu" if device == "cuda" else device
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's banner lines (GPU available, tips) out of the user's console."""
+    import logging
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def build_trainer(run_dir: Path, *, monitor: str, summary: Callback, epochs: int, device: str = "auto",
+                  devices: int = 1, precision: Any = "32-true", patience: int = 0, scheduler: str = "none",
+                  progress: bool = True, log_every_n_steps: int = 10) -> tuple[L.Trainer, ModelCheckpoint]:
+    """A Trainer selecting on `monitor` (higher is better) and the checkpoint callback keeping its best epoch.
+
+    `patience` > 0 adds early stopping on `monitor`; a `scheduler` other than "none" logs the LR per
+    epoch; `devices` > 1 trains with DDP; the progress bar shows when `progress` and stderr is a terminal.
+    """
+    checkpoint = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best", monitor=monitor, mode="max",
+                                 save_last=False, save_top_k=1, auto_insert_metric_name=False)
+    callbacks: list[Callback] = [checkpoint, summary]
+    if patience > 0:
+        callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=patience))
+    if scheduler != "none":
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
+    trainer = L.Trainer(
+        max_epochs=epochs, accelerator=resolve_accelerator(device), devices=devices,
+        strategy="ddp" if devices > 1 else "auto", precision=precision, callbacks=callbacks, logger=loggers,
+        enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
+        log_every_n_steps=log_every_n_steps, deterministic=False, default_root_dir=run_dir, num_sanity_val_steps=0,
+    )
+    return trainer, checkpoint
+
+
+def train(trainer: L.Trainer, checkpoint: ModelCheckpoint, module: L.LightningModule, train_loader: Any,
+          val_loader: Any, run_dir: Path) -> Trained:
+    """Fit `module`, load its best epoch's weights back and drop Lightning's checkpoints."""
+    t0 = time.time()
+    trainer.fit(module, train_loader, val_loader)
+    seconds = time.time() - t0
+    best_score = restore_best(module, checkpoint)
+    history = run_dir / "logs" / "metrics.csv"
+    if trainer.world_size > 1:
+        trainer.strategy.barrier()  # every rank has read best.ckpt before rank 0 removes it
+    if trainer.is_global_zero:
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # the caller saves model.ckpt
+    return Trained(seconds, best_epoch(history, str(checkpoint.monitor)), best_score,
+                   history if history.is_file() else None, trainer.is_global_zero)
+
+
+def restore_best(module: torch.nn.Module, checkpoint_callback: ModelCheckpoint) -> float | None:
+    """Load the best weights a Lightning `ModelCheckpoint` kept into `module`; returns its score."""
+    best = checkpoint_callback.best_model_path
+    if best and Path(best).is_file():
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state, strict=False)
+    score = checkpoint_callback.best_model_score
+    return None if score is None else float(score)
+
+
+def best_epoch(history: Path, monitor: str) -> int | None:
+    """1-based epoch of the first maximum of `monitor` in Lightning's metrics.csv."""
+    if not history.is_file():
+        return None
+    import pandas as pd
+
+    df = pd.read_csv(history)
+    if monitor not in df or df[monitor].isna().all():
+        return None
+    return int(df.loc[df[monitor].idxmax(), "epoch"]) + 1
