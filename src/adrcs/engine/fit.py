@@ -98,7 +98,10 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
         console_print: Callable[[str], None] = print, features=None, tensors: tuple[Any, Any] | None = None,
         pipeline_factory: Callable[[torch.nn.Module], Any] | None = None) -> FitResult:
     """`train_classifier`, then save `model.ckpt` in `run_dir`: a wafer-map `Pipeline` (with the
-    feature step of `features`), or `pipeline_factory(net)` when given."""
+    feature step of `features`), or `pipeline_factory(net)` when given.
+
+    Kept for the callers of the older API: the saved model belongs to a higher layer, so a task
+    should call `train_classifier` and build and save its model itself."""
     run_dir = Path(run_dir)
     done = train_classifier(cfg, train, val, run_dir, console_print, features=features, tensors=tensors)
     if pipeline_factory is not None:

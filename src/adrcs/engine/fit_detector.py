@@ -100,12 +100,19 @@ def resolve_augment(setting: Any) -> bool:
     raise InputError(None, f"augment for detection must be 'flips' or 'none', got {setting!r}")
 
 
+PasterFactory = Callable[[ImageSet, int, bool, str, Path, int], tuple[Any, Any]]
+
+
 def train_detector(cfg: dict[str, Any], train_set: ImageSet, val: ImageSet, run_dir: str | Path,
-                   say: Callable[[str], None] = print) -> TrainedDetector:
+                   say: Callable[[str], None] = print, paster_factory: PasterFactory | None = None
+                   ) -> TrainedDetector:
     """Train `cfg['detector']` on `train_set`, select on `val` mAP@0.5; logs in `run_dir/logs`.
 
     `train_set` and `val` share one class list (box labels index `train_set.class_names`). Reads the
     cfg keys listed in the module docs of `adrcs.api_images` (detector, input_size, use_template, ...).
+    With ``paste_defects: gan``, `paster_factory(train_set, size, use_template, mode, out_dir, seed)`
+    returns (paster, synthetic info): the defect paster fitted on the training split (a higher layer's
+    job, so the caller gives it).
     """
     quiet_lightning()
     if len(train_set) == 0 or len(val) == 0:
@@ -136,11 +143,10 @@ def train_detector(cfg: dict[str, Any], train_set: ImageSet, val: ImageSet, run_
     paster, synthetic = None, None
     paste = str(cfg.get("paste_defects", "none")).strip().lower()
     if paste == "gan":  # fitted on the training split only
-        from adrcs.synth.defect_paste import fit_defect_paster
-
-        paster, synthetic = fit_defect_paster(train_set, size, use_template, mode,
-                                              dict(cfg.get("paste_args") or {}),
-                                              run_dir / "synth" / "defect_gan", seed=seed, say=say)
+        if paster_factory is None:
+            raise InputError(None, "paste_defects: gan needs a defect paster (train through `adrcs train`)")
+        paster, synthetic = paster_factory(train_set, size, use_template, mode, run_dir / "synth" / "defect_gan",
+                                           seed)
     elif paste not in ("none", "false", "off"):
         raise InputError(None, f"paste_defects must be 'gan' or 'none', got {cfg.get('paste_defects')!r}")
     train_ds = DetectionDataset(train_set, size=size, use_template=use_template, augment=augment, seed=seed,
@@ -181,11 +187,20 @@ def train_detector(cfg: dict[str, Any], train_set: ImageSet, val: ImageSet, run_
 
 def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: str | Path,
                  say: Callable[[str], None] = print) -> FitDetectorResult:
-    """`train_detector`, then save the `DetectorPipeline` as `model.ckpt` in `run_dir`."""
+    """`train_detector`, then save the `DetectorPipeline` as `model.ckpt` in `run_dir`.
+
+    Kept for the callers of the older API: the saved model and the defect paster belong to higher
+    layers, so a task should call `train_detector` and build them itself."""
     from adrcs.detector_pipeline import DetectorPipeline
 
+    def gan_paster(train_set: ImageSet, size: int, use_template: bool, mode: str, out_dir: Path, seed: int):
+        from adrcs.synth.defect_paste import fit_defect_paster  # a higher layer: callers should pass it
+
+        return fit_defect_paster(train_set, size, use_template, mode, dict(cfg.get("paste_args") or {}), out_dir,
+                                 seed=seed, say=say)
+
     run_dir = Path(run_dir)
-    done = train_detector(cfg, train, val, run_dir, say)
+    done = train_detector(cfg, train, val, run_dir, say, paster_factory=gan_paster)
     pipeline = DetectorPipeline(
         net=done.net, detector=str(cfg.get("detector", DEFAULT_DETECTOR)),
         detector_args=dict(cfg.get("detector_args") or {}), class_names=list(train.class_names),
