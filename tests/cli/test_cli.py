@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from adrcs.cli import expand_multi_value
-from conftest import run_cli as run
+from helpers.cli import run_cli as run
 
 
 @pytest.fixture
 def wm_files(tmp_path):
-    from conftest import make_wm811k_frame
+    from helpers.frames import make_wm811k_frame
 
     paths = []
     for i, n in enumerate([3, 2, 2]):
@@ -26,6 +26,7 @@ def test_expand_multi_value():
         ["train", "--train", "a", "--train", "b", "--val", "c", "--epochs", "2"]
 
 
+@pytest.mark.slow
 def test_train_evaluate_predict(wm_files, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, out, err = run(["train", "--config", "configs/wm811k_ffn.yaml", "--train", wm_files[0], wm_files[1],
@@ -61,6 +62,7 @@ def test_train_evaluate_predict(wm_files, tmp_path, capsys):
     np.testing.assert_allclose(pred.filter(like="prob_").sum(1), 1.0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_multilabel_train_evaluate_predict(mixed_npz, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, out, err = run(["train", "--config", "configs/mixedwm38_ffn.yaml", "--train", mixed_npz, "--out", run_dir,
@@ -107,6 +109,7 @@ def test_bad_option_and_model_dir(tmp_path, wm_files, capsys):
     assert code == 2 and "model.ckpt" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_evaluate_writes_plots_beside_report(wm_files, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, _, err = run(["train", "--train", wm_files[0], "--val", wm_files[1], "--out", run_dir, "--epochs", "1",
@@ -126,7 +129,7 @@ def test_info_refuses_code_in_pickles_and_trusts_on_request(tmp_path, capsys):
     import pickle
     import subprocess
 
-    from conftest import make_lswmd_frame
+    from helpers.frames import make_lswmd_frame
 
     marker = tmp_path / "ran"
 
@@ -172,6 +175,7 @@ def test_every_data_verb_takes_the_loading_flags(verb):
     assert {"--trust-pickle", "--max-uncompressed-mb"} <= opts
 
 
+@pytest.mark.slow
 def test_train_refuses_to_replace_a_run_without_overwrite(wm_files, tmp_path, capsys):
     run_dir = tmp_path / "run"
     args = ["train", "--train", wm_files[0], "--out", run_dir, "--epochs", "1", "--input-size", "16",

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_cli
+from helpers.cli import run_cli
+from helpers.images import make_deeppcb
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = ["--input-size", "64", "--epochs", "2", "--batch-size", "2", "--device", "cpu", "--progress", "false",
@@ -17,9 +18,8 @@ QUICK = ["--input-size", "64", "--epochs", "2", "--batch-size", "2", "--device",
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow
 def test_deeppcb_train_evaluate_predict(tmp_path, capsys):
-    from engine.test_fit_detector import make_deeppcb
-
     lst = make_deeppcb(tmp_path / "data")
     code, out, err = run_cli(["train", "--config", REPO / "configs" / "deeppcb_detect.yaml", "--data", lst,
                               "--out", tmp_path / "run", *QUICK], capsys)
@@ -38,6 +38,7 @@ def test_deeppcb_train_evaluate_predict(tmp_path, capsys):
     assert len(list((tmp_path / "pred" / "annotated").glob("*.png"))) == 6
 
 
+@pytest.mark.slow
 def test_voc_with_named_folders(tmp_path, capsys):
     from PIL import Image
 

@@ -1,31 +1,11 @@
 """Whole-image classification of inspection images through the CLI: train, evaluate, predict."""
 import json
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
-from conftest import run_cli
-
-
-def write_class_folders(root, per_class=10, size=32, templates=False, seed=0):
-    """Three classes: a bright square, a dark bar, nothing (on a mid-grey noisy background)."""
-    rng = np.random.default_rng(seed)
-    for name in ("square", "bar", "clean"):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            ref = (120 + rng.integers(0, 10, (size, size))).astype(np.uint8)
-            img = ref.copy()
-            x, y = rng.integers(2, size // 2, 2)
-            if name == "square":
-                img[y:y + 10, x:x + 10] = 250
-            elif name == "bar":
-                img[:, x:x + 4] = 10
-            Image.fromarray(img).save(root / name / f"{name}{i}.png")
-            if templates:
-                Image.fromarray(ref).save(root / name / f"{name}{i}_temp.png")
-    return root
+from helpers.cli import run_cli
+from helpers.images import write_class_folders
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +28,7 @@ def image_run(tmp_path_factory):
     return root, data
 
 
+@pytest.mark.slow
 def test_train_writes_run_folder_with_templates(image_run):
     root, _ = image_run
     metrics = json.loads((root / "run" / "metrics.json").read_text())
@@ -59,6 +40,7 @@ def test_train_writes_run_folder_with_templates(image_run):
     assert pipe.use_template and pipe.model_args["in_chans"] == 3 and len(pipe.class_names) == 3
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict(image_run, capsys):
     root, data = image_run
     code, out, err = run_cli(["evaluate", "--model", root / "run", "--data", data, "--out", root / "ev.json"], capsys)
@@ -71,6 +53,7 @@ def test_evaluate_and_predict(image_run, capsys):
     assert len(rows) == 30 and {"image", "predicted", "confidence", "prob_square"} <= set(rows.columns)
 
 
+@pytest.mark.slow
 def test_wafer_only_flags_on_an_image_model_are_refused(image_run, capsys):
     root, data = image_run
     for extra, needle in ((["--tta"], "--tta"), (["--threshold", "0.3"], "--threshold")):

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from adrcs.data.loader import load
-from conftest import run_cli as run
+from helpers.cli import run_cli as run
 
 
 @pytest.fixture
 def data(tmp_path):
-    from conftest import make_wm811k_frame
+    from helpers.frames import make_wm811k_frame
 
     paths = {}
     for name, seed, n in [("train", 1, 4), ("val", 2, 2)]:
@@ -21,6 +21,7 @@ def data(tmp_path):
     return paths
 
 
+@pytest.mark.slow
 def test_synth_fit_sample_evaluate(data, tmp_path, capsys):
     syn_dir = tmp_path / "gan"
     code, out, err = run(["synth", "fit", "--method", "gan", "--train", data["train"], "--out", syn_dir,
@@ -59,6 +60,7 @@ def test_synth_fit_sample_evaluate(data, tmp_path, capsys):
     assert (tmp_path / "quality_grid.png").is_file()
 
 
+@pytest.mark.slow
 def test_train_with_balance_flag(data, tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, out, err = run(["train", "--train", data["train"], "--val", data["val"], "--out", run_dir, "--epochs", "1",
@@ -86,6 +88,7 @@ def test_synth_errors_are_one_line(data, tmp_path, capsys, argv, message):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_sample_unknown_class(data, tmp_path, capsys):
     syn_dir = tmp_path / "cae"
     assert run(["synth", "fit", "--method", "cae", "--train", data["train"], "--out", syn_dir, "--size", "16",

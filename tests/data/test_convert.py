@@ -11,7 +11,8 @@ from adrcs.data.limits import InputLimits
 from adrcs.data.loader import load_bytes
 from adrcs.data.writer import save_wafer_maps_npz
 from adrcs.errors import InputError
-from conftest import make_lswmd_frame, make_mixed_arrays, run_cli
+from helpers.cli import run_cli
+from helpers.frames import make_lswmd_frame, make_mixed_arrays
 
 
 def _same_maps(a: WaferMapSet, b: WaferMapSet) -> None:

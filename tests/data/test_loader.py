@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import (
-    LSWMD_ROWS, MIXED, make_lswmd_frame, make_mixed_arrays, make_mixed_frame, make_wafer, make_wm811k_frame, to_255,
-)
+from helpers.frames import (LSWMD_ROWS, make_lswmd_frame, make_mixed_arrays, make_mixed_frame,
+                            make_wm811k_frame)
+from helpers.wafers import MIXED, make_wafer, to_255
 
 from adrcs.data import MIXEDWM38_CLASSES, WM811K_CLASSES, WaferMapSet, load, load_many
 from adrcs.data.loader import summarize

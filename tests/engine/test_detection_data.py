@@ -1,51 +1,18 @@
 """adrcs.engine.detection_data: samples in torchvision's detection format, boxes kept on the defects.
 
-`make_box_set` (also used by test_detector_overfit.py) writes small grey PNGs with bright
+`helpers.images.make_box_set` writes small grey PNGs with bright
 (class 0) and dark (class 1) rectangles on a noisy mid-grey background, plus defect-free templates.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
-from PIL import Image
+from helpers.images import BRIGHT, DARK, make_box_set
 
 from adrcs.data.image_set import ImageSet
 from adrcs.engine.detection_data import DetectionDataset, detection_collate
-
-BRIGHT, DARK = 230, 20
-
-
-def make_box_set(root: Path, n: int = 4, size: int = 128, seed: int = 0, empty_last: bool = False) -> ImageSet:
-    """`n` images with 1-2 non-overlapping rectangles of each class; the last one defect-free if asked."""
-    rng = np.random.default_rng(seed)
-    root.mkdir(parents=True, exist_ok=True)
-    paths, temps, boxes, labels = [], [], [], []
-    for i in range(n):
-        base = (128 + rng.integers(0, 8, (size, size))).astype(np.uint8)
-        img, bb, ll = base.copy(), [], []
-        for c in (0, 1):
-            for _ in range(0 if empty_last and i == n - 1 else int(rng.integers(1, 3))):
-                for _ in range(100):  # place without touching another rectangle
-                    w, h = (int(v) for v in rng.integers(14, 36, 2))
-                    x, y = int(rng.integers(1, size - w - 1)), int(rng.integers(1, size - h - 1))
-                    if all(x + w < a or a2 < x or y + h < b or b2 < y for a, b, a2, b2 in bb):
-                        break
-                img[y:y + h, x:x + w] = BRIGHT if c == 0 else DARK
-                bb.append((x, y, x + w, y + h))
-                ll.append(c)
-        paths.append(root / f"img{i}_test.png")
-        temps.append(root / f"img{i}_temp.png")
-        Image.fromarray(img).save(paths[-1])
-        Image.fromarray(base).save(temps[-1])
-        boxes.append(np.array(bb, np.float32).reshape(-1, 4))
-        labels.append(np.array(ll, np.int64))
-    meta = pd.DataFrame({"source": str(root), "index": np.arange(n), "format": "synthetic", "width": size,
-                         "height": size})
-    return ImageSet(paths, temps, boxes, labels, np.full(n, -1), ["bright", "dark"], meta)
 
 
 @pytest.fixture

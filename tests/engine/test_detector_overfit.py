@@ -7,12 +7,12 @@ import logging
 import lightning as L
 import pytest
 import torch
+from helpers.images import make_box_set
 from torch.utils.data import DataLoader
 
 from adrcs.engine.detection_data import DetectionDataset, detection_collate
 from adrcs.engine.detector_module import DetectorModule, warmup_cosine
 from adrcs.models.detection import DEFAULT_DETECTOR
-from test_detection_data import make_box_set
 
 SIZE = 128
 
@@ -20,6 +20,7 @@ SIZE = 128
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
+@pytest.mark.slow
 def test_default_detector_overfits_four_images(tmp_path):
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     L.seed_everything(0, verbose=False)

@@ -12,7 +12,7 @@ from adrcs.pipeline import Pipeline
 
 
 def tiny_set(n_per_class=8, seed=0, kinds=("center", "donut", "edge_ring", "scratch")):
-    from conftest import make_wafer_set
+    from helpers.wafers import make_wafer_set
 
     return make_wafer_set(n_per_class, seed, kinds)
 
@@ -27,6 +27,7 @@ def overfit_run(tmp_path_factory):
     return ds, fit(cfg, ds, ds, run, console_print=lambda *_: None)
 
 
+@pytest.mark.slow
 def test_loss_falls_and_memorises_32_maps(overfit_run):
     ds, result = overfit_run
     hist = pd.read_csv(result.history_csv)
@@ -36,6 +37,7 @@ def test_loss_falls_and_memorises_32_maps(overfit_run):
     assert (probs.argmax(1) == ds.labels).mean() == 1.0
 
 
+@pytest.mark.slow
 def test_run_folder_and_checkpoint_round_trip(overfit_run):
     ds, result = overfit_run
     assert (result.run_dir / "model.ckpt").is_file()
@@ -49,6 +51,7 @@ def test_run_folder_and_checkpoint_round_trip(overfit_run):
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_multilabel_fit(tmp_path):
     base = tiny_set(n_per_class=4)
     multi = np.zeros((len(base), 4), np.int8)
@@ -80,6 +83,7 @@ def test_bad_checkpoint_is_an_input_error(tmp_path):
         Pipeline.load(tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_per_class", [1, 5])
 def test_one_cycle_with_few_steps(tmp_path, n_per_class):
     # 4 or 20 maps in batches of 4: 1 or 5 optimiser steps in the whole run

@@ -1,7 +1,7 @@
 """Detection end to end: fit_detector / train_detection run folder, DetectorPipeline save/load/predict,
 predict_detection output in original pixels, evaluate_detection, errors.
 
-One tiny DeepPCB-style dataset (`make_deeppcb`: 96 px grey images with bright "open" and dark
+One tiny DeepPCB-style dataset (`helpers.images.make_deeppcb`: 96 px grey images with bright "open" and dark
 "short" rectangles, templates, a trainval.txt list) is trained on once per module (input 64 px,
 so predictions must be scaled back to the 96 px images).
 """
@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from helpers.images import DEEPPCB_SIDE, TINY_INPUT, make_deeppcb
+from helpers.images import tiny_detect_cfg as tiny_cfg
 from PIL import Image
 
 from adrcs.api_images import (evaluate_detection, is_detector_run, load_detection_data, predict_detection,
@@ -27,46 +29,8 @@ from adrcs.engine.detection_data import DetectionDataset
 from adrcs.engine.fit_detector import fit_detector, resolve_use_template
 from adrcs.errors import InputError
 
-SIDE = 96        # image side on disk
-INPUT = 64       # the network's input side
+SIDE, INPUT = DEEPPCB_SIDE, TINY_INPUT  # image side on disk, the network's input side
 REPORT_KEYS = {"map_50", "map_50_95", "per_class_ap", "precision", "recall", "f1", "per_class"}
-
-
-def make_deeppcb(root: Path, n: int = 6, side: int = SIDE, seed: int = 0) -> Path:
-    """DeepPCB layout: imgs/<i>_test.jpg + imgs/<i>_temp.jpg, anns/<i>.txt ('x1 y1 x2 y2 type', types 1..2),
-    and trainval.txt listing 'imgs/<i>.jpg anns/<i>.txt'. Returns the list file."""
-    rng = np.random.default_rng(seed)
-    (root / "imgs").mkdir(parents=True, exist_ok=True)
-    (root / "anns").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(n):
-        base = (120 + rng.integers(0, 8, (side, side))).astype(np.uint8)
-        img, boxes = base.copy(), []
-        for t in (1, 2):
-            for _ in range(int(rng.integers(1, 3))):
-                for _ in range(100):  # place without touching another rectangle
-                    w, h = (int(v) for v in rng.integers(12, 28, 2))
-                    x, y = int(rng.integers(1, side - w - 1)), int(rng.integers(1, side - h - 1))
-                    if all(x + w < a or a2 < x or y + h < b or b2 < y for a, b, a2, b2, _ in boxes):
-                        break
-                img[y:y + h, x:x + w] = 235 if t == 1 else 15
-                boxes.append((x, y, x + w, y + h, t))
-        Image.fromarray(img).save(root / "imgs" / f"{i:04d}_test.jpg", quality=95)
-        Image.fromarray(base).save(root / "imgs" / f"{i:04d}_temp.jpg", quality=95)
-        (root / "anns" / f"{i:04d}.txt").write_text("".join(f"{a} {b} {c} {d} {t}\n" for a, b, c, d, t in boxes))
-        lines.append(f"imgs/{i:04d}.jpg anns/{i:04d}.txt")
-    lst = root / "trainval.txt"
-    lst.write_text("\n".join(lines) + "\n")
-    return lst
-
-
-def tiny_cfg(**kw) -> dict:
-    cfg = {"detector": "fcos_r18_slim", "detector_args": {}, "input_size": INPUT, "use_template": "auto",
-           "image_mode": "L", "epochs": 5, "batch_size": 2, "eval_batch_size": 2, "optimizer": "adamw", "lr": 5e-3,
-           "weight_decay": 1e-4, "scheduler": "cosine", "augment": "flips", "score_threshold": 0.3, "seed": 0,
-           "device": "cpu", "num_workers": 0, "early_stopping_patience": 0, "progress": False, "val_fraction": 0.34}
-    cfg.update(kw)
-    return cfg
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -91,6 +55,7 @@ def _val_set(run: dict) -> ImageSet:
 # ---------------------------------------------------------------- train
 
 
+@pytest.mark.slow
 def test_train_detection_writes_run_folder(run):
     out = run["run"]
     for name in ("model.ckpt", "config.yaml", "split.json", "metrics.json", "logs/metrics.csv",
@@ -122,6 +87,7 @@ def test_train_detection_writes_run_folder(run):
     assert (metrics["val"]["map_50"] or 0.0) == pytest.approx(best, rel=1e-3, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_checkpoint_holds_a_detector(run):
     ck = torch.load(run["run"] / "model.ckpt", map_location="cpu", weights_only=True)
     assert ck["format"] == DETECTOR_FORMAT
@@ -130,6 +96,7 @@ def test_checkpoint_holds_a_detector(run):
     assert is_detector_run(run["run"]) and is_detector_run(run["run"] / "model.ckpt")
 
 
+@pytest.mark.slow
 def test_load_save_round_trip_predicts_identically(run, tmp_path):
     pipe = DetectorPipeline.load(run["run"])
     val = _val_set(run)
@@ -154,6 +121,7 @@ def test_load_save_round_trip_predicts_identically(run, tmp_path):
         again.predict_arrays(val.read_image(0))
 
 
+@pytest.mark.slow
 def test_predict_detection_writes_folder_in_original_pixels(run, tmp_path):
     out = predict_detection(run["run"], run["list"], out=tmp_path / "pred", score_threshold=0.0, say=lambda m: None)
     doc = json.loads((out / "predictions.json").read_text())
@@ -170,6 +138,7 @@ def test_predict_detection_writes_folder_in_original_pixels(run, tmp_path):
         assert im.size == (SIDE, SIDE) and im.mode == "RGB"
 
 
+@pytest.mark.slow
 def test_predict_on_plain_images_and_one_file(run, tmp_path):
     src = run["list"].parent / "imgs"
     folder = tmp_path / "new"
@@ -190,6 +159,7 @@ def test_predict_on_plain_images_and_one_file(run, tmp_path):
         predict_detection(run["run"], folder, out=tmp_path / "p3", say=lambda m: None)
 
 
+@pytest.mark.slow
 def test_evaluate_detection(run, tmp_path):
     val = _val_set(run)
     rep = evaluate_detection(run["run"], val, out=tmp_path / "ev" / "eval.json", say=lambda m: None)
@@ -316,6 +286,7 @@ def test_data_errors(tmp_path):
         resolve_use_template("maybe", ds)
 
 
+@pytest.mark.slow
 def test_auto_score_threshold_is_chosen_on_val_and_saved(tmp_path):
     lst = make_deeppcb(tmp_path / "data")
     lines: list[str] = []

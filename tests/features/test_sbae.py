@@ -1,5 +1,6 @@
 """SBAE: loss terms, bottleneck shape, sparsity rising vs the plain CAE."""
 import numpy as np
+import pytest
 import torch
 
 from adrcs.features.sbae import SBAEEncoder, SparseConvAutoencoder, kl_sparsity, sbae_loss
@@ -21,8 +22,9 @@ def test_loss_terms():
     torch.testing.assert_close(t["total"], t["mse"] + 1e-3 * t["l2"] + 0.5 * t["kl"])
 
 
+@pytest.mark.slow
 def test_bottleneck_shape_and_sparsity_rises_vs_cae():
-    from conftest import make_wafer
+    from helpers.wafers import make_wafer
 
     rng = np.random.default_rng(0)
     kinds = ["center", "edge_ring", "scratch", "donut", "none", "loc"]

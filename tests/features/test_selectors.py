@@ -13,6 +13,7 @@ def problem(n=240, seed=0):
     return X, y
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SELECTORS)
 def test_selector_returns_mask_and_improves(name):
     X, y = problem()

@@ -19,7 +19,7 @@ QUICK = {"features": "sinogram", "model": "cnn1d", "input_size": 16, "epochs": 3
 
 
 def tiny_set(n_per_class=6, seed=0, kinds=("center", "donut", "edge_ring", "scratch")):
-    from conftest import make_wafer_set
+    from helpers.wafers import make_wafer_set
 
     return make_wafer_set(n_per_class, seed, kinds)
 
@@ -95,6 +95,7 @@ def sinogram_run(tmp_path_factory):
     return root, report
 
 
+@pytest.mark.slow
 def test_train_writes_pipeline_that_predicts_identically_after_load(sinogram_run):
     root, report = sinogram_run
     run = root / "run"
@@ -113,8 +114,9 @@ def test_train_writes_pipeline_that_predicts_identically_after_load(sinogram_run
     np.testing.assert_allclose(pipe.predict_proba(val, tta=True).sum(1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_evaluate_predict_and_cached_retrain(sinogram_run, capsys):
-    from conftest import run_cli
+    from helpers.cli import run_cli
 
     root, _ = sinogram_run
     code, out, err = run_cli(["evaluate", "--model", root / "run", "--data", root / "val.pkl.xz",

@@ -37,6 +37,7 @@ def test_registry_lists_the_families():
         create_detector("yolo_v99", NUM_CLASSES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("in_chans", [1, 3])
 @pytest.mark.parametrize("name", list_detectors())
 def test_detector_trains_and_predicts(name, in_chans):

@@ -15,6 +15,7 @@ def _pipeline(name: str, multilabel: bool = False, **args) -> Pipeline:
                     input_size=24)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,multilabel,args", [("ffn", False, {"width": 8}), ("ffn", True, {"width": 8}),
                                                   ("cnn", False, {})])
 def test_frozen_pipeline_matches_eager_for_any_batch_size(name, multilabel, args):

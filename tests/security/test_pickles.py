@@ -7,7 +7,6 @@ name, the ``--trust-pickle`` hint, and no side effect.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import io
 import os
 import pickle
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.frames import LSWMD_ROWS, make_lswmd_frame, make_mixed_frame, make_wm811k_frame
 
 from adrcs.data.limits import InputLimits
 from adrcs.data.loader import load, load_bytes
@@ -26,12 +26,6 @@ from adrcs.errors import InputError, InputTooLarge, UnsupportedMediaError
 from adrcs.samples import sample_path
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("adrcs_pickle_test_helpers", REPO / "tests" / "conftest.py")
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)  # the root conftest's data makers (tests/security has its own conftest)
-LSWMD_ROWS, make_lswmd_frame = helpers.LSWMD_ROWS, helpers.make_lswmd_frame
-make_mixed_frame, make_wm811k_frame = helpers.make_mixed_frame, helpers.make_wm811k_frame
-
 SHARED = REPO.parent / "shared" / "data"
 SHARED_PICKLES = sorted(glob.glob(str(SHARED / "wm811k" / "*.pkl.xz")) + glob.glob(str(SHARED / "mixedwm38" / "*")))
 

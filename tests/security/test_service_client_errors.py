@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adrcs_security_helpers import assert_clean_error
+from helpers.service import assert_clean_error
 
 EXTREME_IDS = [0, -1, 2**31 - 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**30, -(2**63) - 1]
 BAD_TIMES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+00:01",
@@ -103,6 +103,7 @@ def test_registered_classes_extend_review_labels(service):
     assert r.status_code == 200 and r.json()["inspection"]["effective_label"] == "Wavy"
 
 
+@pytest.mark.slow
 def test_promote_current_champion_and_concurrent_promotes(service, second_run):
     admin = service.h("admin")
     first = service.client.get("/v1/models", headers=admin).json()["champions"]["wafer"]

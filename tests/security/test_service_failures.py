@@ -14,7 +14,8 @@ from adrcs.serve.app import ServiceConfig, create_app
 from adrcs.serve.model_host import ModelHost
 from adrcs.serve.startup import check_startup
 from adrcs.serve.store import Store
-from adrcs_security_helpers import ROLES, assert_clean_error, small_maps
+from helpers.runs import small_maps
+from helpers.service import ROLES, assert_clean_error
 
 
 def _registered_store(path, run) -> tuple[Store, dict[str, str], str]:
@@ -88,6 +89,7 @@ def test_read_only_database_while_running(tmp_path, wafer_run, fast_path):
         assert rid.status_code in (404, 405)
 
 
+@pytest.mark.slow
 def test_locked_database(make_service, tmp_path, fast_path):
     store = Store(f"sqlite:///{tmp_path / 'locked.db'}", busy_timeout_ms=300)
     svc = make_service(fast_path, store=store)

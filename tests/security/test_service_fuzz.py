@@ -9,7 +9,7 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adrcs_security_helpers import small_maps
+from helpers.runs import small_maps
 
 EXAMPLES = int(os.environ.get("ADRCS_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

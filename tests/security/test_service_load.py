@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from adrcs.serve.store import Store
-from adrcs_security_helpers import small_maps
+from helpers.runs import small_maps
 
 SERVER = """
 import sys, torch, uvicorn

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from adrcs.serve.inputs import image_from_upload, upload_kind
-from adrcs_security_helpers import assert_clean_error, small_maps
+from helpers.runs import small_maps
+from helpers.service import assert_clean_error
 
 
 def _str(s: str) -> bytes:
@@ -159,13 +160,13 @@ def test_upload_kind_sniffs_bytes_not_names():
 
 
 def test_convert_npz_layout_is_accepted(service, tmp_path):
-    from adrcs_security_helpers import helpers
+    from helpers.frames import make_wm811k_frame
 
     from adrcs.data import load
     from adrcs.data.writer import save_wafer_maps_npz
 
     src = tmp_path / "lot.pkl.xz"
-    helpers.make_wm811k_frame(np.random.default_rng(5), per_class=1).to_pickle(src)
+    make_wm811k_frame(np.random.default_rng(5), per_class=1).to_pickle(src)
     ds = load(src)  # a local file the user trusts, read by the CLI's loader
     out = save_wafer_maps_npz(ds, tmp_path / "lot.npz")
     r = _post(service, "lot.npz", out.read_bytes(), lot="L7")

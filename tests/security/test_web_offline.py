@@ -8,94 +8,41 @@ an old localStorage entry is moved and deleted); lot / wafer text from the API i
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
-import socket
-import threading
-import time
-from pathlib import Path
 
 import pytest
+from helpers.browser import headless_chromium
+from helpers.live_server import serve_in_thread
+from helpers.runs import small_maps, train_wafer_run
 
 from adrcs.serve.app import ServiceConfig, create_app
 from adrcs.serve.store import Store
 from adrcs.serve.web import install_web
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
-REPO = Path(__file__).resolve().parents[2]
 XSS = '<img src=x onerror="window.__xss=1">'
-
-
-def _serve_test_helpers():
-    """`_train_wafer` and `_maps` of tests/serve/test_app.py (a tiny model, maps it can classify)."""
-    spec = importlib.util.spec_from_file_location("adrcs_serve_test_app", REPO / "tests" / "serve" / "test_app.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _offline_browser():
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        pytest.skip("no chromium + chromedriver on PATH (Debian: apt-get install chromium chromium-driver)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1280,900",
-              # no network: only 127.0.0.1 resolves, and every other request goes to a proxy that is not there
-              "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-              "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
-              "--disable-background-networking", "--disable-component-update", "--no-first-run"):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    try:
-        return webdriver.Chrome(service=Service(executable_path=driver), options=opts)
-    except Exception as e:  # a broken browser install is an environment problem, not a failure of ours
-        pytest.skip(f"chromium did not start: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """The real service (uvicorn in a thread, a tiny model, every inspection queued) and an offline browser."""
     import httpx
-    import uvicorn
 
-    helpers = _serve_test_helpers()
     tmp = tmp_path_factory.mktemp("offline")
-    run = helpers._train_wafer(tmp, 0)
+    run = train_wafer_run(tmp, 0)
     store = Store(f"sqlite:///{tmp / 'adrcs.db'}")
     token = store.create_token("eve", "engineer")
     app = install_web(create_app(ServiceConfig(models=[str(run)], low_confidence=1.01), store=store))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 20
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    url = f"http://127.0.0.1:{port}"
-    r = httpx.post(f"{url}/v1/inspect/wafer-maps", json={"maps": helpers._maps(2), "lot": XSS, "wafer": XSS},
-                   headers={"Authorization": f"Bearer {token}"})
-    assert r.status_code == 200, r.text
-    browser = _offline_browser()
-    try:
-        yield url, token, browser
-    finally:
-        browser.quit()
-        server.should_exit = True
-        thread.join(timeout=10)
-        store.close()
+    with serve_in_thread(app) as url:
+        r = httpx.post(f"{url}/v1/inspect/wafer-maps", json={"maps": small_maps(2), "lot": XSS, "wafer": XSS},
+                       headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        browser = headless_chromium(offline=True)
+        try:
+            yield url, token, browser
+        finally:
+            browser.quit()
+    store.close()
 
 
 def _logs(browser, base: str) -> tuple[list[dict], list[str], list[str]]:

@@ -9,7 +9,6 @@ postgresql cases are skipped and the reason is printed in the terminal summary.
 from __future__ import annotations
 
 import glob
-import importlib.util
 import itertools
 import os
 import shutil
@@ -17,19 +16,8 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-
-# pytest imports every conftest.py as the module `conftest`; this one would hide the root one's data
-# makers from `from conftest import make_wafer, ...` in other folders, so it re-exports them.
-_ROOT_CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
-_spec = importlib.util.spec_from_file_location("adrcs_root_conftest", _ROOT_CONFTEST)
-_root = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root)
-for _name in ("make_wafer", "make_mixed_wafer", "make_wafer_set", "make_wm811k_frame", "make_lswmd_frame",
-              "make_mixed_arrays", "make_mixed_frame", "to_255", "pattern_mask", "run_cli"):
-    globals()[_name] = getattr(_root, _name)
 
 PG_ENV = "ADRCS_TEST_POSTGRES_URL"
 PG_START_TIMEOUT_S = 20

@@ -1,81 +1,38 @@
 """The inspection service through FastAPI's test client: inspect, list, review, stats, models (promote,
-rollback), roles, bad inputs, the review picture, images; and adaptive retraining's champion/challenger."""
+rollback), roles, bad inputs, the review picture, images; `adrcs serve` as a process under load."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from helpers.bench import bench_service
+from helpers.frames import make_wm811k_frame
+from helpers.runs import small_maps, train_detector_run, train_wafer_run
+from helpers.service import inspect_maps, role_auth, wafer_service
 
 from adrcs.serve.app import ServiceConfig, create_app
 from adrcs.serve.store import Store
 
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("adrcs_test_helpers", REPO / "tests" / "conftest.py")
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)  # the root conftest's data makers (tests/serve has its own conftest)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _train_wafer(tmp: Path, seed: int, epochs: int = 1) -> Path:
-    from adrcs.api import train
-    from adrcs.config import load_config
-
-    files = []
-    for i, n in enumerate([4, 2]):
-        p = tmp / f"wm{seed}_{i}.pkl.xz"
-        helpers.make_wm811k_frame(np.random.default_rng(10 + i), per_class=n).to_pickle(p)
-        files.append(p)
-    cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml",
-                      {"epochs": epochs, "input_size": 16, "device": "cpu", "batch_size": 16, "seed": seed,
-                       "model_args": {"width": 8}, "progress": False})
-    run = tmp / f"run{seed}"
-    train(cfg, [files[0]], [files[1]], run, say=lambda s: None)
-    return run
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict:
+    """Two tiny wafer runs (seeds 0 and 1) and their folder."""
     tmp = tmp_path_factory.mktemp("serve")
-    return {"a": _train_wafer(tmp, 0), "b": _train_wafer(tmp, 1), "tmp": tmp}
+    return {"a": train_wafer_run(tmp, 0), "b": train_wafer_run(tmp, 1), "tmp": tmp}
 
 
 @pytest.fixture
 def service(runs, tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'adrcs.db'}")
-    tokens = {role: store.create_token(role + "-user", role) for role in ("inspector", "engineer", "admin")}
-    app = create_app(ServiceConfig(db="unused", models=[str(runs["a"])], max_request_bytes=2_000_000,
-                                   token_cache_s=0), store=store)
-    with TestClient(app) as client:
-        yield client, tokens, store
-
-
-def auth(tokens: dict, role: str) -> dict:
-    return {"Authorization": f"Bearer {tokens[role]}"}
-
-
-def _maps(n: int, rng=None) -> list:
-    rng = rng or np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        m = np.ones((20, 20), np.int64)
-        m[:2], m[:, :2] = 0, 0
-        m[rng.random((20, 20)) < 0.2] = 2
-        out.append(m.tolist())
-    return out
-
-
-def _inspect(client, tokens, n=3, lot="L1", **extra):
-    r = client.post("/v1/inspect/wafer-maps", json={"maps": _maps(n), "lot": lot, **extra},
-                    headers=auth(tokens, "inspector"))
-    assert r.status_code == 200, r.text
-    return r.json()
+    """(client, tokens, store) of a service on run a."""
+    with wafer_service(runs["a"], tmp_path / "adrcs.db") as svc:
+        yield svc
 
 
 def test_training_writes_drift_reference(runs):
@@ -95,7 +52,7 @@ def test_drift_flags_shifted_traffic(service, monkeypatch):
     store.add_inspections([NewInspection(kind="wafer_map", model_version=model.version, predicted=rare,
                                          probabilities={rare: 0.99}, confidence=0.99, content=b"x" * (i + 1),
                                          media_type="application/x-npy", lot="SHIFT") for i in range(40)])
-    drift = client.get("/v1/stats", headers=auth(tokens, "inspector")).json()["drift"]
+    drift = client.get("/v1/stats", headers=role_auth(tokens, "inspector")).json()["drift"]
     assert drift["status"] in ("warning", "alert"), drift
 
 
@@ -105,7 +62,7 @@ def test_health_docs_metrics_page(service):
     assert h["status"] == "ok" and h["models"]["wafer"].startswith("wafer-")
     assert "/v1/inspect/wafer-maps" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
-    _inspect(client, tokens)
+    inspect_maps(client, tokens)
     text = client.get("/metrics").text
     assert "adrcs_requests_total" in text and "adrcs_predictions_total" in text and "adrcs_model_info" in text
     assert "ADRCS review" in client.get("/").text
@@ -113,7 +70,7 @@ def test_health_docs_metrics_page(service):
 
 def test_inspect_json_maps_stored_with_everything(service):
     client, tokens, store = service
-    body = _inspect(client, tokens, n=3, wafer=["w1", "w2", "w3"], tool="T7")
+    body = inspect_maps(client, tokens, n=3, wafer=["w1", "w2", "w3"], tool="T7")
     res = body["results"]
     assert len(res) == 3 and body["model_version"].startswith("wafer-")
     for r, w in zip(res, ["w1", "w2", "w3"]):
@@ -125,37 +82,37 @@ def test_inspect_json_maps_stored_with_everything(service):
         content, media = store.get_blob(rec.input_sha256)
         assert media == "application/x-npy"
     # 0/128/255 coding gives the same answer as 0/1/2
-    m = np.array(_maps(1)[0])
+    m = np.array(small_maps(1)[0])
     r255 = client.post("/v1/inspect/wafer-maps", json={"maps": [np.array([0, 128, 255])[m].tolist()]},
-                       headers=auth(tokens, "inspector")).json()["results"][0]
+                       headers=role_auth(tokens, "inspector")).json()["results"][0]
     r012 = client.post("/v1/inspect/wafer-maps", json={"maps": [m.tolist()]},
-                       headers=auth(tokens, "inspector")).json()["results"][0]
+                       headers=role_auth(tokens, "inspector")).json()["results"][0]
     assert r255["probabilities"] == r012["probabilities"]
 
 
 def test_inspect_uploaded_npz_and_json_pickle_refused(service, tmp_path):
     client, tokens, _ = service
     p = tmp_path / "lot.pkl.xz"
-    helpers.make_wm811k_frame(np.random.default_rng(3), per_class=1).to_pickle(p)
+    make_wm811k_frame(np.random.default_rng(3), per_class=1).to_pickle(p)
     r = client.post("/v1/inspect/wafer-maps", files={"file": ("lot.pkl.xz", p.read_bytes())},
-                    data={"lot": "LOT9"}, headers=auth(tokens, "inspector"))
+                    data={"lot": "LOT9"}, headers=role_auth(tokens, "inspector"))
     assert r.status_code == 415 and "adrcs convert" in r.json()["detail"], r.text  # pickles are never unpickled
-    r = client.post("/v1/inspect/wafer-maps", files={"file": ("m.json", json.dumps({"maps": _maps(3)}).encode())},
-                    data={"lot": "LOT9"}, headers=auth(tokens, "inspector"))
+    r = client.post("/v1/inspect/wafer-maps", files={"file": ("m.json", json.dumps({"maps": small_maps(3)}).encode())},
+                    data={"lot": "LOT9"}, headers=role_auth(tokens, "inspector"))
     assert r.status_code == 200, r.text
     assert len(r.json()["results"]) == 3 and {x["lot"] for x in r.json()["results"]} == {"LOT9"}
     buf = io.BytesIO()
-    np.savez(buf, arr_0=np.array(_maps(2), np.uint8), arr_1=np.zeros((2, 8), np.int64))
+    np.savez(buf, arr_0=np.array(small_maps(2), np.uint8), arr_1=np.zeros((2, 8), np.int64))
     r = client.post("/v1/inspect/wafer-maps", files={"file": ("m.npz", buf.getvalue())},
-                    headers=auth(tokens, "inspector"))
+                    headers=role_auth(tokens, "inspector"))
     assert r.status_code == 200, r.text and len(r.json()["results"]) == 2
 
 
 def test_list_filters_get_and_picture(service):
     client, tokens, _ = service
-    _inspect(client, tokens, n=2, lot="A")
-    _inspect(client, tokens, n=3, lot="B")
-    h = auth(tokens, "inspector")
+    inspect_maps(client, tokens, n=2, lot="A")
+    inspect_maps(client, tokens, n=3, lot="B")
+    h = role_auth(tokens, "inspector")
     b = client.get("/v1/inspections", params={"lot": "B"}, headers=h).json()
     assert b["total"] == 3 and all(i["lot"] == "B" for i in b["items"])
     one = b["items"][0]
@@ -174,71 +131,73 @@ def test_list_filters_get_and_picture(service):
 
 def test_review_confirm_correct_and_permissions(service):
     client, tokens, store = service
-    rid = _inspect(client, tokens, n=1)["results"][0]["id"]
+    rid = inspect_maps(client, tokens, n=1)["results"][0]["id"]
     body = {"action": "confirm"}
-    assert client.post(f"/v1/inspections/{rid}/review", json=body, headers=auth(tokens, "inspector")).status_code == 403
-    r = client.post(f"/v1/inspections/{rid}/review", json=body, headers=auth(tokens, "engineer"))
+    assert client.post(f"/v1/inspections/{rid}/review", json=body,
+                       headers=role_auth(tokens, "inspector")).status_code == 403
+    r = client.post(f"/v1/inspections/{rid}/review", json=body, headers=role_auth(tokens, "engineer"))
     assert r.status_code == 200, r.text
     assert r.json()["inspection"]["reviewed"] and r.json()["review"]["reviewer"] == "engineer-user"
     r = client.post(f"/v1/inspections/{rid}/review", json={"action": "correct", "label": "Scratch"},
-                    headers=auth(tokens, "engineer"))
+                    headers=role_auth(tokens, "engineer"))
     assert r.status_code == 200 and r.json()["inspection"]["effective_label"] == "Scratch"
     rec = store.get_inspection(rid)
     assert len(rec.reviews) == 2 and rec.predicted != "" and rec.label == "Scratch"  # nothing overwritten
     bad = client.post(f"/v1/inspections/{rid}/review", json={"action": "correct", "label": "Nope"},
-                      headers=auth(tokens, "engineer"))
+                      headers=role_auth(tokens, "engineer"))
     assert bad.status_code == 422 and "unknown class" in bad.json()["detail"]
     assert client.post(f"/v1/inspections/{rid}/review", json={"action": "correct"},
-                       headers=auth(tokens, "engineer")).status_code == 422
+                       headers=role_auth(tokens, "engineer")).status_code == 422
     assert client.post(f"/v1/inspections/{rid}/review", json={"action": "delete"},
-                       headers=auth(tokens, "engineer")).status_code == 422
-    assert client.post("/v1/inspections/999999/review", json=body, headers=auth(tokens, "engineer")).status_code == 404
-    reviewed = client.get("/v1/inspections", params={"reviewed": True}, headers=auth(tokens, "inspector")).json()
+                       headers=role_auth(tokens, "engineer")).status_code == 422
+    assert client.post("/v1/inspections/999999/review", json=body,
+                       headers=role_auth(tokens, "engineer")).status_code == 404
+    reviewed = client.get("/v1/inspections", params={"reviewed": True}, headers=role_auth(tokens, "inspector")).json()
     assert [i["id"] for i in reviewed["items"]] == [rid]
 
 
 def test_stats_counts_and_drift(service):
     client, tokens, _ = service
-    _inspect(client, tokens, n=4, lot="L1")
-    _inspect(client, tokens, n=2, lot="L2")
-    s = client.get("/v1/stats", headers=auth(tokens, "inspector")).json()
+    inspect_maps(client, tokens, n=4, lot="L1")
+    inspect_maps(client, tokens, n=2, lot="L2")
+    s = client.get("/v1/stats", headers=role_auth(tokens, "inspector")).json()
     per_lot = {}
     for row in s["counts"]:
         per_lot[row["lot"]] = per_lot.get(row["lot"], 0) + row["count"]
     assert per_lot == {"L1": 4, "L2": 2} and s["total"] == 6
     assert s["drift"]["status"] == "insufficient_data"  # 6 maps; the reference comes from drift_reference.json
     assert s["drift"]["model_version"].startswith("wafer-")
-    day = client.get("/v1/stats", params={"by": "day"}, headers=auth(tokens, "inspector")).json()
+    day = client.get("/v1/stats", params={"by": "day"}, headers=role_auth(tokens, "inspector")).json()
     assert sum(r["count"] for r in day["counts"]) == 6
-    assert client.get("/v1/stats", params={"by": "tool"}, headers=auth(tokens, "inspector")).status_code == 422
+    assert client.get("/v1/stats", params={"by": "tool"}, headers=role_auth(tokens, "inspector")).status_code == 422
 
 
 def test_models_promote_rollback_roles(service, runs):
     client, tokens, store = service
-    first = client.get("/v1/models", headers=auth(tokens, "inspector")).json()["champions"]["wafer"]
+    first = client.get("/v1/models", headers=role_auth(tokens, "inspector")).json()["champions"]["wafer"]
     second = client.app.state.host.register(runs["b"])
     assert second != first and store.champion("wafer").version == first
-    assert client.post(f"/v1/models/{second}/promote", headers=auth(tokens, "engineer")).status_code == 403
-    assert client.post("/v1/models/wafer-nope/promote", headers=auth(tokens, "admin")).status_code == 404
-    r = client.post(f"/v1/models/{second}/promote", headers=auth(tokens, "admin"))
+    assert client.post(f"/v1/models/{second}/promote", headers=role_auth(tokens, "engineer")).status_code == 403
+    assert client.post("/v1/models/wafer-nope/promote", headers=role_auth(tokens, "admin")).status_code == 404
+    r = client.post(f"/v1/models/{second}/promote", headers=role_auth(tokens, "admin"))
     assert r.status_code == 200 and r.json()["champion"]["version"] == second
-    assert _inspect(client, tokens, n=1)["model_version"] == second  # served by the new champion
-    r = client.post("/v1/models/rollback", headers=auth(tokens, "admin"))
+    assert inspect_maps(client, tokens, n=1)["model_version"] == second  # served by the new champion
+    r = client.post("/v1/models/rollback", headers=role_auth(tokens, "admin"))
     assert r.status_code == 200 and r.json()["champion"]["version"] == first
-    assert _inspect(client, tokens, n=1)["model_version"] == first
-    assert client.post("/v1/models/rollback", headers=auth(tokens, "admin")).status_code == 409
-    listed = client.get("/v1/models", headers=auth(tokens, "inspector")).json()
+    assert inspect_maps(client, tokens, n=1)["model_version"] == first
+    assert client.post("/v1/models/rollback", headers=role_auth(tokens, "admin")).status_code == 409
+    listed = client.get("/v1/models", headers=role_auth(tokens, "inspector")).json()
     assert {m["version"] for m in listed["models"]} == {first, second}
 
 
 def test_tokens_missing_wrong_revoked(service):
     client, tokens, store = service
-    body = {"maps": _maps(1)}
+    body = {"maps": small_maps(1)}
     assert client.post("/v1/inspect/wafer-maps", json=body).status_code == 401
     assert client.post("/v1/inspect/wafer-maps", json=body, headers={"Authorization": "Bearer nope"}).status_code == 401
     assert client.post("/v1/inspect/wafer-maps", json=body, headers={"X-API-Token": tokens["admin"]}).status_code == 200
     store.revoke_token("inspector-user")
-    assert client.post("/v1/inspect/wafer-maps", json=body, headers=auth(tokens, "inspector")).status_code == 401
+    assert client.post("/v1/inspect/wafer-maps", json=body, headers=role_auth(tokens, "inspector")).status_code == 401
 
 
 def test_token_cache_remembers_a_check(runs, tmp_path):
@@ -260,18 +219,18 @@ def test_token_cache_remembers_a_check(runs, tmp_path):
     ({"maps": [[[0, 7], [1, 1]]]}, "die codes"),
     ({"maps": []}, "non-empty"),
     ({"nomaps": 1}, "'maps'"),
-    ({"maps": _maps(2), "wafer": ["only-one"]}, "one per map"),
+    ({"maps": small_maps(2), "wafer": ["only-one"]}, "one per map"),
 ])
 def test_bad_wafer_inputs_get_422_with_a_message(service, body, fragment):
     client, tokens, _ = service
-    r = client.post("/v1/inspect/wafer-maps", json=body, headers=auth(tokens, "inspector"))
+    r = client.post("/v1/inspect/wafer-maps", json=body, headers=role_auth(tokens, "inspector"))
     assert r.status_code == 422 and fragment in r.json()["detail"], r.text
     assert "Traceback" not in r.text
 
 
 def test_other_bad_requests(service):
     client, tokens, _ = service
-    h = auth(tokens, "inspector")
+    h = role_auth(tokens, "inspector")
     r = client.post("/v1/inspect/wafer-maps", content=b"{not json", headers={**h, "Content-Type": "application/json"})
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
     huge = {"maps": [np.ones((1000, 1000), np.int64).tolist()]}
@@ -293,7 +252,7 @@ def test_other_bad_requests(service):
 
 def _fast_path_cases(tokens: dict) -> list[tuple[str, dict, Any]]:
     """(name, request kwargs, setup(app) or None) for the fast-path parity test."""
-    h = auth(tokens, "inspector")
+    h = role_auth(tokens, "inspector")
     json_h = {**h, "Content-Type": "application/json"}
 
     def boom(*_a, **_k):
@@ -303,19 +262,19 @@ def _fast_path_cases(tokens: dict) -> list[tuple[str, dict, Any]]:
         raise LookupError("no wafer model deployed")
 
     return [
-        ("ok", {"json": {"maps": _maps(2), "lot": "L1", "wafer": ["a", "b"], "tool": "T1"}, "headers": h}, None),
-        ("ok by X-API-Token, no content type", {"content": json.dumps({"maps": _maps(1)}).encode(),
+        ("ok", {"json": {"maps": small_maps(2), "lot": "L1", "wafer": ["a", "b"], "tool": "T1"}, "headers": h}, None),
+        ("ok by X-API-Token, no content type", {"content": json.dumps({"maps": small_maps(1)}).encode(),
                                                 "headers": {"X-API-Token": tokens["inspector"]}}, None),
-        ("no token", {"json": {"maps": _maps(1)}}, None),
-        ("wrong token", {"json": {"maps": _maps(1)}, "headers": {"Authorization": "Bearer nope"}}, None),
+        ("no token", {"json": {"maps": small_maps(1)}}, None),
+        ("wrong token", {"json": {"maps": small_maps(1)}, "headers": {"Authorization": "Bearer nope"}}, None),
         ("not JSON", {"content": b"{not json", "headers": json_h}, None),
         ("not an object", {"content": b"[1, 2]", "headers": json_h}, None),
         ("bad codes", {"json": {"maps": [[[0, 7], [1, 1]]]}, "headers": h}, None),
-        ("too many maps", {"json": {"maps": _maps(6)}, "headers": h}, None),
+        ("too many maps", {"json": {"maps": small_maps(6)}, "headers": h}, None),
         ("over the size limit", {"content": b" " * 2_000_001, "headers": json_h}, None),
         ("over the size limit, streamed", {"content": iter([b" " * 1_000_000] * 3), "headers": json_h}, None),
-        ("no model", {"json": {"maps": _maps(1)}, "headers": h}, no_model),
-        ("internal error", {"json": {"maps": _maps(1)}, "headers": h}, boom),
+        ("no model", {"json": {"maps": small_maps(1)}, "headers": h}, no_model),
+        ("internal error", {"json": {"maps": small_maps(1)}, "headers": h}, boom),
     ]
 
 
@@ -359,9 +318,9 @@ def test_fast_path_answers_like_the_fastapi_route(runs, tmp_path):
             assert len(served) == (len(got) if fast else 0)
             if fast:  # a multipart upload to the same path goes through FastAPI
                 buf = io.BytesIO()
-                np.savez(buf, arr_0=np.array(_maps(2), np.uint8), arr_1=np.zeros((2, 8), np.int64))
+                np.savez(buf, arr_0=np.array(small_maps(2), np.uint8), arr_1=np.zeros((2, 8), np.int64))
                 r = client.post("/v1/inspect/wafer-maps", files={"file": ("m.npz", buf.getvalue())},
-                                headers=auth(tokens, "inspector"))
+                                headers=role_auth(tokens, "inspector"))
                 assert r.status_code == 200 and len(r.json()["results"]) == 2 and len(served) == len(got)
     assert answers[True] == answers[False]
     ok = answers[True]
@@ -377,17 +336,11 @@ def test_fast_path_answers_like_the_fastapi_route(runs, tmp_path):
 
 @pytest.fixture(scope="module")
 def detector_run(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(REPO / "tests" / "engine"))
-    from test_fit_detector import make_deeppcb, tiny_cfg
-
-    from adrcs.api_images import train_detection
-
-    root = tmp_path_factory.mktemp("det")
-    lst = make_deeppcb(root / "data", n=4)
-    train_detection(tiny_cfg(epochs=1), lst, out=root / "run", say=lambda s: None)
-    return root / "run"
+    """A tiny detector run (images of it under ../data/imgs)."""
+    return train_detector_run(tmp_path_factory.mktemp("det"))
 
 
+@pytest.mark.slow
 def test_inspect_image_with_template(runs, detector_run, tmp_path):
     from PIL import Image
 
@@ -413,97 +366,20 @@ def test_inspect_image_with_template(runs, detector_run, tmp_path):
         assert r.status_code == 422 and "bad.png" in r.json()["detail"]
 
 
-def test_champion_challenger_refuses_a_worse_model():
-    from adrcs.adapt import compare
-
-    names = ["a", "b", "c"]
-    y = np.array([0] * 10 + [1] * 10 + [2] * 10)
-    good = y.copy()
-    worse = y.copy()
-    worse[10:16] = 0  # class b recall 1.0 -> 0.4
-    d = compare(y, good, worse, names)
-    assert not d.promote and any("recall of b" in r for r in d.reasons) and any("macro-F1" in r for r in d.reasons)
-    better = compare(y, worse, good, names)
-    assert better.promote and better.challenger["macro_f1"] > better.champion["macro_f1"]
-    slight = y.copy()
-    slight[20] = 1  # c recall 1.0 -> 0.9: over the 0.05 margin
-    assert not compare(y, good, slight, names).promote
-    assert compare(y, good, slight, names, recall_margin=0.15, f1_tolerance=0.05).promote
-    assert not compare(np.zeros(0), np.zeros(0), np.zeros(0), names).promote  # no audit data
-
-
-def test_audit_split_is_fixed_by_id():
-    from adrcs.adapt import is_audit
-
-    picks = [is_audit(i) for i in range(2000)]
-    assert picks == [is_audit(i) for i in range(2000)]
-    assert 0.25 < np.mean(picks) < 0.35
-
-
-def test_adapt_round_trains_challenger_and_decides(service, runs, tmp_path):
-    client, tokens, store = service
-    from adrcs.adapt import adapt
-
-    for lot in ("R1", "R2", "R3"):
-        for res in _inspect(client, tokens, n=8, lot=lot)["results"]:
-            client.post(f"/v1/inspections/{res['id']}/review", json={"action": "confirm"},
-                        headers=auth(tokens, "engineer"))
-    champion = store.champion("wafer").version
-    lines: list[str] = []
-    # a rule no challenger can meet (macro-F1 must rise by 2): registered, rejected, champion kept
-    report = adapt(store, runs["a"], tmp_path / "rejected", overrides={"epochs": 1, "progress": False},
-                   f1_tolerance=-2.0, say=lines.append)
-    assert report["n_pool"] + report["n_audit"] == 24 and report["n_audit"] > 0
-    assert report["promoted"] is False and store.champion("wafer").version == champion
-    assert report["challenger"] in {m.version for m in store.list_models()}
-    assert any(e["action"] == "reject" and e["version"] == report["challenger"] for e in store.model_events())
-    assert json.loads((tmp_path / "rejected" / "adapt_report.json").read_text())["promoted"] is False
-    # a rule every challenger meets: promoted and served
-    report = adapt(store, runs["a"], tmp_path / "promoted", overrides={"epochs": 1, "progress": False},
-                   f1_tolerance=2.0, recall_margin=2.0, say=lines.append)
-    assert report["promoted"] is True and store.champion("wafer").version == report["challenger"] != champion
-    assert json.loads((tmp_path / "promoted" / "adapt_report.json").read_text())["promoted"] is True
-
-
-def test_adapt_learns_a_class_an_admin_registered(service, runs, tmp_path):
-    """A new pattern recorded in reviews (a registered class) becomes a class of the challenger."""
-    client, tokens, store = service
-    from adrcs.adapt import adapt
-    from adrcs.pipeline import Pipeline
-
-    r = client.post("/v1/classes", json={"name": "Spiral", "kind": "wafer"}, headers=auth(tokens, "admin"))
-    assert r.status_code in (200, 201), r.text
-    for i, res in enumerate(_inspect(client, tokens, n=12, lot="N1")["results"]):
-        body = {"action": "correct", "label": "Spiral"} if i % 2 else {"action": "confirm"}
-        assert client.post(f"/v1/inspections/{res['id']}/review", json=body,
-                           headers=auth(tokens, "engineer")).status_code == 200
-    bogus = client.post(f"/v1/inspections/{res['id']}/review", json={"action": "correct", "label": "Nope"},
-                        headers=auth(tokens, "engineer"))
-    assert bogus.status_code == 422
-    report = adapt(store, runs["a"], tmp_path / "challenger", overrides={"epochs": 1, "progress": False},
-                   say=lambda s: None)
-    assert report["new_classes"] == ["Spiral"]
-    champion = Pipeline.load(runs["a"])
-    challenger = Pipeline.load(tmp_path / "challenger")
-    assert challenger.class_names == champion.class_names + ["Spiral"]
-    assert report["n_pool"] + report["n_audit"] == 12
-
-
+@pytest.mark.slow
 def test_adrcs_serve_process_under_both_load_generators(runs, tmp_path):
     """`adrcs serve` as its own process (the flags of a line deployment), driven by bench/service.py's raw-socket
     and httpx load generators: every request answered and every acknowledged inspection stored."""
     import asyncio
 
-    spec = importlib.util.spec_from_file_location("bench_service", REPO / "bench" / "service.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = bench_service()
     db = f"sqlite:///{tmp_path / 'line.db'}"
     port, token_file = bench.free_port(), tmp_path / "admin.token"
     proc = bench.start_server(runs["a"], db, port, token_file, tmp_path / "server.log",
                               extra=["--torch-threads", "1", "--batch-wait-ms", "0"])
     try:
         url, token = f"http://127.0.0.1:{port}", token_file.read_text().strip()
-        bodies = [json.dumps({"maps": _maps(k + 1, np.random.default_rng(k)), "lot": "L1"}).encode() for k in range(3)]
+        bodies = [json.dumps({"maps": small_maps(k + 1, seed=k), "lot": "L1"}).encode() for k in range(3)]
         acked: list[int] = []
         for client in ("raw", "httpx"):
             res = asyncio.run(bench.drive(url, token, bodies, 2, 3, 1.0, acked, client=client))

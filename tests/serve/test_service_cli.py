@@ -5,22 +5,13 @@ import json
 
 import numpy as np
 import pytest
+from helpers.cli import run_cli as run
+from helpers.runs import small_maps, train_wafer_run
 
-from adrcs.cli import main
 from adrcs.serve.inputs import encode_map
 from adrcs.serve.store import NewInspection, Store
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_token_create_and_revoke(tmp_path, capsys):
@@ -37,10 +28,9 @@ def test_token_create_and_revoke(tmp_path, capsys):
     assert code == 2 and "nobody" in err
 
 
+@pytest.mark.slow
 def test_adapt_cli_writes_report(tmp_path, capsys):
-    from test_app import _maps, _train_wafer
-
-    run_dir = _train_wafer(tmp_path, 0)
+    run_dir = train_wafer_run(tmp_path, 0)
     db = f"sqlite:///{tmp_path / 'a.db'}"
     store = Store(db)
     names = json.loads((run_dir / "drift_reference.json").read_text())["class_names"]
@@ -48,7 +38,7 @@ def test_adapt_cli_writes_report(tmp_path, capsys):
                                                 probabilities={names[0]: 0.6}, confidence=0.6,
                                                 content=encode_map(np.array(m, np.uint8)),
                                                 media_type="application/x-npy", lot="L")
-                                  for m in _maps(12, np.random.default_rng(5))])
+                                  for m in small_maps(12, seed=5)])
     for i, r in enumerate(recs):
         store.add_review(r.id, action="correct", label=names[i % len(names)], reviewer="eng")
     code, out, err = run(["adapt", "--db", db, "--model", run_dir, "--out", tmp_path / "ch", "--epochs", "1",

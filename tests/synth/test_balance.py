@@ -12,7 +12,7 @@ from adrcs.synth.balance import auto_target, balance_training_set, maps_to_add
 
 @pytest.fixture
 def files(tmp_path):
-    from conftest import make_wm811k_frame
+    from helpers.frames import make_wm811k_frame
 
     rng = np.random.default_rng(0)
     train = make_wm811k_frame(rng, classes=["Center", "Donut", "none"], per_class=3, sizes=(16, 20))
@@ -59,6 +59,7 @@ def test_balance_errors(files):
         balance_training_set(train, "gan", synthesizer=gan_needed)
 
 
+@pytest.mark.slow
 def test_train_balance_never_touches_validation(files, tmp_path, monkeypatch):
     from adrcs import api
     from adrcs.config import load_config

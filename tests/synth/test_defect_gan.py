@@ -4,21 +4,18 @@ the test image, and `paste_defects: gan` in a detection run."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers.images import make_deeppcb
+from helpers.images import tiny_detect_cfg as tiny_cfg
 
 from adrcs.data.image_formats import load_images
 from adrcs.synth.defect_crops import (box_mask, collect_defect_crops, cut_patches, inpainting_context, paste_window,
                                       windows_for)
 from adrcs.synth.defect_gan import DefectGAN
 from adrcs.synth.defect_paste import DefectPaster, fit_defect_paster
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from test_fit_detector import make_deeppcb, tiny_cfg  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = {"iterations": 30, "batch_size": 16, "g_width": 8, "d_width": 8, "z_dim": 8}
@@ -64,6 +61,7 @@ def test_collect_crops_with_and_without_template(images):
     assert not plain.uses_template and torch.equal(plain.test[:, :, ~m], plain.context[:, :, ~m])
 
 
+@pytest.mark.slow
 def test_gan_trains_keeps_context_and_round_trips(images, tmp_path):
     crops = collect_defect_crops(images, 64, use_template=True, patch=16)
     gan = DefectGAN(seed=0, **FAST).fit(crops, say=lambda s: None, progress=False)
@@ -89,6 +87,7 @@ def test_gan_errors(tmp_path):
         DefectGAN.load(tmp_path)
 
 
+@pytest.mark.slow
 def test_paster_adds_boxes_in_free_space_to_the_test_image_only(images):
     crops = collect_defect_crops(images, 64, use_template=True, patch=16)
     gan = DefectGAN(seed=0, **FAST).fit(crops, say=lambda s: None, progress=False)
@@ -119,6 +118,7 @@ def test_paster_adds_boxes_in_free_space_to_the_test_image_only(images):
     assert t3 is test and len(b3) == 1
 
 
+@pytest.mark.slow
 def test_detection_run_with_pasted_defects(tmp_path):
     from adrcs.api_images import train_detection
 

@@ -26,7 +26,7 @@ def test_frechet_and_kid_sanity():
 
 
 def test_memorisation_check():
-    from conftest import make_wafer
+    from helpers.wafers import make_wafer
 
     rng = np.random.default_rng(1)
     train = np.stack([make_wafer("scratch", 20, rng) for _ in range(6)])
@@ -46,7 +46,7 @@ def test_classifier_feature_space_distances(tmp_path):
     from adrcs.models import create_model
     from adrcs.pipeline import Pipeline
     from adrcs.synth.evaluate import classifier_features
-    from conftest import make_wafer
+    from helpers.wafers import make_wafer
 
     torch.manual_seed(0)
     net = create_model("ffn", num_classes=2, width=8).eval()

@@ -11,7 +11,7 @@ from adrcs.synth.gan import Critic, Generator, gradient_penalty
 
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
-    from conftest import make_wm811k_frame
+    from helpers.frames import make_wm811k_frame
 
     p = tmp_path_factory.mktemp("synth") / "train.pkl.xz"
     make_wm811k_frame(np.random.default_rng(3), classes=["Center", "Donut", "Edge-Ring", "none"], per_class=6,

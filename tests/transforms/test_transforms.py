@@ -5,7 +5,7 @@ from adrcs.transforms import dihedral_views, one_hot_maps, random_dihedral, resi
 
 
 def test_resize_keeps_die_codes_and_shape(rng):
-    from conftest import make_wafer
+    from helpers.wafers import make_wafer
 
     for shape in [(25, 27), (52, 52), (7, 90), (200, 160)]:
         m = make_wafer("scratch", shape, rng)
@@ -22,7 +22,7 @@ def test_resize_upsampling_is_lossless():
 
 
 def test_resize_stack_matches_single_resize(rng):
-    from conftest import make_wafer
+    from helpers.wafers import make_wafer
 
     maps = [make_wafer(k, s, rng) for k, s in [("center", 20), ("donut", (24, 18)), ("loc", 20), ("none", 33)]]
     stack = resize_stack(maps, 32)
@@ -32,7 +32,7 @@ def test_resize_stack_matches_single_resize(rng):
 
 
 def test_resize_stack_of_one_map_matches_single_resize(rng):
-    from conftest import make_wafer
+    from helpers.wafers import make_wafer
 
     for shape in [(25, 27), (48, 48), (7, 90)]:
         m = make_wafer("scratch", shape, rng)
