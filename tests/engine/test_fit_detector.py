@@ -176,6 +176,7 @@ def test_evaluate_detection(run, tmp_path):
         evaluate_detection(run["run"], odd, say=lambda m: None)
 
 
+@pytest.mark.slow
 def test_fit_detector_without_template_stops_early(tmp_path):
     ds = load_images(make_deeppcb(tmp_path / "d", n=4, seed=1))
     train, val = ds.subset([0, 1, 2]), ds.subset([3])

@@ -25,6 +25,7 @@ def test_selector_returns_mask_and_improves(name):
     assert sel.history_[-1] == pytest.approx(sel.fitness_)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["erd", "rd", "eo", "sca"])
 def test_selector_same_seed_same_result(name):
     X, y = problem(n=120)

@@ -24,6 +24,7 @@ def tiny_set(n_per_class=6, seed=0, kinds=("center", "donut", "edge_ring", "scra
     return make_wafer_set(n_per_class, seed, kinds)
 
 
+@pytest.mark.slow
 def test_feature_step_shapes_and_state_round_trip():
     ds = tiny_set()
     maps = resize_stack(ds.maps, 16)
@@ -55,6 +56,7 @@ def test_capped_subsample_keeps_rare_classes():
     assert knn_classes(multi).tolist() == [1, 0, 1, 2]
 
 
+@pytest.mark.slow
 def test_cache_reuses_both_stages(tmp_path):
     ds = tiny_set(n_per_class=4)
     maps = resize_stack(ds.maps, 16)

@@ -5,6 +5,8 @@ import torch
 from adrcs.errors import InputError
 from adrcs.models import create_model, list_models
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SEQUENCE_MODELS = ["cnn1d", "inception1d", "lenet5_1d", "resnet50_1d", "vgg16_1d"]
 
 

@@ -118,6 +118,7 @@ def test_bomb_of_non_pickle_content_reads_only_the_head(tmp_path, compression):
     assert peak < 2 * MIB
 
 
+@pytest.mark.slow
 def test_pickled_frame_over_the_cap(tmp_path, rng):
     maps = [rng.integers(0, 3, (200, 200), dtype=np.uint8) for _ in range(40)]  # 1.6 MB of maps
     path = tmp_path / "big.pkl.xz"

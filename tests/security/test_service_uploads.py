@@ -97,6 +97,7 @@ def _npz(**arrays) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow
 def test_decompression_bombs_are_refused_without_expanding(make_service, fast_path):
     svc = make_service(fast_path, max_request_bytes=100_000)
     bombs = {

@@ -122,7 +122,8 @@ def _psycopg_conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# the postgresql cases start a server process (once per session): slow
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def db_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     """A fresh, empty database URL for the parametrized backend."""
     if request.param == "sqlite":

@@ -27,6 +27,7 @@ def test_registry():
         create_synthesizer("cae", iterations=3)
 
 
+@pytest.mark.slow
 def test_cae_loss_falls_and_samples_are_valid(tiny_set):
     syn = create_synthesizer("cae", size=16, steps=60, batch_size=16, lr=3e-3)
     syn.class_names = tiny_set.class_names  # an untrained net for the "before" loss
@@ -82,6 +83,7 @@ def test_gradient_penalty_finite_and_positive():
     assert all(torch.isfinite(p.grad).all() for p in D.parameters() if p.grad is not None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,args", [
     ("cae", {"steps": 3}),
     ("gan", {"iterations": 2, "g_width": 8, "d_width": 8}),
