@@ -85,7 +85,7 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
     """`train` on datasets already in memory (labeled, same classes): balance, features, fit, evaluate.
 
     Writes the run folder and returns the validation report."""
-    from adrcs.engine.fit import fit
+    from adrcs.tasks.fitting import fit
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -57,7 +57,7 @@ def train_image_classifier(cfg: dict[str, Any], data: str | Path, images: str | 
                            out: str | Path = "runs/images", say: Printer = print) -> dict[str, Any]:
     """Train `cfg['model']` on whole-image labels; writes the same run folder as wafer-map training."""
     from adrcs.report.evaluation import evaluation_report
-    from adrcs.engine.fit import fit
+    from adrcs.tasks.fitting import fit
     from adrcs.engine.image_tensors import ImageTensors, decide_template
     from adrcs.image_classifier_pipeline import ImageClassifierPipeline
 

@@ -136,7 +136,7 @@ def train_detection(cfg: dict[str, Any], data: str | Path | ImageSet, images: st
     with the fixed seed ``cfg['seed']``. Returns the validation report (metrics.json's ``val``).
     """
     from adrcs.config import save_config
-    from adrcs.engine.fit_detector import fit_detector
+    from adrcs.tasks.fitting import fit_detector
     from adrcs.report.boxes import annotated_names, draw_detections, plot_per_class_ap
     from adrcs.report.plots import plot_training_curves
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adrcs.data.image_set import IMAGE_MODES, ImageSet
+from adrcs.data.image_set import IMAGE_MODES, ImageSet, resolve_image_mode  # noqa: F401 (old imports)
 from adrcs.errors import InputError
 from adrcs.models.detection import LABEL_OFFSET, create_detector
 from adrcs.models.detection.reference import as_unit_tensor, reference_channels
@@ -232,12 +232,3 @@ class DetectorPipeline:
         except ValueError as e:
             raise InputError(None, str(e)) from e
         return self.predict_tensors([x], [(a.shape[1], a.shape[0])], score_threshold)[0]
-
-
-def resolve_image_mode(mode: str) -> str:
-    """"l"/"grey"/"gray" -> "L", "rgb"/"color" -> "RGB"; InputError otherwise."""
-    key = str(mode).strip().lower()
-    aliases = {"l": "L", "grey": "L", "gray": "L", "rgb": "RGB", "color": "RGB", "colour": "RGB"}
-    if key not in aliases:
-        raise InputError(None, f"image_mode must be one of {', '.join(IMAGE_MODES)}, got {mode!r}")
-    return aliases[key]

@@ -6,7 +6,7 @@ import pytest
 
 from adrcs.config import load_config
 from adrcs.data.wafer_map_set import WaferMapSet
-from adrcs.engine.fit import fit
+from adrcs.tasks.fitting import fit
 from adrcs.engine.tensors import class_weights
 from adrcs.pipeline import Pipeline
 

@@ -26,7 +26,8 @@ from adrcs.data.image_formats import load_images
 from adrcs.data.image_set import ImageSet
 from adrcs.detector_pipeline import DETECTOR_FORMAT, DetectorPipeline, prepare_input
 from adrcs.engine.detection_data import DetectionDataset
-from adrcs.engine.fit_detector import fit_detector, resolve_use_template
+from adrcs.engine.fit_detector import resolve_use_template
+from adrcs.tasks.fitting import fit_detector
 from adrcs.errors import InputError
 
 SIDE, INPUT = DEEPPCB_SIDE, TINY_INPUT  # image side on disk, the network's input side

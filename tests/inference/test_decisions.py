@@ -1,7 +1,6 @@
 """One decision rule: label and confidence are the same in the predictions CSV and in the service."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +8,9 @@ import pandas as pd
 import pytest
 
 from adrcs.inference.decisions import confidence, decide
+from helpers.frames import make_mixed_frame
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("adrcs_test_helpers", REPO / "tests" / "conftest.py")
-helpers = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(helpers)
 
 
 def test_single_label_confidence_is_the_top_probability():
@@ -39,7 +36,7 @@ def test_multilabel_map_gets_one_confidence_in_csv_and_service(tmp_path):
     from adrcs.serve.store import Store
 
     data = tmp_path / "mixed.pkl.xz"
-    helpers.make_mixed_frame(np.random.default_rng(0), n=16).to_pickle(data)
+    make_mixed_frame(np.random.default_rng(0), n=16).to_pickle(data)
     cfg = load_config(REPO / "configs" / "mixedwm38_ffn.yaml",
                       {"epochs": 1, "input_size": 16, "device": "cpu", "batch_size": 8, "progress": False,
                        "val_fraction": 0.3})

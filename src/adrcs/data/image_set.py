@@ -209,3 +209,12 @@ def read_image_file(path: str | Path, mode: str = "L") -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
         text = " ".join(str(e).split()) or type(e).__name__
         raise InputError(path, f"cannot decode image ({text})") from e
+
+
+def resolve_image_mode(mode: str) -> str:
+    """"l"/"grey"/"gray" -> "L", "rgb"/"color" -> "RGB"; InputError otherwise."""
+    key = str(mode).strip().lower()
+    aliases = {"l": "L", "grey": "L", "gray": "L", "rgb": "RGB", "color": "RGB", "colour": "RGB"}
+    if key not in aliases:
+        raise InputError(None, f"image_mode must be one of {', '.join(IMAGE_MODES)}, got {mode!r}")
+    return aliases[key]

@@ -1,8 +1,7 @@
-"""`train_classifier`: train a classifier with PyTorch Lightning; `fit`: the same, plus the saved model.
+"""`train_classifier`: train a classifier with PyTorch Lightning.
 
-`train_classifier` returns the trained network and its scores (`TrainedClassifier`); the caller builds
-and saves the model from it. `fit` is the older entry point that also builds and saves the wafer-map
-`Pipeline` (or `pipeline_factory(net)`) in the run folder.
+It returns the trained network and its scores (`TrainedClassifier`); the task builds and saves the model
+from it (`adrcs.tasks.fitting.fit`).
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ from adrcs.transforms.resize import resize_stack
 MONITOR = "val_macro_f1"
 SUMMARY = ("train_loss", "val_loss", "val_macro_f1", "val_accuracy")
 _quiet_lightning = quiet_lightning  # older name
-__all__ = ["FitResult", "TrainedClassifier", "fit", "resolve_accelerator", "train_classifier"]
+__all__ = ["TrainedClassifier", "resolve_accelerator", "train_classifier"]
 
 
 @dataclass
@@ -33,19 +32,6 @@ class TrainedClassifier(Trained):
 
     net: torch.nn.Module | None = None
     train_class_counts: list[int] | None = None
-
-
-@dataclass
-class FitResult:
-    """`fit`'s result (the saved model built from the trained network)."""
-
-    pipeline: Any
-    run_dir: Path
-    train_seconds: float
-    best_epoch: int | None
-    best_score: float | None
-    history_csv: Path | None
-    is_global_zero: bool = True  # False in the extra processes of a DDP run
 
 
 def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
@@ -92,28 +78,3 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
     done = train(trainer, checkpoint, module, train_loader, val_loader, run_dir)
     net = module.net.cpu().to(memory_format=torch.contiguous_format).eval()
     return TrainedClassifier(**vars(done), net=net, train_class_counts=counts.tolist())
-
-
-def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
-        console_print: Callable[[str], None] = print, features=None, tensors: tuple[Any, Any] | None = None,
-        pipeline_factory: Callable[[torch.nn.Module], Any] | None = None) -> FitResult:
-    """`train_classifier`, then save `model.ckpt` in `run_dir`: a wafer-map `Pipeline` (with the
-    feature step of `features`), or `pipeline_factory(net)` when given.
-
-    Kept for the callers of the older API: the saved model belongs to a higher layer, so a task
-    should call `train_classifier` and build and save its model itself."""
-    run_dir = Path(run_dir)
-    done = train_classifier(cfg, train, val, run_dir, console_print, features=features, tensors=tensors)
-    if pipeline_factory is not None:
-        pipeline = pipeline_factory(done.net)
-    else:
-        from adrcs.pipeline import Pipeline  # the saved model is a higher layer than the engine
-
-        pipeline = Pipeline(net=done.net, model_name=cfg["model"], model_args=dict(cfg["model_args"]),
-                            class_names=list(train.class_names), multilabel=train.multilabel,
-                            input_size=int(cfg["input_size"]), tta=bool(cfg["tta"]), features=features)
-    if done.is_global_zero:
-        pipeline.save(run_dir, train_seconds=done.train_seconds, best_epoch=done.best_epoch,
-                      best_val_macro_f1=done.best_score, train_class_counts=done.train_class_counts)
-    return FitResult(pipeline, run_dir, done.train_seconds, done.best_epoch, done.best_score, done.history_csv,
-                     done.is_global_zero)

@@ -1,9 +1,9 @@
-"""`train_detector`: train a defect detector with PyTorch Lightning; `fit_detector`: the same, plus the saved model.
+"""`train_detector`: train a defect detector with PyTorch Lightning (the task saves the model: `tasks.fitting`).
 
 The model is selected on validation mAP@0.5 (`val_map_50`) by the engine's one Trainer
 (`engine/trainer.py`: logs in ``run_dir/logs``, one line per epoch, Lightning's checkpoints removed
 afterwards). `train_detector` returns the trained network, its scores and input settings;
-`fit_detector` also saves the `DetectorPipeline` in ``run_dir/model.ckpt``.
+`adrcs.tasks.fitting.fit_detector` saves the `DetectorPipeline` in ``run_dir/model.ckpt``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from adrcs.data.image_set import ImageSet
-from adrcs.detector_pipeline import resolve_image_mode
+from adrcs.data.image_set import resolve_image_mode
 from adrcs.engine.detection_data import DetectionDataset, detection_collate
 from adrcs.engine.detector_module import DetectorModule
 from adrcs.engine.trainer import EpochSummary, Trained, build_trainer, quiet_lightning, train
@@ -41,19 +41,6 @@ class TrainedDetector(Trained):
     use_template: bool = False
     image_mode: str = "L"
     score_threshold: float = 0.5
-    synthetic: dict[str, Any] | None = None
-
-
-@dataclass
-class FitDetectorResult:
-    """`fit_detector`'s result (the saved `DetectorPipeline` built from the trained network)."""
-
-    pipeline: Any
-    run_dir: Path
-    train_seconds: float
-    best_epoch: int | None
-    best_map_50: float | None
-    history_csv: Path | None
     synthetic: dict[str, Any] | None = None
 
 
@@ -183,30 +170,3 @@ def train_detector(cfg: dict[str, Any], train_set: ImageSet, val: ImageSet, run_
     return TrainedDetector(**vars(done), net=module.net.cpu().eval(), in_chans=train_ds.in_chans,
                            use_template=use_template, image_mode=mode, score_threshold=score_threshold,
                            synthetic=synthetic)
-
-
-def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: str | Path,
-                 say: Callable[[str], None] = print) -> FitDetectorResult:
-    """`train_detector`, then save the `DetectorPipeline` as `model.ckpt` in `run_dir`.
-
-    Kept for the callers of the older API: the saved model and the defect paster belong to higher
-    layers, so a task should call `train_detector` and build them itself."""
-    from adrcs.detector_pipeline import DetectorPipeline
-
-    def gan_paster(train_set: ImageSet, size: int, use_template: bool, mode: str, out_dir: Path, seed: int):
-        from adrcs.synth.defect_paste import fit_defect_paster  # a higher layer: callers should pass it
-
-        return fit_defect_paster(train_set, size, use_template, mode, dict(cfg.get("paste_args") or {}), out_dir,
-                                 seed=seed, say=say)
-
-    run_dir = Path(run_dir)
-    done = train_detector(cfg, train, val, run_dir, say, paster_factory=gan_paster)
-    pipeline = DetectorPipeline(
-        net=done.net, detector=str(cfg.get("detector", DEFAULT_DETECTOR)),
-        detector_args=dict(cfg.get("detector_args") or {}), class_names=list(train.class_names),
-        in_chans=done.in_chans, input_size=int(cfg.get("input_size", 640)), use_template=done.use_template,
-        image_mode=done.image_mode, score_threshold=done.score_threshold)
-    pipeline.save(run_dir, train_seconds=float(done.train_seconds), best_epoch=done.best_epoch,
-                  best_val_map_50=done.best_score, train_class_counts=train.class_counts("box"))
-    return FitDetectorResult(pipeline, run_dir, done.train_seconds, done.best_epoch, done.best_score,
-                             done.history_csv, done.synthetic)
