@@ -123,6 +123,16 @@ def train(
     task.train(cfg, req, _say)
 
 
+def _run_on_model(verb: str, model: Path, **request: object) -> None:
+    """`verb` (evaluate / predict) of the task that wrote `model`, after its request checks."""
+    from adrcs.tasks import Request, task_of
+
+    task = task_of(model)
+    req = Request(**request)  # type: ignore[arg-type]
+    task.check_image_request(req)
+    getattr(task, verb)(model, req, _say)
+
+
 @app.command()
 def evaluate(
     model: Path = typer.Option(..., "--model", "-m", help="Run folder written by `adrcs train`."),
@@ -134,13 +144,8 @@ def evaluate(
     trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Evaluate a trained model: metrics table, report JSON and plots."""
-    from adrcs.tasks import Request, task_of
-
-    task = task_of(model)
-    req = Request(data=list(data), out=out, images=images, annotations=annotations, tta=tta,
+    _run_on_model("evaluate", model, data=list(data), out=out, images=images, annotations=annotations, tta=tta,
                   reading=_reading(trust_pickle, max_uncompressed_mb))
-    task.check_image_request(req)
-    task.evaluate(model, req, _say)
 
 
 @app.command()
@@ -157,13 +162,9 @@ def predict(
     trust_pickle: bool = TRUST_PICKLE, max_uncompressed_mb: Optional[float] = MAX_UNCOMPRESSED_MB,
 ) -> None:
     """Classify maps; one CSV row per map with the predicted class and probabilities."""
-    from adrcs.tasks import Request, task_of
-
-    task = task_of(model)
-    req = Request(data=list(data), out=out, images=images, annotations=annotations, tta=tta, threshold=threshold,
-                  score_threshold=score_threshold, reading=_reading(trust_pickle, max_uncompressed_mb))
-    task.check_image_request(req)
-    task.predict(model, req, _say)
+    _run_on_model("predict", model, data=list(data), out=out, images=images, annotations=annotations, tta=tta,
+                  threshold=threshold, score_threshold=score_threshold,
+                  reading=_reading(trust_pickle, max_uncompressed_mb))
 
 
 @app.command()
