@@ -95,3 +95,16 @@ def test_one_cycle_with_few_steps(tmp_path, n_per_class):
     probs = result.pipeline.predict_proba(ds)  # the schedule took its few steps without NaNs
     assert np.isfinite(probs).all() and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     assert result.best_epoch == 1 and result.best_score is not None and 0.0 <= result.best_score <= 1.0
+
+
+def test_history_counts_epochs_from_one(tmp_path):
+    import pandas as pd
+
+    ds = tiny_set(n_per_class=2)
+    cfg = load_config(None, {"input_size": 16, "epochs": 2, "batch_size": 4, "model_args": {"width": 4},
+                             "device": "cpu", "progress": False})
+    result = fit(cfg, ds, ds, tmp_path, console_print=lambda *_: None)
+    hist = pd.read_csv(result.history_csv)
+    assert sorted(hist["epoch"].dropna().unique().astype(int)) == [1, 2]
+    best = hist.loc[hist["val_macro_f1"].idxmax(), "epoch"]
+    assert result.best_epoch == int(best)

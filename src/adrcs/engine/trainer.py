@@ -113,6 +113,7 @@ def train(trainer: L.Trainer, checkpoint: ModelCheckpoint, module: L.LightningMo
         trainer.strategy.barrier()  # every rank has read best.ckpt before rank 0 removes it
     if trainer.is_global_zero:
         shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)  # the caller saves model.ckpt
+        _epochs_from_one(history)
     return Trained(seconds, best_epoch(history, str(checkpoint.monitor)), best_score,
                    history if history.is_file() else None, trainer.is_global_zero)
 
@@ -127,8 +128,24 @@ def restore_best(module: torch.nn.Module, checkpoint_callback: ModelCheckpoint) 
     return None if score is None else float(score)
 
 
+def _epochs_from_one(history: Path) -> None:
+    """Lightning counts epochs from 0 in metrics.csv; the printed lines, `best_epoch` and the plots count
+    from 1, so the file is rewritten to count from 1 too (once, marked by an `epoch_base` column)."""
+    if not history.is_file():
+        return
+    import pandas as pd
+
+    df = pd.read_csv(history)
+    if "epoch" not in df or "epoch_base" in df:
+        return
+    df["epoch"] = df["epoch"] + 1
+    df["epoch_base"] = 1
+    df.to_csv(history, index=False)
+
+
 def best_epoch(history: Path, monitor: str) -> int | None:
-    """1-based epoch of the first maximum of `monitor` in Lightning's metrics.csv."""
+    """1-based epoch of the first maximum of `monitor` in metrics.csv (0-based as Lightning writes it, or
+    1-based once `_epochs_from_one` has rewritten it)."""
     if not history.is_file():
         return None
     import pandas as pd
@@ -136,4 +153,4 @@ def best_epoch(history: Path, monitor: str) -> int | None:
     df = pd.read_csv(history)
     if monitor not in df or df[monitor].isna().all():
         return None
-    return int(df.loc[df[monitor].idxmax(), "epoch"]) + 1
+    return int(df.loc[df[monitor].idxmax(), "epoch"]) + (0 if "epoch_base" in df else 1)

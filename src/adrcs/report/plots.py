@@ -214,7 +214,7 @@ def plot_training_curves(history: "pd.DataFrame | str | Path", path: str | Path)
         df = df.reset_index().rename(columns={"index": "_row"})
         xcol, xlabel = "_row", "row"
 
-    cols = [c for c in df.columns if c not in {"epoch", "step", "_row"}]
+    cols = [c for c in df.columns if c not in {"epoch", "epoch_base", "step", "_row"}]
     loss_cols = _pick_loss_columns(cols)
     metric_cols = [c for c in cols if c.startswith("val_") and "loss" not in c.lower()]
 
