@@ -460,3 +460,18 @@ def test_zstd_without_zstandard_is_one_line(tmp_path, monkeypatch):
     p = tmp_path / "maps.pkl.zst"
     p.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 32)
     _expect_error(p, "is zstd-compressed; install the 'zstandard' package to read it")
+
+
+def test_image_datasets_are_named_not_read_as_pickles(tmp_path):
+    from adrcs.data import load
+    from adrcs.errors import InputError
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "0001_test.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    (tmp_path / "trainval.txt").write_text("imgs/0001.jpg anno/0001.txt\n")
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    for path, needle in ((tmp_path / "trainval.txt", "a DeepPCB list"), (voc, "Pascal VOC")):
+        with pytest.raises(InputError) as err:
+            load(path)
+        assert needle in str(err.value) and "image model" in str(err.value)

@@ -56,6 +56,10 @@ def load(path: str | Path, *, require_labels: bool = False, trust_pickle: bool =
     p = Path(path)
     if not p.exists():
         raise InputError(p, "file not found")
+    image_format = _image_dataset(p)
+    if image_format is not None:
+        raise InputError(p, f"is image data ({image_format}), not wafer maps: use it with an image model "
+                            "(task: detect or image_classify) in train / evaluate / predict")
     if p.is_dir():
         raise InputError(p, "is a directory, expected a wafer-map file (.pkl, .pkl.xz, .npz)")
     try:
@@ -244,3 +248,17 @@ def _read_object(source: Source, name: str, trust_pickle: bool, allow_pickle: bo
         raise InputTooLarge(name, "does not fit in memory") from None
     except DECODE_ERRORS + (Exception,) as e:  # UnpicklingError, EOFError, damaged compression, ...
         raise InputError(name, f"is not a readable pickle (damaged or truncated: {_short(e)})") from None
+
+
+def _image_dataset(p: Path) -> str | None:
+    """The name of the image-dataset layout `p` is (a DeepPCB list, a VOC root, class folders), else None."""
+    if p.is_file() and p.stat().st_size > 1024 * 1024:
+        return None  # list files are small; never scan a big wafer-map file as text
+    from adrcs.data.image_formats import detect
+
+    try:
+        fmt = detect(p)
+    except Exception:  # noqa: BLE001 - not an image layout
+        return None
+    return None if fmt is None else {"deeppcb": "a DeepPCB list", "voc": "Pascal VOC",
+                                     "class_folders": "a folder of class folders"}.get(fmt.NAME, fmt.NAME)
