@@ -210,7 +210,7 @@ def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, image
                        annotations: str | Path | None = None, out: str | Path | None = None,
                        say: Printer = print) -> dict[str, Any]:
     """Evaluate a trained detector on annotated data; write the report JSON to `out`
-    (default MODEL/evaluation.json) and ``<out stem>_per_class_ap.png`` beside it."""
+    (default MODEL/evaluation.json) and ``<out stem>_plots/per_class_ap.png`` beside it."""
     from adrcs.detector_pipeline import DetectorPipeline
     from adrcs.report.boxes import plot_per_class_ap
 
@@ -224,9 +224,10 @@ def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, image
     out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2))
-    chart = plot_per_class_ap(report, out_path.with_name(out_path.stem + "_per_class_ap.png"))
+    plot_dir = out_path.parent / (out_path.stem + "_plots")  # as for every task's evaluate
+    plot_per_class_ap(report, plot_dir / "per_class_ap.png")
     say(f"evaluation: {_summary(report)}")
-    say(f"report: {out_path}; chart: {chart}")
+    say(f"report: {out_path}; plots: {plot_dir}")
     return report
 
 

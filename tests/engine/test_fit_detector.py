@@ -166,7 +166,7 @@ def test_evaluate_detection(run, tmp_path):
     rep = evaluate_detection(run["run"], val, out=tmp_path / "ev" / "eval.json", say=lambda m: None)
     assert REPORT_KEYS | {"model_dir", "data"} <= set(rep)
     saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
-    assert saved["map_50"] == rep["map_50"] and (tmp_path / "ev" / "eval_per_class_ap.png").is_file()
+    assert saved["map_50"] == rep["map_50"] and (tmp_path / "ev" / "eval_plots" / "per_class_ap.png").is_file()
     metrics = json.loads((run["run"] / "metrics.json").read_text())["val"]
     assert rep["map_50"] == metrics["map_50"] and rep["f1"] == metrics["f1"]  # the same model, the same images
     rep = evaluate_detection(run["run"], run["list"], say=lambda m: None)  # default: MODEL/evaluation.json
