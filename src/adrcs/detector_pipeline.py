@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from adrcs.data.image_set import IMAGE_MODES, ImageSet, resolve_image_mode  # noqa: F401 (old imports)
 from adrcs.errors import InputError
+from adrcs.inference.predictor import Predictor
 from adrcs.models.detection import LABEL_OFFSET, create_detector
 from adrcs.models.detection.reference import as_unit_tensor, reference_channels
 from adrcs.transforms.boxes import resize_with_boxes
@@ -78,7 +79,7 @@ def to_mode(img: np.ndarray, mode: str) -> np.ndarray:
 
 
 @dataclass
-class DetectorPipeline:
+class DetectorPipeline(Predictor):
     """Everything `predict` needs: the detector and how images must be prepared for it.
 
     net: a torchvision detector from `create_detector` (labels 1-based inside).
@@ -90,6 +91,9 @@ class DetectorPipeline:
     score_threshold: default minimum score of a reported box.
     extra: anything else stored in the checkpoint (train_seconds, best_epoch, ...).
     """
+
+    FORMAT: ClassVar[str] = DETECTOR_FORMAT
+    WHAT: ClassVar[str] = "detector"
 
     net: torch.nn.Module
     detector: str
@@ -115,36 +119,15 @@ class DetectorPipeline:
 
     # ------------------------------------------------------------ save / load
 
-    def save(self, run_dir: str | Path, **extra: Any) -> Path:
-        """Write `model.ckpt` (weights + everything needed to use them) into `run_dir`.
-
-        `extra` values must be plain Python types (the file loads with ``weights_only=True``).
-        """
-        path = Path(run_dir) / CHECKPOINT_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({
-            "format": DETECTOR_FORMAT,
-            "detector": self.detector,
-            "detector_args": dict(self.detector_args),
-            "class_names": list(self.class_names),
-            "in_chans": int(self.in_chans),
-            "input_size": int(self.input_size),
-            "use_template": bool(self.use_template),
-            "image_mode": self.image_mode,
-            "score_threshold": float(self.score_threshold),
-            "label_offset": LABEL_OFFSET,
-            "preprocessing": self.preprocessing,
-            "state_dict": {k: v.detach().cpu() for k, v in self.net.state_dict().items()},
-            **self.extra, **extra,
-        }, path)
-        return path
+    def checkpoint_fields(self) -> dict[str, Any]:
+        return {"detector": self.detector, "detector_args": dict(self.detector_args),
+                "class_names": list(self.class_names), "in_chans": int(self.in_chans),
+                "input_size": int(self.input_size), "use_template": bool(self.use_template),
+                "image_mode": self.image_mode, "score_threshold": float(self.score_threshold),
+                "label_offset": LABEL_OFFSET}
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> "DetectorPipeline":
-        """Load a run folder (or a `model.ckpt` path) written by `train_detection`."""
-        from adrcs.checkpoint import read_checkpoint
-
-        ck, path = read_checkpoint(run_dir, DETECTOR_FORMAT, "detector", device)
+    def from_checkpoint(cls, ck: dict[str, Any], path: Path, device: str) -> "DetectorPipeline":
         size = int(ck["input_size"])
         try:
             net = create_detector(ck["detector"], num_classes=len(ck["class_names"]), in_chans=int(ck["in_chans"]),
@@ -154,13 +137,10 @@ class DetectorPipeline:
             text = " ".join(str(e).split())[:160]
             raise InputError(path, f"cannot rebuild the detector ({type(e).__name__}: {text})")
         net.to(device).eval()
-        known = {"format", "detector", "detector_args", "class_names", "in_chans", "input_size", "use_template",
-                 "image_mode", "score_threshold", "label_offset", "preprocessing", "state_dict"}
         return cls(net=net, detector=ck["detector"], detector_args=dict(ck["detector_args"]),
                    class_names=list(ck["class_names"]), in_chans=int(ck["in_chans"]), input_size=size,
                    use_template=bool(ck["use_template"]), image_mode=ck.get("image_mode", "L"),
-                   score_threshold=float(ck.get("score_threshold", 0.5)),
-                   extra={k: v for k, v in ck.items() if k not in known})
+                   score_threshold=float(ck.get("score_threshold", 0.5)))
 
     # ------------------------------------------------------------ predict
 

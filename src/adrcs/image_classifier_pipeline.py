@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from adrcs.data.image_set import ImageSet
 from adrcs.errors import InputError
+from adrcs.inference.predictor import Predictor
 from adrcs.models import create_model
 from adrcs.models.fuse import fuse_conv_bn
 
@@ -18,8 +19,11 @@ CHECKPOINT_NAME = "model.ckpt"
 
 
 @dataclass
-class ImageClassifierPipeline:
-    """Everything `predict` needs for whole-image defect classes."""
+class ImageClassifierPipeline(Predictor):
+    """Everything `predict` needs for whole-image defect classes (save / load: `Predictor`)."""
+
+    FORMAT: ClassVar[str] = IMAGE_CLASSIFIER_FORMAT
+    WHAT: ClassVar[str] = "image classifier"
 
     net: torch.nn.Module
     model_name: str
@@ -36,27 +40,17 @@ class ImageClassifierPipeline:
                 "use_template": self.use_template, "scale": "x / 255",
                 "channels": "image" + (" + template + |image - template|" if self.use_template else "")}
 
-    def save(self, run_dir: str | Path, **extra: Any) -> Path:
-        path = Path(run_dir) / CHECKPOINT_NAME
-        torch.save({"format": IMAGE_CLASSIFIER_FORMAT, "model": self.model_name, "model_args": self.model_args,
-                    "class_names": self.class_names, "input_size": self.input_size, "image_mode": self.image_mode,
-                    "use_template": self.use_template, "preprocessing": self.preprocessing,
-                    "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()}, **self.extra, **extra}, path)
-        return path
+    def checkpoint_fields(self) -> dict[str, Any]:
+        return {"model": self.model_name, "model_args": self.model_args, "class_names": self.class_names,
+                "input_size": self.input_size, "image_mode": self.image_mode, "use_template": self.use_template}
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> "ImageClassifierPipeline":
-        from adrcs.checkpoint import read_checkpoint
-
-        ck, _ = read_checkpoint(run_dir, IMAGE_CLASSIFIER_FORMAT, "image classifier", device)
+    def from_checkpoint(cls, ck: dict[str, Any], path: Path, device: str) -> "ImageClassifierPipeline":
         net = create_model(ck["model"], num_classes=len(ck["class_names"]), **ck["model_args"])
         net.load_state_dict(ck["state_dict"])
         fuse_conv_bn(net).to(device)
-        known = {"format", "model", "model_args", "class_names", "input_size", "image_mode", "use_template",
-                 "preprocessing", "state_dict"}
         return cls(net=net, model_name=ck["model"], model_args=ck["model_args"], class_names=ck["class_names"],
-                   input_size=ck["input_size"], image_mode=ck["image_mode"], use_template=ck["use_template"],
-                   extra={k: v for k, v in ck.items() if k not in known})
+                   input_size=ck["input_size"], image_mode=ck["image_mode"], use_template=ck["use_template"])
 
     @torch.inference_mode()
     def predict_tensor(self, x: torch.Tensor, batch_size: int = 64) -> np.ndarray:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from adrcs.data.wafer_map_set import WaferMapSet
+from adrcs.inference.predictor import Predictor
 from adrcs.models import create_model
 from adrcs.models.fuse import fuse_conv_bn
 from adrcs.transforms.dihedral import dihedral_views
@@ -28,8 +29,11 @@ def _encode(maps: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass
-class Pipeline:
-    """Everything `predict` needs: the network and how maps must be prepared for it."""
+class Pipeline(Predictor):
+    """Everything `predict` needs: the network and how maps must be prepared for it (save / load: `Predictor`)."""
+
+    FORMAT: ClassVar[str] = CHECKPOINT_FORMAT
+    WHAT: ClassVar[str] = "wafer-map model"
 
     net: torch.nn.Module
     model_name: str
@@ -64,29 +68,13 @@ class Pipeline:
                                "selector": self.features.selector, "n_features": self.features.n_features_out}
         return pre
 
-    def save(self, run_dir: str | Path, **extra: Any) -> Path:
-        """Write `model.ckpt` (weights + everything needed to use them) into `run_dir`."""
-        path = Path(run_dir) / CHECKPOINT_NAME
-        torch.save({
-            "format": CHECKPOINT_FORMAT,
-            "model": self.model_name,
-            "model_args": self.model_args,
-            "class_names": self.class_names,
-            "multilabel": self.multilabel,
-            "input_size": self.input_size,
-            "preprocessing": self.preprocessing,
-            "state_dict": {k: v.cpu() for k, v in self.net.state_dict().items()},
-            **({"features": self.features.state()} if self.features is not None else {}),
-            **self.extra, **extra,
-        }, path)
-        return path
+    def checkpoint_fields(self) -> dict[str, Any]:
+        return {"model": self.model_name, "model_args": self.model_args, "class_names": self.class_names,
+                "multilabel": self.multilabel, "input_size": self.input_size,
+                **({"features": self.features.state()} if self.features is not None else {})}
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "cpu") -> "Pipeline":
-        """Load a run folder (or a `model.ckpt` path) written by `adrcs train`."""
-        from adrcs.checkpoint import read_checkpoint
-
-        ck, _ = read_checkpoint(run_dir, CHECKPOINT_FORMAT, "wafer-map model", device)
+    def from_checkpoint(cls, ck: dict[str, Any], path: Path, device: str) -> "Pipeline":
         net = create_model(ck["model"], num_classes=len(ck["class_names"]), multilabel=ck["multilabel"],
                            **ck["model_args"])
         net.load_state_dict(ck["state_dict"])
@@ -96,11 +84,9 @@ class Pipeline:
             from adrcs.features.sinogram import SinogramFeatures
 
             features = SinogramFeatures.from_state(ck["features"], device=device)
-        known = {"format", "model", "model_args", "class_names", "multilabel", "input_size", "preprocessing",
-                 "state_dict", "features"}
         return cls(net=net, model_name=ck["model"], model_args=ck["model_args"], class_names=ck["class_names"],
                    multilabel=ck["multilabel"], input_size=ck["input_size"], tta=ck["preprocessing"].get("tta", False),
-                   extra={k: v for k, v in ck.items() if k not in known}, features=features)
+                   features=features)
 
     @property
     def device(self) -> torch.device:

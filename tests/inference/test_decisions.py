@@ -56,3 +56,23 @@ def test_multilabel_map_gets_one_confidence_in_csv_and_service(tmp_path):
     assert r.status_code == 200, r.text
     served = [res["confidence"] for res in r.json()["results"]]
     np.testing.assert_allclose(served, csv["confidence"].to_numpy()[:4], atol=1e-5)
+
+
+def test_every_saved_model_is_a_predictor_with_one_save_load(tmp_path):
+    from adrcs.inference.predictor import Predictor, Predictions
+    from adrcs.models import create_model
+    from adrcs.pipeline import Pipeline
+
+    names = ["Center", "Donut", "none"]
+    pipe = Pipeline(net=create_model("cnn", num_classes=3, multilabel=False).eval(), model_name="cnn",
+                    model_args={}, class_names=names, multilabel=False, input_size=16)
+    assert isinstance(pipe, Predictor)
+    pipe.save(tmp_path / "run", best_epoch=3)
+    back = Pipeline.load(tmp_path / "run")
+    assert back.extra == {"best_epoch": 3} and back.class_names == names
+    maps = [np.random.default_rng(0).integers(0, 3, (20, 18)).astype(np.uint8) for _ in range(4)]
+    out = back.predict(maps)
+    assert isinstance(out, Predictions) and out.probabilities.shape == (4, 3)
+    np.testing.assert_array_equal(out.labels, out.probabilities.argmax(1))
+    np.testing.assert_allclose(out.confidence, out.probabilities.max(1))
+    assert all(n in names for n in out.names())

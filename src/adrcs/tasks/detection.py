@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from adrcs.detector_pipeline import DetectorPipeline
 from adrcs.tasks.base import Printer, Request, Task
 from adrcs.tasks.registry import register_task
 
-FORMAT = "adrcs-detector/1"  # = adrcs.detector_pipeline.DETECTOR_FORMAT (tested)
+FORMAT = DetectorPipeline.FORMAT
 
 
 def _train(cfg: dict[str, Any], req: Request, say: Printer) -> Any:
@@ -32,8 +33,6 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
 
 
 def _load(run_dir: str | Path, device: str = "cpu") -> Any:
-    from adrcs.detector_pipeline import DetectorPipeline
-
     return DetectorPipeline.load(run_dir, device=device)
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from adrcs.image_classifier_pipeline import ImageClassifierPipeline
 from adrcs.tasks.base import Printer, Request, Task
 from adrcs.tasks.registry import register_task
 
-FORMAT = "adrcs-image-classifier/1"  # = adrcs.image_classifier_pipeline.IMAGE_CLASSIFIER_FORMAT (tested)
+FORMAT = ImageClassifierPipeline.FORMAT
 
 
 def _train(cfg: dict[str, Any], req: Request, say: Printer) -> Any:
@@ -32,8 +33,6 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
 
 
 def _load(run_dir: str | Path, device: str = "cpu") -> Any:
-    from adrcs.image_classifier_pipeline import ImageClassifierPipeline
-
     return ImageClassifierPipeline.load(run_dir, device=device)
 
 

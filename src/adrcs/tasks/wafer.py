@@ -4,10 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from adrcs.pipeline import Pipeline
 from adrcs.tasks.base import Printer, Request, Task
 from adrcs.tasks.registry import register_task
 
-FORMAT = "adrcs-wafer-classifier/1"  # = adrcs.pipeline.CHECKPOINT_FORMAT (tested)
+FORMAT = Pipeline.FORMAT
 
 
 def _train(cfg: dict[str, Any], req: Request, say: Printer) -> Any:
@@ -30,8 +31,6 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
 
 
 def _load(run_dir: str | Path, device: str = "cpu") -> Any:
-    from adrcs.pipeline import Pipeline
-
     return Pipeline.load(run_dir, device=device)
 
 
