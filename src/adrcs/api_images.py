@@ -142,14 +142,14 @@ def train_detection(cfg: dict[str, Any], data: str | Path | ImageSet, images: st
 
     full = load_detection_data(data, images, annotations)
     _require_boxes(full, data, "training data")
-    seed = int(cfg.get("seed", 0))
+    seed = int(cfg["seed"])
     if val is not None:
         val_set = load_detection_data(val)
         _require_boxes(val_set, val, "validation data")
         val_set = remap_classes(val_set, list(full.class_names), val, "validation data")
         train_set = full
     else:
-        fraction = float(cfg.get("val_fraction", 0.2))
+        fraction = float(cfg["val_fraction"])
         try:
             train_set, val_set = full.split(fraction, seed)
         except ValueError as e:
@@ -161,30 +161,30 @@ def train_detection(cfg: dict[str, Any], data: str | Path | ImageSet, images: st
     run_cfg = dict(cfg, data=_src(data), images=None if images is None else str(images),
                    annotations=None if annotations is None else str(annotations), val=_src(val))
     save_config(run_cfg, out / "config.yaml")
-    split = {"seed": seed, "val_fraction": None if val is not None else float(cfg.get("val_fraction", 0.2)),
+    split = {"seed": seed, "val_fraction": None if val is not None else float(cfg["val_fraction"]),
              "val_source": _src(val), "train": [str(p) for p in train_set.paths],
              "val": [str(p) for p in val_set.paths]}
     (out / "split.json").write_text(json.dumps(split, indent=2))
 
     counts = ", ".join(f"{c} {n}" for c, n in train_set.class_counts("box").items() if n)
-    say(f"training {cfg.get('detector', 'fcos_r18_slim')} on {len(train_set)} images ({counts} boxes), "
-        f"validating on {len(val_set)}, input {int(cfg.get('input_size', 640))}px")
+    say(f"training {cfg['detector']} on {len(train_set)} images ({counts} boxes), "
+        f"validating on {len(val_set)}, input {int(cfg['input_size'])}px")
     result = fit_detector(cfg, train_set, val_set, out, say=say)
     pipe = result.pipeline
-    if str(cfg.get("score_threshold")).strip().lower() == "auto":  # best micro F1 on the validation split
+    if str(cfg["score_threshold"]).strip().lower() == "auto":  # best micro F1 on the validation split
         from adrcs.detector_pipeline import DetectorPipeline
         from adrcs.metrics.detection import best_f1_threshold
 
-        raw = pipe.predict(val_set, batch_size=int(cfg.get("eval_batch_size", 4)), score_threshold=0.0)
+        raw = pipe.predict(val_set, batch_size=int(cfg["eval_batch_size"]), score_threshold=0.0)
         thr, f1 = best_f1_threshold(raw, _targets(val_set), len(pipe.class_names), label_offset=0)
         saved = DetectorPipeline.load(out)
         saved.score_threshold = pipe.score_threshold = thr
         saved.save(out)
         say(f"score threshold: {thr:g} (best F1 {f1:.3f} on the validation split)")
-    report, preds = _report(pipe, val_set, int(cfg.get("eval_batch_size", 4)))
+    report, preds = _report(pipe, val_set, int(cfg["eval_batch_size"]))
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val_set), "detector": pipe.detector,
-               "use_template": pipe.use_template, "input_size": pipe.input_size, "train_crop": cfg.get("train_crop"),
+               "use_template": pipe.use_template, "input_size": pipe.input_size, "train_crop": cfg["train_crop"],
                "synthetic": result.synthetic}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
 

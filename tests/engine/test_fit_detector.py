@@ -296,5 +296,5 @@ def test_auto_score_threshold_is_chosen_on_val_and_saved(tmp_path):
     thr = DetectorPipeline.load(tmp_path / "run").score_threshold
     assert 0.1 <= thr <= 0.9 and any(f"score threshold: {thr:g}" in s for s in lines)
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["val"]["score_threshold"] == thr
-    with pytest.raises(InputError, match="score_threshold"):
+    with pytest.raises(InputError, match="score.threshold"):
         train_detection(tiny_cfg(epochs=1, score_threshold="high"), lst, out=tmp_path / "bad", say=lines.append)

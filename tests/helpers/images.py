@@ -57,7 +57,9 @@ def tiny_detect_cfg(**kw: Any) -> dict:
            "weight_decay": 1e-4, "scheduler": "cosine", "augment": "flips", "score_threshold": 0.3, "seed": 0,
            "device": "cpu", "num_workers": 0, "early_stopping_patience": 0, "progress": False, "val_fraction": 0.34}
     cfg.update(kw)
-    return cfg
+    from adrcs.config import load_config
+
+    return load_config(None, {"task": "detect", **cfg})  # complete and type-checked, as the CLI would make it
 
 
 def make_box_set(root: Path, n: int = 4, size: int = 128, seed: int = 0, empty_last: bool = False):

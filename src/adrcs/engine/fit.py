@@ -68,7 +68,7 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
     sw = sampler_weights_for(train_set) if cfg["imbalance"] == "sampler" else None
     workers = int(cfg["num_workers"])
     train_loader = make_loader(train_t, int(cfg["batch_size"]), train=True, sampler_weights=sw, num_workers=workers,
-                               seed=int(cfg["seed"]), epoch_size=int(cfg.get("epoch_size", 0)))
+                               seed=int(cfg["seed"]), epoch_size=int(cfg["epoch_size"]))
     val_loader = make_loader(val_t, int(cfg["eval_batch_size"]), train=False, num_workers=workers)
 
     trainer, checkpoint = build_trainer(

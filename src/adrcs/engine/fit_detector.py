@@ -21,7 +21,6 @@ from adrcs.engine.detection_data import DetectionDataset, detection_collate
 from adrcs.engine.detector_module import DetectorModule
 from adrcs.engine.trainer import EpochSummary, Trained, build_trainer, quiet_lightning, train
 from adrcs.errors import InputError
-from adrcs.models.detection import DEFAULT_DETECTOR
 
 MONITOR = "val_map_50"
 AUGMENT_ON = ("flips", "dihedral", "true", "yes", "on")
@@ -110,49 +109,49 @@ def train_detector(cfg: dict[str, Any], train_set: ImageSet, val: ImageSet, run_
                          f"{train_set.class_names} vs {val.class_names}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    seed = int(cfg.get("seed", 0))
+    seed = int(cfg["seed"])
     L.seed_everything(seed, workers=True, verbose=False)
 
-    detector = str(cfg.get("detector", DEFAULT_DETECTOR))
-    detector_args = dict(cfg.get("detector_args") or {})
-    size = int(cfg.get("input_size", 640))
+    detector = str(cfg["detector"])
+    detector_args = dict(cfg["detector_args"] or {})
+    size = int(cfg["input_size"])
     if size < 32:
         raise InputError(None, f"input_size must be at least 32 pixels for a detector, got {size}")
-    mode = resolve_image_mode(cfg.get("image_mode", "L"))
-    use_template = resolve_use_template(cfg.get("use_template", "auto"), train_set, val)
-    augment = resolve_augment(cfg.get("augment", "flips"))
-    score_threshold = resolve_score_threshold(cfg.get("score_threshold", 0.5))
-    num_workers = int(cfg.get("num_workers", 0))
-    crop = int(cfg.get("train_crop") or 0) or None
+    mode = resolve_image_mode(cfg["image_mode"])
+    use_template = resolve_use_template(cfg["use_template"], train_set, val)
+    augment = resolve_augment(cfg["augment"])
+    score_threshold = resolve_score_threshold(cfg["score_threshold"])
+    num_workers = int(cfg["num_workers"])
+    crop = int(cfg["train_crop"] or 0) or None
     if crop is not None and not 32 <= crop:
         raise InputError(None, f"train_crop must be at least 32 pixels (or null), got {crop}")
 
     paster, synthetic = None, None
-    paste = str(cfg.get("paste_defects", "none")).strip().lower()
+    paste = str(cfg["paste_defects"]).strip().lower()
     if paste == "gan":  # fitted on the training split only
         if paster_factory is None:
             raise InputError(None, "paste_defects: gan needs a defect paster (train through `adrcs train`)")
         paster, synthetic = paster_factory(train_set, size, use_template, mode, run_dir / "synth" / "defect_gan",
                                            seed)
     elif paste not in ("none", "false", "off"):
-        raise InputError(None, f"paste_defects must be 'gan' or 'none', got {cfg.get('paste_defects')!r}")
+        raise InputError(None, f"paste_defects must be 'gan' or 'none', got {cfg['paste_defects']!r}")
     train_ds = DetectionDataset(train_set, size=size, use_template=use_template, augment=augment, seed=seed,
                                 mode=mode, crop=crop, paster=paster)
     val_ds = DetectionDataset(val, size=size, use_template=use_template, augment=False, seed=seed, mode=mode)
     generator = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(train_ds, batch_size=int(cfg.get("batch_size", 4)), shuffle=True,
+    train_loader = DataLoader(train_ds, batch_size=int(cfg["batch_size"]), shuffle=True,
                               collate_fn=detection_collate, num_workers=num_workers, generator=generator,
                               persistent_workers=num_workers > 0)
-    val_loader = DataLoader(val_ds, batch_size=int(cfg.get("eval_batch_size", 4)), shuffle=False,
+    val_loader = DataLoader(val_ds, batch_size=int(cfg["eval_batch_size"]), shuffle=False,
                             collate_fn=detection_collate, num_workers=num_workers,
                             persistent_workers=num_workers > 0)
-    scheduler = str(cfg.get("scheduler", "cosine"))
+    scheduler = str(cfg["scheduler"])
     try:
         module = DetectorModule(
             detector=detector, num_classes=len(train_set.class_names), class_names=list(train_set.class_names),
             in_chans=train_ds.in_chans, min_size=size, max_size=size, detector_args=detector_args,
-            optimizer=str(cfg.get("optimizer", "adamw")), lr=float(cfg.get("lr", 1e-3)),
-            weight_decay=float(cfg.get("weight_decay", 1e-4)), scheduler=scheduler,
+            optimizer=str(cfg["optimizer"]), lr=float(cfg["lr"]),
+            weight_decay=float(cfg["weight_decay"]), scheduler=scheduler,
             score_threshold=score_threshold,
         )
     except (ValueError, TypeError) as e:  # unknown detector / optimizer / scheduler, bad detector_args
@@ -162,9 +161,9 @@ def train_detector(cfg: dict[str, Any], train_set: ImageSet, val: ImageSet, run_
         module.net.transform._skip_resize = True
     trainer, checkpoint = build_trainer(
         run_dir, monitor=MONITOR, summary=EpochSummary(say, SUMMARY, epoch_seconds=True),
-        epochs=int(cfg.get("epochs", 30)), device=str(cfg.get("device", "auto")), devices=1,
-        precision=cfg.get("precision", "32-true"), patience=int(cfg.get("early_stopping_patience", 0) or 0),
-        scheduler=scheduler, progress=bool(cfg.get("progress", True)),
+        epochs=int(cfg["epochs"]), device=str(cfg["device"]), devices=1,
+        precision=cfg["precision"], patience=int(cfg["early_stopping_patience"] or 0),
+        scheduler=scheduler, progress=bool(cfg["progress"]),
         log_every_n_steps=max(1, min(10, len(train_loader))))
     done = train(trainer, checkpoint, module, train_loader, val_loader, run_dir)
     return TrainedDetector(**vars(done), net=module.net.cpu().eval(), in_chans=train_ds.in_chans,

@@ -15,7 +15,6 @@ from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.detector_pipeline import DetectorPipeline
 from adrcs.engine.fit import train_classifier
 from adrcs.engine.fit_detector import train_detector
-from adrcs.models.detection import DEFAULT_DETECTOR
 from adrcs.pipeline import Pipeline
 from adrcs.synth.defect_paste import fit_defect_paster
 
@@ -71,15 +70,15 @@ def fit_detector(cfg: dict[str, Any], train: ImageSet, val: ImageSet, run_dir: s
     """`train_detector`, then save the `DetectorPipeline` as `model.ckpt` in `run_dir`."""
 
     def gan_paster(train_set: ImageSet, size: int, use_template: bool, mode: str, out_dir: Path, seed: int):
-        return fit_defect_paster(train_set, size, use_template, mode, dict(cfg.get("paste_args") or {}), out_dir,
+        return fit_defect_paster(train_set, size, use_template, mode, dict(cfg["paste_args"] or {}), out_dir,
                                  seed=seed, say=say)
 
     run_dir = Path(run_dir)
     done = train_detector(cfg, train, val, run_dir, say, paster_factory=gan_paster)
     pipeline = DetectorPipeline(
-        net=done.net, detector=str(cfg.get("detector", DEFAULT_DETECTOR)),
-        detector_args=dict(cfg.get("detector_args") or {}), class_names=list(train.class_names),
-        in_chans=done.in_chans, input_size=int(cfg.get("input_size", 640)), use_template=done.use_template,
+        net=done.net, detector=str(cfg["detector"]),
+        detector_args=dict(cfg["detector_args"] or {}), class_names=list(train.class_names),
+        in_chans=done.in_chans, input_size=int(cfg["input_size"]), use_template=done.use_template,
         image_mode=done.image_mode, score_threshold=done.score_threshold)
     pipeline.save(run_dir, train_seconds=float(done.train_seconds), best_epoch=done.best_epoch,
                   best_val_map_50=done.best_score, train_class_counts=train.class_counts("box"))
