@@ -22,6 +22,7 @@ import pandas as pd
 
 from adrcs.data import file_kind, formats
 from adrcs.data.bounded_io import DECODE_ERRORS, Source, decoded_head, open_data, read_head
+from adrcs.data.fab import DEFAULT_FAB_OPTIONS, FabOptions, wafer_set
 from adrcs.data.formats import NpzArrays
 from adrcs.data.limits import DEFAULT_LIMITS, InputLimits, describe_bytes
 from adrcs.data.npz_reader import is_npz, read_npz
@@ -37,7 +38,7 @@ MAX_COLUMNS = 10_000
 
 
 def load(path: str | Path, *, require_labels: bool = False, trust_pickle: bool = False, allow_pickle: bool = True,
-         limits: InputLimits | None = None, trusted: bool | None = None) -> WaferMapSet:
+         limits: InputLimits | None = None, trusted: bool | None = None, fab: FabOptions | None = None) -> WaferMapSet:
     """Read one wafer-map file, auto-detecting its format.
 
     Supported: processed WM-811K pickles, Kaggle's raw ``LSWMD.pkl``, the MixedWM38 npz, the
@@ -49,6 +50,7 @@ def load(path: str | Path, *, require_labels: bool = False, trust_pickle: bool =
     allow_pickle: False refuses pickles (and pickled npz arrays) with UnsupportedMediaError.
     limits: size limits (default `InputLimits()`); over a limit -> InputTooLarge.
     trusted: older spelling; ``trusted=False`` is the default behaviour now (strict unpickler).
+    fab: how fab files (STDF, KLARF, SINF, E142 / G85) become pass/fail maps (`FabOptions`).
 
     Raises InputError (naming the file and the problem) for anything that is not readable wafer-map
     data, and, with ``require_labels``, when no map carries a label.
@@ -63,13 +65,13 @@ def load(path: str | Path, *, require_labels: bool = False, trust_pickle: bool =
     if p.is_dir():
         raise InputError(p, "is a directory, expected a wafer-map file (.pkl, .pkl.xz, .npz)")
     try:
-        return _load(p, str(p), p, require_labels, trust_pickle, allow_pickle, limits or DEFAULT_LIMITS)
+        return _load(p, str(p), p, require_labels, trust_pickle, allow_pickle, limits or DEFAULT_LIMITS, fab)
     except OSError as e:
         raise InputError(p, f"cannot be read ({e.strerror or 'I/O error'})") from None
 
 
 def load_bytes(content: bytes, name: str, *, allow_pickle: bool = False, limits: InputLimits,
-               require_labels: bool = False) -> WaferMapSet:
+               require_labels: bool = False, fab: FabOptions | None = None) -> WaferMapSet:
     """Read an uploaded wafer-map file from memory (no temporary file), as untrusted input.
 
     `name` (the client's file name) is the only name in error messages. Pickles get
@@ -79,12 +81,38 @@ def load_bytes(content: bytes, name: str, *, allow_pickle: bool = False, limits:
     name = Path(name or "upload").name or "upload"
     if not content:
         raise InputError(name, "empty upload")
-    return _load(bytes(content), name, Path(name), require_labels, False, allow_pickle, limits)
+    return _load(bytes(content), name, Path(name), require_labels, False, allow_pickle, limits, fab)
+
+
+class FabFile:
+    """A fab file (STDF, KLARF, SINF, E142 / G85) found by its first bytes: its format module and source."""
+
+    def __init__(self, fmt: Any, source: Source) -> None:
+        self.fmt, self.source = fmt, source
+
+    def read(self, name: str, options: FabOptions, limits: InputLimits) -> WaferMapSet:
+        """The file's wafers as a `WaferMapSet` (one map per wafer), read as a bounded stream."""
+        with open_data(self.source, name, limits.max_uncompressed_bytes, limits.flag) as stream:
+            try:
+                wafers = self.fmt.read_stream(stream, name, options, limits)
+            except (InputError, InputTooLarge):
+                raise
+            except DECODE_ERRORS as e:
+                raise InputError(name, f"is damaged or truncated ({_short(e)})") from None
+        return wafer_set(name, wafers, limits)
 
 
 def _load(source: Source, name: str, p: Path, require_labels: bool, trust_pickle: bool, allow_pickle: bool,
-          limits: InputLimits) -> WaferMapSet:
+          limits: InputLimits, fab: FabOptions | None = None) -> WaferMapSet:
     obj = _read_object(source, name, trust_pickle, allow_pickle, limits)
+    if isinstance(obj, FabFile):
+        ds = obj.read(name, fab or DEFAULT_FAB_OPTIONS, limits)
+        check_set(name, ds, limits)
+        ds.notes.update({"format": obj.fmt.NAME, "source": name, "unlabeled": len(ds)})
+        if require_labels:
+            raise InputError(name, f"{obj.fmt.NAME} files carry no pattern labels (give labels with --labels "
+                                   "lot,wafer,label CSV where a verb takes them)")
+        return ds
     _precheck(name, obj, limits)
     if isinstance(obj, pd.DataFrame) and len(obj) == 0:
         raise InputError(name, "contains no wafer maps (the table has no rows)")
@@ -151,12 +179,12 @@ def _precheck(name: str, obj: Any, limits: InputLimits) -> None:
 
 
 def load_many(paths: Iterable[str | Path], *, require_labels: bool = False, trust_pickle: bool = False,
-              limits: InputLimits | None = None) -> WaferMapSet:
+              limits: InputLimits | None = None, fab: FabOptions | None = None) -> WaferMapSet:
     """Load several files and join them (class lists merged in first-seen order); options as in `load`."""
     paths = list(paths)
     if not paths:
         raise InputError(None, "no input files given")
-    sets = [load(p, trust_pickle=trust_pickle, limits=limits) for p in paths]
+    sets = [load(p, trust_pickle=trust_pickle, limits=limits, fab=fab) for p in paths]
     if len({s.multilabel for s in sets}) > 1:
         single = next(p for p, s in zip(paths, sets) if not s.multilabel)
         multi = next(p for p, s in zip(paths, sets) if s.multilabel)
@@ -227,9 +255,12 @@ def _read_object(source: Source, name: str, trust_pickle: bool, allow_pickle: bo
     flag = limits.flag
     if file_kind.compression_of(head) == "zip" and is_npz(source):
         return read_npz(source, name, limits, allow_pickle=allow_pickle, trust_pickle=trust_pickle, flag=flag)
-    content = decoded_head(source, name, limits.max_uncompressed_bytes, file_kind.HEAD_BYTES, flag)
+    content = decoded_head(source, name, limits.max_uncompressed_bytes, formats.FAB_HEAD_BYTES, flag)
     if not content:
         raise InputError(name, "contains no wafer maps (the file is empty)")
+    fab_fmt = formats.detect_fab(content)
+    if fab_fmt is not None:
+        return FabFile(fab_fmt, source)
     if not file_kind.is_pickle(content):
         raise InputError(name, file_kind.not_wafer_map(content))
     if not allow_pickle:

@@ -26,7 +26,10 @@ class WaferMapSet:
         multi-label: int8 array (N, C) of 0/1, a row of -1 where a map is unlabeled.
     class_names: names of the classes (single-label) or of the labels (multi-label).
     meta: one row per map: `source` (file), `index` (row in the file) and format-specific
-        columns such as `lotName`, `waferIndex`, `dieSize`.
+        columns such as `lotName`, `waferIndex`, `dieSize`; fab files add `lot`, `wafer`, `untested_count`,
+        `untested_flag`, `die_count`, `fail_count`, `yield` (see `adrcs.data.fab`).
+    bins: per map, the original bin of every die (int32 grid, -1 where none) when the file has bins (fab
+        formats), else None; kept through `subset` and `concat`.
     """
 
     maps: list[np.ndarray]
@@ -35,6 +38,7 @@ class WaferMapSet:
     meta: pd.DataFrame
     multilabel: bool = False
     notes: dict = field(default_factory=dict)
+    bins: list[np.ndarray | None] | None = None
 
     def __len__(self) -> int:
         return len(self.maps)
@@ -56,6 +60,7 @@ class WaferMapSet:
             meta=self.meta.iloc[idx].reset_index(drop=True),
             multilabel=self.multilabel,
             notes=dict(self.notes),
+            bins=None if self.bins is None else [self.bins[i] for i in idx],
         )
 
     def labeled(self) -> "WaferMapSet":
@@ -109,4 +114,6 @@ class WaferMapSet:
             class_names=names,
             meta=pd.concat([s.meta for s in parts], ignore_index=True),
             multilabel=sets[0].multilabel,
+            bins=(None if all(s.bins is None for s in parts)
+                  else [b for s in parts for b in (s.bins if s.bins is not None else [None] * len(s))]),
         )

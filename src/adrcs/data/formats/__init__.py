@@ -219,6 +219,32 @@ from adrcs.data.formats import adrcs_npz, lswmd, mixedwm38_npz, mixedwm38_pickle
 FORMATS = [adrcs_npz, mixedwm38_npz, mixedwm38_pickle, lswmd, processed_pickle]
 
 
+# Fab formats read from a byte stream (see adrcs.data.fab): sniffed on the first FAB_HEAD_BYTES decoded bytes.
+FAB_FORMAT_NAMES = ("stdf", "klarf", "sinf", "e142")
+FAB_HEAD_BYTES = 4096
+
+
+def _fab_modules() -> list:
+    import importlib
+
+    mods = []
+    for n in FAB_FORMAT_NAMES:
+        try:
+            mods.append(importlib.import_module(f"adrcs.data.formats.{n}"))
+        except ModuleNotFoundError as e:  # a format still being written: skipped until its module exists
+            if e.name != f"adrcs.data.formats.{n}":
+                raise
+    return mods
+
+
+def detect_fab(head: bytes):
+    """The fab format module whose ``sniff_bytes`` accepts the decoded first bytes `head`, or None."""
+    for fmt in _fab_modules():
+        if fmt.sniff_bytes(head):
+            return fmt
+    return None
+
+
 def detect(path: str | Path, obj: Any):
     """The first format module whose ``sniff`` accepts `obj`, or None."""
     for fmt in FORMATS:
@@ -228,7 +254,7 @@ def detect(path: str | Path, obj: Any):
 
 
 __all__ = [
-    "FORMATS", "NpzArrays", "detect", "to_die_codes", "single_labels", "failure_codes", "multi_hot",
+    "FORMATS", "FAB_FORMAT_NAMES", "NpzArrays", "detect", "detect_fab", "to_die_codes", "single_labels", "failure_codes", "multi_hot",
     "make_meta", "scalar_columns", "map_column",
 ]
 
