@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 
 from adrcs.config import save_config
+from adrcs.data.fab import FabOptions
 from adrcs.data.limits import InputLimits
-from adrcs.data.loader import load, load_many, summarize
+from adrcs.api_reading import read_maps
+from adrcs.data.loader import load, summarize
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.errors import InputError
 from adrcs.inference.decisions import confidence, decide
@@ -60,14 +62,16 @@ def _resolve_multilabel(cfg: dict[str, Any], ds: WaferMapSet) -> None:
 
 def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Sequence[str | Path] | None,
           out: str | Path, say: Printer = print, *, trust_pickle: bool = False,
-          limits: InputLimits | None = None) -> dict[str, Any]:
+          limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop") -> dict[str, Any]:
     """Train a classifier as configured; writes config.yaml, model.ckpt, metrics.json, plots/ and logs/.
 
     Returns the validation report (the content of metrics.json's `val`)."""
-    train_all = _labeled(load_many(train_paths, trust_pickle=trust_pickle, limits=limits), "train", say)
+    train_all = _labeled(read_maps(train_paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab,
+                                   on_error=on_error), "train", say)
     _resolve_multilabel(cfg, train_all)
     if val_paths:
-        val = _labeled(load_many(val_paths, trust_pickle=trust_pickle, limits=limits), "val", say)
+        val = _labeled(read_maps(val_paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab,
+                                 on_error=on_error), "val", say)
         try:
             val = val.with_classes(train_all.class_names)
         except ValueError as e:
@@ -241,11 +245,15 @@ def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | N
 
 def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path | None = None,
              tta: bool | None = None, say: Printer = print, *, trust_pickle: bool = False,
-             limits: InputLimits | None = None) -> dict[str, Any]:
-    """Evaluate a trained model on labeled data; write the report JSON to `out` and plots beside it."""
+             limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop",
+             labels: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a trained model on labeled data; write the report JSON to `out` and plots beside it.
+    labels: a ``lot,wafer,label`` CSV giving the labels of maps whose files carry none (fab formats)."""
     pipe = Pipeline.load(model_dir)
     paths = [data] if isinstance(data, (str, Path)) else list(data)
-    ds = _labeled(load_many(paths, trust_pickle=trust_pickle, limits=limits), "data", say)
+    ds = _with_labels(read_maps(paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab, on_error=on_error),
+                      labels, pipe, say)
+    ds = _labeled(ds, "data", say)
     try:
         ds = ds.with_classes(pipe.class_names)
     except ValueError as e:
@@ -263,17 +271,38 @@ def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out
     return report
 
 
+def _with_labels(ds: WaferMapSet, labels: str | Path | None, pipe: Pipeline, say: Printer) -> WaferMapSet:
+    """`ds` labelled from a ``lot,wafer,label`` CSV when one is given (single-label models)."""
+    if labels is None:
+        return ds
+    if pipe.multilabel:
+        raise InputError(labels, "--labels takes single labels; this is a multi-label model")
+    from adrcs.data.wafer_ids import apply_labels
+
+    ds, counts = apply_labels(ds, labels, pipe.class_names)
+    say(f"labels from {labels}: {counts['matched']} of {len(ds)} maps matched"
+        + (f"; {counts['unmatched_rows']} CSV rows match no map" if counts["unmatched_rows"] else ""))
+    return ds
+
+
 def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path,
             tta: bool | None = None, threshold: float = 0.5, say: Printer = print, *, trust_pickle: bool = False,
-            limits: InputLimits | None = None) -> pd.DataFrame:
-    """Classify every map (labeled or not) and write one CSV row per map."""
+            limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop",
+            labels: str | Path | None = None) -> pd.DataFrame:
+    """Classify every map (labeled or not) and write one CSV row per map: index, source, source_index, lot,
+    wafer, die_count, fail_count, yield, predicted, confidence, [true], prob_<class>...
+    labels: a ``lot,wafer,label`` CSV filling the ``true`` column for files that carry no labels."""
+    from adrcs.data.wafer_ids import wafer_columns
+
     pipe = Pipeline.load(model_dir)
     paths = [data] if isinstance(data, (str, Path)) else list(data)
-    ds = load_many(paths, trust_pickle=trust_pickle, limits=limits)
+    ds = read_maps(paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab, on_error=on_error)
+    ds = _with_labels(ds, labels, pipe, say)
     probs = pipe.predict_proba(ds, tta=tta)
     names = pipe.class_names
     rows = pd.DataFrame({"index": np.arange(len(ds)), "source": ds.meta["source"].values,
                          "source_index": ds.meta["index"].values})
+    rows = pd.concat([rows, wafer_columns(ds)], axis=1)
     decided = decide(probs, pipe.multilabel, threshold)
     if pipe.multilabel:
         rows["predicted"] = [";".join(n for n, h in zip(names, r) if h) or "none" for r in decided]
@@ -297,99 +326,35 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
 
 
 def info(paths: Sequence[str | Path] | str | Path, *, trust_pickle: bool = False,
-         limits: InputLimits | None = None) -> dict[str, Any]:
-    """What the loader sees in the given file(s): counts per class, sizes, unlabeled maps."""
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    return {str(p): summarize(load(p, trust_pickle=trust_pickle, limits=limits)) for p in paths}
+         limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop") -> dict[str, Any]:
+    """What the loader sees in the given files, folders or globs: counts per class, sizes, unlabeled maps, lots.
+    With ``on_error="skip"`` an unreadable file gets ``{"error": problem}`` instead of stopping."""
+    from adrcs.data.data_paths import expand_data_paths
+
+    out: dict[str, Any] = {}
+    for p in expand_data_paths([paths] if isinstance(paths, (str, Path)) else list(paths)):
+        try:
+            out[str(p)] = summarize(load(p, trust_pickle=trust_pickle, limits=limits, fab=fab))
+        except InputError as e:
+            if on_error == "stop":
+                raise
+            out[str(p)] = {"error": e.problem}
+    return out
 
 
 def convert(path: str | Path, out: str | Path, say: Printer = print, *, trust_pickle: bool = False,
-            limits: InputLimits | None = None) -> dict[str, Any]:
+            limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop") -> dict[str, Any]:
     """Rewrite any readable wafer-map file as the ``adrcs convert`` npz (loads without unpickling;
     the service accepts it as an upload). Returns `summarize` of what was written."""
     from adrcs.data.writer import save_wafer_maps_npz
 
     if Path(out).suffix.lower() != ".npz":
         raise InputError(out, "the output of convert must be an .npz file (OUT.npz)")
-    ds = load(path, trust_pickle=trust_pickle, limits=limits)
+    ds = load(path, trust_pickle=trust_pickle, limits=limits, fab=fab)
     save_wafer_maps_npz(ds, out)
     summary = summarize(ds)
     say(f"{summary['total']} maps ({summary['unlabeled']} unlabeled, {ds.notes['format']}) -> {out}")
     return summary
 
 
-def synth_fit(scfg: dict[str, Any], train_paths: Sequence[str | Path], out: str | Path,
-              say: Printer = print, progress: bool = True, *, trust_pickle: bool = False,
-              limits: InputLimits | None = None) -> Path:
-    """Fit a synthesizer on training maps (`scfg` from `synth.fit_config.load_synth_config`); write its folder."""
-    from adrcs.synth import create_synthesizer
-
-    ds = _labeled(load_many(train_paths, trust_pickle=trust_pickle, limits=limits), "train", say)
-    if ds.multilabel:
-        raise InputError(train_paths[0], "synthesis needs single-label data (one class per map)")
-    syn = create_synthesizer(scfg["method"], size=scfg["size"], seed=scfg["seed"], device=scfg["device"],
-                             **scfg["args"])
-    say(f"fitting a {syn.method} synthesizer ({syn.size}x{syn.size}, {syn.device}) on {len(ds)} maps: "
-        + ", ".join(f"{c} {n}" for c, n in zip(ds.class_names, np.bincount(ds.labels, minlength=len(ds.class_names)))))
-    syn.fit(ds, say=say, progress=progress)
-    out = Path(out)
-    syn.save(out)
-    save_config({"method": syn.method, "size": syn.size, "seed": syn.seed, "device": scfg["device"], **syn.args,
-                 "train": [str(p) for p in train_paths]}, out / "config.yaml")
-    from adrcs.report.synthesis import plot_real_vs_synthetic
-
-    present = [c for c, k in syn.class_counts.items() if k > 0]
-    real = {c: syn.train_maps[syn.train_labels == syn.class_names.index(c)][:6] for c in present}
-    plot_real_vs_synthetic(real, {c: syn.sample(c, 6) for c in present}, out / "samples.png",
-                           title=f"training maps (left) vs {syn.method} samples (right)")
-    say(f"fitted in {syn.fit_seconds:.0f}s -> {out} (synthesizer.pt, train_maps.npz, history.csv, "
-        f"training_curves.png, samples.png)")
-    return out
-
-
-def synth_sample(model_dir: str | Path, classes: Sequence[str] | str, n: int, out: str | Path, seed: int = 0,
-                 say: Printer = print) -> WaferMapSet:
-    """Generate `n` maps of each class (or of every class for 'all') and write them as a pickle."""
-    from adrcs.data.writer import save_wafer_maps
-    from adrcs.synth import load_synthesizer
-    from adrcs.synth.balance import synthetic_set
-
-    syn = load_synthesizer(model_dir)
-    classes = [classes] if isinstance(classes, str) else list(classes)
-    if [c.lower() for c in classes] == ["all"]:
-        classes = [c for c, k in syn.class_counts.items() if k > 0]
-    if n < 1:
-        raise InputError(None, f"--n must be >= 1 (got {n})")
-    from adrcs.data.labels import normalize_name
-
-    parts = []
-    for c in classes:
-        name = c if c in syn.class_names else normalize_name(c)
-        maps = syn.sample(name, n, seed=seed + syn.class_names.index(name) if name in syn.class_names else seed)
-        parts.append(synthetic_set(list(maps), syn.class_names.index(name), syn.class_names, syn.method))
-    ds = WaferMapSet.concat(parts)
-    save_wafer_maps(ds, out)
-    say(f"{len(ds)} synthetic maps ({', '.join(classes)}; {syn.size}x{syn.size}, {syn.method}) -> {out}")
-    return ds
-
-
-def synth_evaluate(model_dir: str | Path, classifier_dir: str | Path, data: Sequence[str | Path] | str | Path,
-                   out: str | Path, n: int = 500, seed: int = 0, say: Printer = print, *, trust_pickle: bool = False,
-                   limits: InputLimits | None = None) -> dict[str, Any]:
-    """Per-class synthetic-map quality against held-out real maps (see `adrcs.synth.evaluate`)."""
-    from adrcs.report.tables import print_synth_report
-    from adrcs.synth import load_synthesizer
-    from adrcs.synth.evaluate import evaluate_synthesizer, write_evaluation
-
-    syn = load_synthesizer(model_dir)
-    pipe = Pipeline.load(classifier_dir)
-    paths = [data] if isinstance(data, (str, Path)) else list(data)
-    real = _labeled(load_many(paths, trust_pickle=trust_pickle, limits=limits), "data", say)
-    if real.multilabel:
-        raise InputError(paths[0], "synth evaluate needs single-label real maps")
-    report, real_maps, synth_maps = evaluate_synthesizer(syn, pipe, real, n=n, seed=seed, say=lambda m: None)
-    report.update(synthesizer=str(model_dir), classifier=str(classifier_dir), data=[str(p) for p in paths])
-    path, grid = write_evaluation(report, real_maps, synth_maps, out)
-    print_synth_report(report)
-    say(f"report: {path}; grid: {grid}")
-    return report
+from adrcs.api_synth import synth_evaluate, synth_fit, synth_sample  # noqa: E402,F401 - re-exported

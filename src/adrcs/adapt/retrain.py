@@ -25,12 +25,13 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
           original: Sequence[str | Path] | None = None, val: Sequence[str | Path] | None = None,
           overrides: dict[str, Any] | None = None, audit_fraction: float = DEFAULT_AUDIT_FRACTION,
           recall_margin: float = 0.05, f1_tolerance: float = 0.0, min_support: int = 5, min_reviewed: int = 1,
-          say: Callable[[str], None] = print, trust_pickle: bool = False, limits: Any = None) -> dict[str, Any]:
+          say: Callable[[str], None] = print, trust_pickle: bool = False, limits: Any = None, fab: Any = None,
+          on_error: str = "stop") -> dict[str, Any]:
     """Train a challenger from original + reviewed data and promote it if it is not worse (see module docs).
 
     original / val: training and validation files (default: those in the champion's config.yaml).
     overrides: config keys for the challenger (e.g. ``{"epochs": 10}``). Returns the report dict.
-    trust_pickle, limits: how the data files are read (see `adrcs.data.load`; default: strict unpickler).
+    trust_pickle, limits, fab, on_error: how the data files are read (see `adrcs.data.load_many`).
     """
     from adrcs.api import train_sets
     from adrcs.config import DEFAULTS, load_config, read_yaml_mapping
@@ -56,13 +57,14 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
         raise InputError(None, f"only {len(pool) + len(audit)} reviewed wafer-map inspections; need {min_reviewed}")
     parts = [pool] if len(pool) else []
     if train_files:
-        parts.insert(0, load_many(train_files, trust_pickle=trust_pickle, limits=limits).labeled()
+        parts.insert(0, load_many(train_files, trust_pickle=trust_pickle, limits=limits, fab=fab,
+                                  on_error=on_error).labeled()
                      .with_classes(names))
     if not parts:
         raise InputError(None, "nothing to train on: no original training files and no reviewed inspections")
     train = parts[0] if len(parts) == 1 else WaferMapSet.concat(parts).with_classes(names)
     if val_files:
-        val_set = (load_many(val_files, trust_pickle=trust_pickle, limits=limits).labeled()
+        val_set = (load_many(val_files, trust_pickle=trust_pickle, limits=limits, fab=fab, on_error=on_error).labeled()
                    .with_classes(names))
     else:
         from adrcs.api import split_holdout

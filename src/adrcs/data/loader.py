@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 from adrcs.data import file_kind, formats
+from adrcs.data.data_paths import expand_data_paths
 from adrcs.data.bounded_io import DECODE_ERRORS, Source, decoded_head, open_data, read_head
 from adrcs.data.fab import DEFAULT_FAB_OPTIONS, FabOptions, wafer_set
 from adrcs.data.formats import NpzArrays
@@ -179,25 +180,51 @@ def _precheck(name: str, obj: Any, limits: InputLimits) -> None:
 
 
 def load_many(paths: Iterable[str | Path], *, require_labels: bool = False, trust_pickle: bool = False,
-              limits: InputLimits | None = None, fab: FabOptions | None = None) -> WaferMapSet:
-    """Load several files and join them (class lists merged in first-seen order); options as in `load`."""
-    paths = list(paths)
-    if not paths:
+              limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop",
+              progress: Callable[[int, int, str], None] | None = None) -> WaferMapSet:
+    """Load several files, folders or globs (see `data_paths.expand_data_paths`) and join them (class lists
+    merged in first-seen order); options as in `load`.
+
+    on_error: "stop" (default) raises on the first unreadable file; "skip" goes on and lists the skipped files
+        with their problem in ``notes["skipped"]`` (still an error when no file at all could be read).
+    progress: called as ``progress(done, total, path)`` after each file when there are several.
+    """
+    if on_error not in ("stop", "skip"):
+        raise InputError(None, f"on_error must be 'stop' or 'skip' (got {on_error!r})")
+    given = list(paths)
+    if not given:
         raise InputError(None, "no input files given")
-    sets = [load(p, trust_pickle=trust_pickle, limits=limits, fab=fab) for p in paths]
+    paths = expand_data_paths(given)
+    sets, read, skipped = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            sets.append(load(p, trust_pickle=trust_pickle, limits=limits, fab=fab))
+            read.append(p)
+        except InputError as e:
+            if on_error == "stop":
+                raise
+            skipped.append({"path": str(p), "problem": e.problem})
+        if progress is not None and len(paths) > 1:
+            progress(i + 1, len(paths), str(p))
+    if not sets:
+        raise InputError(given[0] if len(given) == 1 else None,
+                         f"none of the {len(paths)} files could be read (first: {skipped[0]['path']}: "
+                         f"{skipped[0]['problem']})")
     if len({s.multilabel for s in sets}) > 1:
-        single = next(p for p, s in zip(paths, sets) if not s.multilabel)
-        multi = next(p for p, s in zip(paths, sets) if s.multilabel)
+        single = next(p for p, s in zip(read, sets) if not s.multilabel)
+        multi = next(p for p, s in zip(read, sets) if s.multilabel)
         raise InputError(multi, f"is multi-label data and cannot be combined with single-label {single}")
     ds = sets[0] if len(sets) == 1 else WaferMapSet.concat(sets)
     if len(sets) > 1:
         ds.notes = {
             "format": ",".join(dict.fromkeys(s.notes.get("format", "?") for s in sets)),
-            "source": [str(p) for p in paths],
+            "source": [str(p) for p in read],
             "unlabeled": sum(s.notes.get("unlabeled", 0) for s in sets),
         }
+    if skipped:
+        ds.notes["skipped"] = skipped
     if require_labels and ds.notes["unlabeled"] == len(ds):
-        raise InputError(paths[0] if len(paths) == 1 else None, f"no labeled maps in {', '.join(map(str, paths))}")
+        raise InputError(paths[0] if len(paths) == 1 else None, f"no labeled maps in {', '.join(map(str, given))}")
     return ds
 
 
@@ -226,6 +253,12 @@ def summarize(ds: WaferMapSet) -> dict:
     }
     if ds.multilabel:
         out["normal"] = int((labels.sum(axis=1) == 0).sum()) if len(labels) else 0
+    if ds.notes.get("format"):
+        out["format"] = ds.notes["format"]
+    if "lot" in ds.meta.columns:
+        out["lots"] = int(ds.meta["lot"].nunique())
+    if "untested_flag" in ds.meta.columns:
+        out["untested_flagged"] = int(ds.meta["untested_flag"].fillna(False).astype(bool).sum())
     return out
 
 

@@ -21,10 +21,12 @@ class Request:
     val: Sequence[Path] | None = None
     images: Path | None = None
     annotations: Path | None = None
-    reading: dict[str, Any] | None = None   # trust_pickle / limits for wafer-map files
+    reading: dict[str, Any] | None = None   # trust_pickle / limits / fab / on_error (see cli.common._reading)
     tta: bool | None = None
     threshold: float | None = None
     score_threshold: float | None = None
+    labels: Path | None = None              # lot,wafer,label CSV for files without labels (wafer maps)
+    annotated: bool = True                  # detection predict: write annotated images
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,6 @@ class Task:
             extra = req.data[1] if len(req.data) > 1 else req.val[1]
             raise InputError(extra, "image models take one --data path (a list file or a folder) and at most "
                                     "one --val")
-        for flag, value in (("tta", req.tta), ("threshold", req.threshold)):
+        for flag, value in (("tta", req.tta), ("threshold", req.threshold), ("labels", req.labels)):
             if value is not None:
                 raise InputError(None, f"--{flag} is for wafer-map models; this is an image model")

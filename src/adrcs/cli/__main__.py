@@ -1,0 +1,4 @@
+"""`python -m adrcs.cli`."""
+from adrcs.cli import main
+
+main()

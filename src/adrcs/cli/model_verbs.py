@@ -1,0 +1,112 @@
+"""`adrcs train`, `evaluate`, `predict`: dispatched through the task registry."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from adrcs.cli.common import (reads_data, _extra_overrides, _say, app)
+from adrcs.errors import InputError
+
+LABELS = typer.Option(None, "--labels", help="CSV with columns lot,wafer,label: pattern labels for files that "
+                      "carry none (STDF, KLARF, SINF, E142), matched on lot and wafer id.")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@reads_data
+def train(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (configs/*.yaml)."),
+    train_paths: Optional[List[Path]] = typer.Option(None, "--train", help="Training file(s): --train a.pkl b.pkl"),
+    data: Optional[List[Path]] = typer.Option(
+        None, "--data", help="Training data (same as --train); for images: a DeepPCB list file, a VOC root "
+                             "or a folder of class folders."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
+    val_paths: Optional[List[Path]] = typer.Option(
+        None, "--val", help="Validation file(s); default: a stratified hold-out of train."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder to write."),
+    epochs: Optional[int] = typer.Option(None, help="Override config epochs."),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | gpu"),
+    model: Optional[str] = typer.Option(None, help="Override config model (ffn, cnn)."),
+    input_size: Optional[int] = typer.Option(None, help="Override config input_size."),
+    batch_size: Optional[int] = typer.Option(None, help="Override config batch_size."),
+    seed: Optional[int] = typer.Option(None, help="Override config seed."),
+    balance: Optional[str] = typer.Option(
+        None, help="none | oversample | cae | gan: fill classes up to --balance-target."),
+    reading: Optional[dict] = None,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
+) -> None:
+    """Train a classifier; any other config key can be given as --key value."""
+    if not overwrite and (out / "model.ckpt").exists():
+        raise InputError(out, "holds a trained run already (model.ckpt); pass --overwrite to replace it "
+                              "(a service may be serving it) or choose another --out")
+    from adrcs.config import load_config
+    from adrcs.tasks import Request, get_task
+
+    overrides = dict(epochs=epochs, device=device, model=model, input_size=input_size, batch_size=batch_size, seed=seed,
+                     balance=balance)
+    overrides.update(_extra_overrides(list(ctx.args)))
+    cfg = load_config(config, overrides)
+    paths = list(train_paths or []) + list(data or [])
+    if not paths:
+        raise InputError(None, "no training data: give --train FILE... (wafer maps) or --data PATH")
+    task = get_task(cfg["task"])
+    req = Request(data=paths, out=out, val=val_paths or None, images=images, annotations=annotations,
+                  reading=reading)
+    task.check_image_request(req)
+    task.train(cfg, req, _say)
+
+
+def _run_on_model(verb: str, model: Path, **request: object) -> None:
+    """`verb` (evaluate / predict) of the task that wrote `model`, after its request checks."""
+    from adrcs.tasks import Request, task_of
+
+    task = task_of(model)
+    req = Request(**request)  # type: ignore[arg-type]
+    task.check_image_request(req)
+    getattr(task, verb)(model, req, _say)
+
+
+@app.command()
+@reads_data
+def evaluate(
+    model: Path = typer.Option(..., "--model", "-m", help="Run folder written by `adrcs train`."),
+    data: List[Path] = typer.Option(..., "--data", "-d", help="Labeled files, folders or quoted globs."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report JSON (default MODEL/evaluation.json)."),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average the 8 rot/flip views."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
+    labels: Optional[Path] = LABELS,
+    reading: Optional[dict] = None,
+) -> None:
+    """Evaluate a trained model: metrics table, report JSON and plots."""
+    _run_on_model("evaluate", model, data=list(data), out=out, images=images, annotations=annotations, tta=tta,
+                  labels=labels, reading=reading)
+
+
+@app.command()
+@reads_data
+def predict(
+    model: Path = typer.Option(..., "--model", "-m", help="Run folder written by `adrcs train`."),
+    data: List[Path] = typer.Option(..., "--data", "-d", help="Files, folders or quoted globs of maps (any "
+                                                            "format, labeled or not) or images."),
+    out: Path = typer.Option(..., "--out", "-o", help="Predictions CSV (wafer maps, image classes) or, for a "
+                                                     "detector, a folder (predictions.json/.csv, annotated/)."),
+    tta: Optional[bool] = typer.Option(None, "--tta/--no-tta", help="Average the 8 rot/flip views."),
+    threshold: Optional[float] = typer.Option(None, help="Multi-label decision threshold (default 0.5)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
+    annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
+    score_threshold: Optional[float] = typer.Option(None, help="Detection: minimum box score (default: the model's)."),
+    labels: Optional[Path] = LABELS,
+    annotated: bool = typer.Option(True, "--annotated/--no-annotated", help="Detection: write annotated/ images "
+                                   "with the boxes drawn (off: only predictions.json / .csv)."),
+    reading: Optional[dict] = None,
+) -> None:
+    """Classify maps; one CSV row per map with the predicted class and probabilities."""
+    _run_on_model("predict", model, data=list(data), out=out, images=images, annotations=annotations, tta=tta,
+                  threshold=threshold, score_threshold=score_threshold, labels=labels, annotated=annotated,
+                  reading=reading)
+
+
