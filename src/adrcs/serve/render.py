@@ -6,23 +6,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-# off-wafer, good die, failing die (the report's die colours)
-DIE_RGB = np.array([[255, 255, 255], [159, 197, 168], [192, 57, 43]], np.uint8)
-MAX_RENDER_SIDE = 1024
+from adrcs.report.wafer_render import DIE_RGB, MAX_RENDER_SIDE, map_png  # noqa: F401 - the one renderer
 
 
 def wafer_map_png(die_codes: np.ndarray, scale: int | None = None) -> bytes:
     """Die codes 0/1/2 -> PNG, each die a `scale` px square (default: about 256 px across)."""
-    from PIL import Image
-
-    m = np.asarray(die_codes)
-    step = -(-max(m.shape) // MAX_RENDER_SIDE)  # a map stored before the side limit: drawn at most this large
-    m = np.clip(m[::step, ::step], 0, 2).astype(np.intp)
-    scale = scale or max(1, 256 // max(m.shape))
-    rgb = DIE_RGB[m].repeat(scale, axis=0).repeat(scale, axis=1)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
+    return map_png(die_codes, scale)
 
 
 def image_with_boxes_png(png: bytes, boxes: Sequence[dict[str, Any]] | None, class_names: Sequence[str]) -> bytes:
