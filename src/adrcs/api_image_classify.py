@@ -132,13 +132,23 @@ def evaluate_image_classifier(model_dir: str | Path, data: str | Path, images: s
 
 def predict_image_classifier(model_dir: str | Path, data: str | Path, images: str | Path | None = None,
                              annotations: str | Path | None = None, out: str | Path = "predictions.csv",
-                             score_threshold: float | None = None, say: Printer = print) -> pd.DataFrame:
-    """One CSV row per image: path, predicted class, confidence, probability per class."""
+                             score_threshold: float | None = None, say: Printer = print,
+                             on_error: str = "stop") -> pd.DataFrame:
+    """One CSV row per image: path, predicted class, confidence, probability per class. on_error "skip" leaves
+    out images that cannot be decoded and lists them at the end."""
+    from adrcs.api_reading import report_skipped
+    from adrcs.data.image_check import drop_unreadable
+    from adrcs.engine.progress import progress_steps
     from adrcs.image_classifier_pipeline import ImageClassifierPipeline
 
     pipe = ImageClassifierPipeline.load(model_dir)
     ds = load_image_data(data, images, annotations, require_labels=False)
-    probs = pipe.predict_proba(ds)
+    skipped: list[dict[str, str]] = []
+    if on_error == "skip":
+        with progress_steps(len(ds), f"checking {len(ds)} images", say) as step:
+            ds, skipped = drop_unreadable(ds, step, templates=pipe.use_template)
+    with progress_steps(len(ds), f"reading {len(ds)} images", say) as step:
+        probs = pipe.predict_proba(ds, step=step)
     rows = pd.DataFrame({"image": [str(p) for p in ds.paths],
                          "predicted": [pipe.class_names[i] for i in probs.argmax(axis=1)],
                          "confidence": probs.max(axis=1).round(6)})
@@ -150,4 +160,5 @@ def predict_image_classifier(model_dir: str | Path, data: str | Path, images: st
     out.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out, index=False)
     say(f"{len(rows)} images classified -> {out}")
+    report_skipped(skipped, say)
     return rows

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from adrcs.data.image_check import drop_unreadable
 from adrcs.data.image_set import ImageSet
 from adrcs.errors import InputError
 
@@ -41,7 +42,8 @@ N_VAL_EXAMPLES = 8
 
 
 def load_detection_data(data: str | Path | ImageSet, images: str | Path | None = None,
-                        annotations: str | Path | None = None, *, allow_plain: bool = False) -> ImageSet:
+                        annotations: str | Path | None = None, *, allow_plain: bool = False,
+                        skipped: list[dict[str, str]] | None = None) -> ImageSet:
     """An ImageSet from `data` (returned as is when already one), read with `load_images`.
 
     allow_plain: also accept an image file, or a folder of images that no annotated format
@@ -54,7 +56,7 @@ def load_detection_data(data: str | Path | ImageSet, images: str | Path | None =
     p = Path(data)
     if allow_plain and images is None and annotations is None and p.exists():
         if (p.is_file() and plain.sniff(p)) or (p.is_dir() and detect(p) is None and plain.sniff(p)):
-            return plain.read(p)
+            return plain.read(p, skipped=skipped)
     return load_images(p, images=images, annotations=annotations)
 
 
@@ -233,29 +235,42 @@ def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, image
 
 def predict_detection(model_dir: str | Path, data: str | Path | ImageSet, images: str | Path | None = None,
                       annotations: str | Path | None = None, *, out: str | Path, score_threshold: float | None = None,
-                      say: Printer = print) -> Path:
+                      say: Printer = print, annotated: bool = True, on_error: str = "stop") -> Path:
     """Detect defects in every image of `data` and write the folder `out`: predictions.json,
     predictions.csv and annotated/<image stem>.png (ground truth dashed when `data` has boxes).
 
     data: anything `load_images` reads, an image file or a folder of images (templates
     ``*_temp.*`` paired). Boxes are in each image's own pixels. Returns `out`.
+    annotated: False writes no annotated/ images. on_error: "skip" leaves out images that cannot be decoded
+    and lists them at the end (default "stop": the first one stops with its name).
     """
+    from adrcs.api_reading import report_skipped
+    from adrcs.engine.progress import progress_steps
     from adrcs.detector_pipeline import DetectorPipeline
     from adrcs.report.boxes import write_predictions
 
     pipe = DetectorPipeline.load(model_dir)
-    ds = load_detection_data(data, images, annotations, allow_plain=True)
+    skipped: list[dict[str, str]] = []
+    ds = load_detection_data(data, images, annotations, allow_plain=True,
+                             skipped=skipped if on_error == "skip" else None)
     thr = pipe.score_threshold if score_threshold is None else float(score_threshold)
-    preds = pipe.predict(ds, score_threshold=thr)
+    if on_error == "skip":
+        with progress_steps(len(ds), f"checking {len(ds)} images", say) as step:
+            ds, undecodable = drop_unreadable(ds, step)
+        skipped += undecodable
+    with progress_steps(len(ds), f"detecting in {len(ds)} images", say) as step:
+        preds = pipe.predict(ds, score_threshold=thr, step=step)
     out = Path(out)
-    json_path, csv_path = write_predictions(preds, ds, pipe.class_names, out,
-                                            extra={"model_dir": str(model_dir), "score_threshold": thr})
+    json_path, csv_path = write_predictions(preds, ds, pipe.class_names, out, annotate=annotated,
+                                            extra={"model_dir": str(model_dir), "score_threshold": thr,
+                                                   "skipped": skipped})
     n_boxes = sum(len(p["boxes"]) for p in preds)
     per_class = np.bincount(np.concatenate([p["labels"] for p in preds]) if preds else np.zeros(0, np.int64),
                             minlength=len(pipe.class_names))
     found = ", ".join(f"{c} {n}" for c, n in zip(pipe.class_names, per_class) if n) or "none"
-    say(f"{len(ds)} images, {n_boxes} boxes (score >= {thr:g}; {found}) -> {json_path.name}, {csv_path.name}, "
-        f"annotated/ in {out}")
+    say(f"{len(ds)} images, {n_boxes} boxes (score >= {thr:g}; {found}) -> {json_path.name}, {csv_path.name}"
+        f"{', annotated/' if annotated else ''} in {out}")
+    report_skipped(skipped, say)
     return out
 
 

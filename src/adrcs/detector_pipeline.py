@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -169,13 +169,13 @@ class DetectorPipeline(Predictor):
             })
         return results
 
-    def predict(self, images: ImageSet, batch_size: int = 4,
-                score_threshold: float | None = None) -> list[Detections]:
+    def predict(self, images: ImageSet, batch_size: int = 4, score_threshold: float | None = None,
+                step: Callable[[str], None] | None = None) -> list[Detections]:
         """Detections for every image of `images`, in each image's original pixel coordinates.
 
         score_threshold: minimum score kept (default: the pipeline's); 0 keeps every box the
         detector reports (what mAP needs). Raises InputError for an image without the template
-        the model needs, or one that cannot be decoded.
+        the model needs, or one that cannot be decoded. `step(name)` after each image (progress).
         """
         if self.use_template:
             missing = [i for i, t in enumerate(images.templates) if t is None]
@@ -191,6 +191,8 @@ class DetectorPipeline(Predictor):
                 tmpl = images.read_template(i, self.image_mode) if self.use_template else None
                 xs.append(prepare_input(img, tmpl, self.input_size, self.use_template))
                 sizes.append((img.shape[1], img.shape[0]))
+                if step is not None:
+                    step(Path(images.paths[i]).name)
             results += self.predict_tensors(xs, sizes, score_threshold)
         return results
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -62,14 +62,16 @@ class ImageClassifierPipeline(Predictor):
                for i in range(0, len(x), batch_size)]
         return torch.cat(out).numpy() if out else np.zeros((0, len(self.class_names)), np.float32)
 
-    def predict_proba(self, images: ImageSet, batch_size: int = 64) -> np.ndarray:
-        """Probabilities for every image of a set (templates used when the model was trained with them)."""
+    def predict_proba(self, images: ImageSet, batch_size: int = 64,
+                      step: Callable[[str], None] | None = None) -> np.ndarray:
+        """Probabilities for every image of a set (templates used when the model was trained with them);
+        `step(name)` after each image is read (progress)."""
         from adrcs.engine.image_tensors import read_stack
 
         if self.use_template and not all(t is not None for t in images.templates):
             raise InputError(images.meta["source"].iloc[0] if len(images) else None,
                              "this model needs a template for every image")
-        return self.predict_tensor(read_stack(images, self.input_size, self.image_mode, self.use_template),
+        return self.predict_tensor(read_stack(images, self.input_size, self.image_mode, self.use_template, step),
                                    batch_size)
 
     def predict_arrays(self, image: np.ndarray, template: np.ndarray | None = None) -> np.ndarray:

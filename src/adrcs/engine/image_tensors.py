@@ -1,6 +1,9 @@
 """Inspection images read once, resized, as one uint8 tensor (N, C, S, S) for classification."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Callable
+
 import numpy as np
 import torch
 from PIL import Image
@@ -38,11 +41,15 @@ def decide_template(images: ImageSet, setting) -> bool:
     return bool(setting)
 
 
-def read_stack(images: ImageSet, size: int, mode: str, use_template: bool) -> torch.Tensor:
-    """All images of a set -> uint8 tensor (N, C, size, size)."""
-    out = [image_channels(images.read_image(i, mode=mode),
-                          images.read_template(i, mode=mode) if use_template else None, size, use_template)
-           for i in range(len(images))]
+def read_stack(images: ImageSet, size: int, mode: str, use_template: bool,
+               step: Callable[[str], None] | None = None) -> torch.Tensor:
+    """All images of a set -> uint8 tensor (N, C, size, size); `step(name)` after each image (progress)."""
+    out = []
+    for i in range(len(images)):
+        out.append(image_channels(images.read_image(i, mode=mode),
+                                  images.read_template(i, mode=mode) if use_template else None, size, use_template))
+        if step is not None:
+            step(Path(images.paths[i]).name)
     return torch.from_numpy(np.stack(out)) if out else torch.zeros(0, 1, size, size, dtype=torch.uint8)
 
 

@@ -29,7 +29,8 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
     from adrcs.api_images import predict_detection
 
     return predict_detection(model, req.data[0], images=req.images, annotations=req.annotations, out=req.out,
-                             score_threshold=req.score_threshold, say=say)
+                             score_threshold=req.score_threshold, say=say, annotated=req.annotated,
+                             on_error=(req.reading or {}).get("on_error", "stop"))
 
 
 def _load(run_dir: str | Path, device: str = "cpu") -> Any:

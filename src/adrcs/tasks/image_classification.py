@@ -29,7 +29,8 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
     from adrcs.api_image_classify import predict_image_classifier
 
     return predict_image_classifier(model, req.data[0], images=req.images, annotations=req.annotations,
-                                    out=req.out, score_threshold=req.score_threshold, say=say)
+                                    out=req.out, score_threshold=req.score_threshold, say=say,
+                                    on_error=(req.reading or {}).get("on_error", "stop"))
 
 
 def _load(run_dir: str | Path, device: str = "cpu") -> Any:

@@ -30,8 +30,10 @@ def sniff(path: str | Path, **kw: Any) -> bool:
     return p.is_dir() and any(f.is_file() and is_image_name(f) for f in p.iterdir())
 
 
-def read(path: str | Path, *, verify: bool = False, **kw: Any) -> ImageSet:
-    """Every image of the folder (sorted by name), or the one image file, with templates paired."""
+def read(path: str | Path, *, verify: bool = False, skipped: list[dict[str, str]] | None = None,
+         **kw: Any) -> ImageSet:
+    """Every image of the folder (sorted by name), or the one image file, with templates paired. With a
+    `skipped` list, images whose header cannot be read are left out and listed there instead of stopping."""
     p = Path(path)
     if p.is_file():
         if not is_image_name(p):
@@ -48,11 +50,22 @@ def read(path: str | Path, *, verify: bool = False, **kw: Any) -> ImageSet:
             raise InputError(p, f"no images in the folder ({', '.join(IMAGE_EXTS)}; sub-folders are not searched)")
     else:
         raise InputError(p, "not found")
-    sizes = []
+    sizes, kept = [], []
     for s, t in zip(samples, templates):
-        sizes.append(image_size(s, verify=verify))
-        if t is not None:
-            image_size(t, where=f"template of {s.name}", verify=verify)
+        try:
+            size = image_size(s, verify=verify)
+            if t is not None:
+                image_size(t, where=f"template of {s.name}", verify=verify)
+        except InputError as e:
+            if skipped is None:
+                raise
+            skipped.append({"path": str(e.path or s), "problem": e.problem})
+            continue
+        sizes.append(size)
+        kept.append((s, t))
+    if not kept:
+        raise InputError(p, "none of the images could be read")
+    samples, templates = [s for s, _ in kept], [t for _, t in kept]
     n = len(samples)
     meta = make_meta(p, NAME, sizes)
     return ImageSet(paths=samples, templates=templates, boxes=[empty_boxes() for _ in range(n)],
