@@ -204,7 +204,7 @@ def sinogram_features_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path
                              selector=cfg["selector"], selector_args=cfg["selector_args"],
                              select_samples=int(cfg["select_samples"]), seed=int(cfg["seed"]),
                              device="cuda" if cfg["device"] in ("gpu", "cuda", "auto") and _cuda() else "cpu")
-    maps = resize_stack(train_set.maps, int(cfg["input_size"]))
+    maps = resize_stack(train_set.maps, int(cfg["input_size"]), cfg["resize"])
     try:
         hits = fit_with_cache(feats, maps, train_set.labels, FeatureCache.from_setting(cfg["feature_cache"]), say=say,
                               progress=bool(cfg["progress"]))

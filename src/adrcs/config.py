@@ -12,7 +12,8 @@ DEFAULTS: dict[str, Any] = {
     "task": "wafer",           # wafer (wafer-map classification) | detect (boxes on images) | image_classify
     "model": "ffn",            # a name from adrcs.models.list_models()
     "model_args": {},          # keyword arguments of the model constructor (width, dropout, ...)
-    "input_size": 48,          # maps are nearest-neighbour resized to input_size x input_size
+    "input_size": 48,          # maps are resized to input_size x input_size (see resize)
+    "resize": "nearest",       # nearest | failmax (a failing die anywhere in a cell marks it: dense products)
     "multilabel": "auto",      # auto: from the data (MixedWM38 -> multi-label)
     "epochs": 30,
     "batch_size": 256,
@@ -221,6 +222,7 @@ def validate(cfg: dict[str, Any]) -> None:
         "encoder": ("sbae", "cae", "none"),
         "selector": ("erd", "rd", "ga", "pso", "gwo", "sca", "eo", "none"),
         "image_mode": ("L", "RGB"),
+        "resize": ("nearest", "failmax"),
     }
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
@@ -269,7 +271,7 @@ def validate(cfg: dict[str, Any]) -> None:
 # Keys that only some tasks read; every other key of DEFAULTS is common to all tasks.
 _WAFER_ONLY = ("multilabel", "balance", "balance_target", "synth_model", "synth_args", "synth_filter",
                "synth_filter_threshold", "features", "encoder", "sbae_args", "radon_angles", "selector",
-               "selector_args", "select_samples", "feature_cache")
+               "selector_args", "select_samples", "feature_cache", "resize")
 _IMAGE = ("use_template", "image_mode")
 _DETECT_ONLY = ("detector", "detector_args", "train_crop", "paste_defects", "paste_args", "score_threshold")
 TASK_KEYS: dict[str, tuple[str, ...]] = {

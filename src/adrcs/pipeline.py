@@ -44,6 +44,7 @@ class Pipeline(Predictor):
     tta: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     features: Any = None  # a fitted `SinogramFeatures` (maps -> 1-D features) for sequence models
+    resize: str = "nearest"  # how maps reach input_size: nearest | failmax
     proba_fn: Any = field(default=None, repr=False)  # frozen `net.predict_proba` (see `freeze`), else eager
 
     def freeze(self) -> bool:
@@ -61,7 +62,7 @@ class Pipeline(Predictor):
 
     @property
     def preprocessing(self) -> dict[str, Any]:
-        pre = {"resize": "nearest", "input_size": self.input_size, "encoding": "one_hot_3",
+        pre = {"resize": self.resize, "input_size": self.input_size, "encoding": "one_hot_3",
                "die_codes": {"off_wafer": 0, "good": 1, "fail": 2}, "tta": self.tta}
         if self.features is not None:
             pre["features"] = {"kind": "sinogram", "encoder": self.features.encoder,
@@ -86,7 +87,7 @@ class Pipeline(Predictor):
             features = SinogramFeatures.from_state(ck["features"], device=device)
         return cls(net=net, model_name=ck["model"], model_args=ck["model_args"], class_names=ck["class_names"],
                    multilabel=ck["multilabel"], input_size=ck["input_size"], tta=ck["preprocessing"].get("tta", False),
-                   features=features)
+                   features=features, resize=ck["preprocessing"].get("resize", "nearest"))
 
     @property
     def device(self) -> torch.device:
@@ -94,7 +95,7 @@ class Pipeline(Predictor):
 
     def prepare(self, maps: list[np.ndarray]) -> torch.Tensor:
         """Die-code maps of any sizes -> uint8 tensor (N, S, S)."""
-        return torch.from_numpy(resize_stack(maps, self.input_size))
+        return torch.from_numpy(resize_stack(maps, self.input_size, self.resize))
 
     @torch.inference_mode()
     def predict_tensor(self, x: torch.Tensor, batch_size: int = 1024, tta: bool | None = None) -> np.ndarray:

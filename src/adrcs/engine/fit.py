@@ -61,10 +61,10 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
     if tensors is not None:
         train_t, val_t = tensors
     elif features is None:
-        train_t, val_t = WaferTensors(train_set, size), WaferTensors(val, size)
+        train_t, val_t = WaferTensors(train_set, size, cfg["resize"]), WaferTensors(val, size, cfg["resize"])
     else:
-        train_t = FeatureTensors(features.transform(resize_stack(train_set.maps, size)), train_set)
-        val_t = FeatureTensors(features.transform(resize_stack(val.maps, size)), val)
+        train_t = FeatureTensors(features.transform(resize_stack(train_set.maps, size, cfg["resize"])), train_set)
+        val_t = FeatureTensors(features.transform(resize_stack(val.maps, size, cfg["resize"])), val)
     sw = sampler_weights_for(train_set) if cfg["imbalance"] == "sampler" else None
     workers = int(cfg["num_workers"])
     train_loader = make_loader(train_t, int(cfg["batch_size"]), train=True, sampler_weights=sw, num_workers=workers,

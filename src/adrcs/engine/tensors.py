@@ -16,8 +16,9 @@ class WaferTensors(Dataset):
     no per-map Python work beyond indexing. `__getitems__` fetches a whole batch at once.
     """
 
-    def __init__(self, ds: WaferMapSet, size: int) -> None:
-        self.maps = torch.from_numpy(resize_stack(ds.maps, size)) if len(ds) else torch.zeros(0, size, size, dtype=torch.uint8)
+    def __init__(self, ds: WaferMapSet, size: int, resize: str = "nearest") -> None:
+        self.maps = (torch.from_numpy(resize_stack(ds.maps, size, resize)) if len(ds)
+                     else torch.zeros(0, size, size, dtype=torch.uint8))
         labels = ds.labels
         self.labels = torch.from_numpy(labels.astype(np.float32 if ds.multilabel else np.int64))
 

@@ -93,7 +93,7 @@ class LoadedModel:
     def prepare(self, maps: list[np.ndarray]) -> np.ndarray:
         """Wafer maps of any sizes -> the model's input grid, uint8 (N, S, S). The service does this on the
         request's own thread: in the forward-pass thread each numpy call would wait for the GIL."""
-        return resize_stack(maps, self.pipeline.input_size)
+        return resize_stack(maps, self.pipeline.input_size, self.pipeline.resize)
 
     def predict_prepared(self, stack: np.ndarray) -> np.ndarray:
         """Probabilities (N, K) for maps already `prepare`d for this model."""

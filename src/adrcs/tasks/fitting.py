@@ -57,7 +57,8 @@ def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str 
     else:
         pipeline = Pipeline(net=done.net, model_name=cfg["model"], model_args=dict(cfg["model_args"]),
                             class_names=list(train.class_names), multilabel=train.multilabel,
-                            input_size=int(cfg["input_size"]), tta=bool(cfg["tta"]), features=features)
+                            input_size=int(cfg["input_size"]), tta=bool(cfg["tta"]), features=features,
+                            resize=cfg["resize"])
     if done.is_global_zero:
         pipeline.save(run_dir, train_seconds=done.train_seconds, best_epoch=done.best_epoch,
                       best_val_macro_f1=done.best_score, train_class_counts=done.train_class_counts)
