@@ -170,3 +170,45 @@ def store(db_url: str):
 def pytest_terminal_summary(terminalreporter) -> None:  # make the PostgreSQL skip visible without -rs
     for reason in dict.fromkeys(_pg_skip_reason):
         terminalreporter.write_line(f"adrcs serve tests: postgresql cases skipped ({reason})", yellow=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_wafer_run(tmp_path_factory):
+    """A tiny trained FFN wafer run (`helpers.runs.train_wafer_run`, seed 0), shared by the upload and lot tests."""
+    import torch
+    from helpers.runs import train_wafer_run
+
+    torch.set_num_threads(1)
+    return train_wafer_run(tmp_path_factory.mktemp("serve_run"), 0)
+
+
+@pytest.fixture(params=[True, False], ids=["fast_path", "fastapi_route"])
+def fast_path(request: pytest.FixtureRequest) -> bool:
+    """Both paths of the JSON inspect route (`serve/fast_path.py` on and off)."""
+    return bool(request.param)
+
+
+@pytest.fixture
+def make_wafer_service(tiny_wafer_run, tmp_path):
+    """``make_wafer_service(**config)`` -> (client, tokens, store) of a service on `tiny_wafer_run` with a SQLite
+    store and one token per role (`ServiceConfig` fields in `config`; closed after the test)."""
+    from contextlib import ExitStack
+
+    from fastapi.testclient import TestClient
+    from helpers.service import ROLES
+
+    from adrcs.serve.app import ServiceConfig, create_app
+    from adrcs.serve.store import Store
+
+    n = itertools.count()
+    with ExitStack() as stack:
+        def make(**config):
+            store = Store(f"sqlite:///{tmp_path / f'svc{next(n)}.db'}")
+            stack.callback(store.close)
+            tokens = {role: store.create_token(role + "-user", role) for role in ROLES}
+            cfg = ServiceConfig(db="unused", models=[str(tiny_wafer_run)], token_cache_s=0,
+                                **{"max_request_bytes": 2_000_000, **config})
+            client = stack.enter_context(TestClient(create_app(cfg, store=store)))
+            return client, tokens, store
+
+        yield make

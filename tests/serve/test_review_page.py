@@ -1,5 +1,6 @@
 """The review page end to end in headless Chromium (Selenium + Debian's chromium/chromedriver): the queue shows
-a low-confidence wafer map as a picture, one click confirms it, and the review is in the store."""
+a low-confidence wafer map as a picture next to its lot's stacked map, one click confirms it, and the review is in
+the store."""
 from __future__ import annotations
 
 import pytest
@@ -46,6 +47,12 @@ def test_review_page_confirms_a_label(live_service):
         card = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f".card[data-id='{ids[-1]}']")))
         wait.until(lambda b: card.find_element(By.TAG_NAME, "img").get_attribute("src").startswith("blob:"))
         assert browser.execute_script("return arguments[0].naturalWidth", card.find_element(By.TAG_NAME, "img")) > 0
+        # the lot's stacked failure-rate map next to the wafer
+        lot_img = wait.until(lambda b: card.find_element(By.CSS_SELECTOR, ".lotmap img"))
+        wait.until(lambda b: (lot_img.get_attribute("src") or "").startswith("blob:"))
+        wait.until(lambda b: b.execute_script("return arguments[0].naturalWidth", lot_img) > 0)
+        caption = card.find_element(By.CSS_SELECTOR, ".lotmap figcaption").text
+        assert "LOT-A" in caption and "2 wafer maps" in caption, caption
         assert "LOT-A" in browser.find_element(By.ID, "counts").text
         card.find_element(By.CSS_SELECTOR, "button.confirm").click()
         wait.until(lambda b: card.find_element(By.CSS_SELECTOR, ".status").text == "confirmed")

@@ -29,9 +29,14 @@ WAFER_MAPS_SCHEMA = {
         "multipart/form-data": {"schema": {
             "type": "object", "required": ["file"],
             "properties": {"file": {"type": "string", "format": "binary",
-                                    "description": "a wafer-map .npz (`adrcs convert` writes one) or a JSON "
-                                                   "file like the JSON body; pickles are refused (415)"},
-                           "lot": {"type": "string"}, "wafer": {"type": "string"}, "tool": {"type": "string"}}}},
+                                    "description": "a wafer-map .npz (`adrcs convert` writes one), a fab file "
+                                                   "(STDF, KLARF, SINF, E142 / G85: one result per wafer, with the "
+                                                   "file's lot and wafer ids) or a JSON file like the JSON body; "
+                                                   "plain or gzip / xz / bz2 / zstd compressed; pickles are refused "
+                                                   "(415), files over the limits get 413"},
+                           "lot": {"type": "string", "description": "overrides the file's lot ids"},
+                           "wafer": {"type": "string", "description": "overrides the file's wafer ids"},
+                           "tool": {"type": "string"}}}},
     },
     "required": True,
 }

@@ -3,13 +3,17 @@
 Routes (all JSON; roles in brackets, see `adrcs.serve.security`):
 
 - ``POST /v1/inspect/wafer-maps`` [inspector]: JSON ``{"maps": [[[0,1,2,...],...],...], "lot", "wafer"
-  (one id or one per map), "tool"}`` or a multipart upload ``file`` (a ``.npz`` or a JSON file; pickles get 415)
-  with form fields lot / wafer / tool -> per map: class (or labels), probabilities, confidence, model
-  version, record id. Concurrent requests share forward passes (`MicroBatcher`). JSON requests are
-  answered by `serve/fast_path.py` ahead of the FastAPI stack, with the same handler and responses.
+  (one id or one per map), "tool"}`` or a multipart upload ``file`` (an ``.npz``, a fab file: STDF, KLARF, SINF,
+  E142 / G85, or a JSON file; plain or gzip / xz / bz2 / zstd compressed; pickles get 415; see `serve/uploads.py`)
+  with form fields lot / wafer / tool (else the file's ids) -> per map (a fab file: per wafer): class (or labels),
+  probabilities, confidence, model version, record id, lot, wafer, die_count, fail_count, yield. Lot and wafer ids
+  are stored normalised (`lot_routes.wafer_id`). Concurrent requests share forward passes (`MicroBatcher`). JSON
+  requests are answered by `serve/fast_path.py` ahead of the FastAPI stack, with the same handler and responses.
 - ``POST /v1/inspect/images`` [inspector]: multipart ``file`` (+ optional ``template``) -> boxes or class.
 - ``GET /v1/inspections`` [inspector] (filters lot, class, since, until, reviewed, low_confidence,
   max_confidence, kind; limit / offset), ``GET /v1/inspections/{id}``, ``GET /v1/inspections/{id}/image.png``.
+- ``GET /v1/lots/{lot}`` [inspector]: the lot's wafer-map inspections and summary (yield, classes, flagged);
+  ``GET /v1/lots/{lot}/stacked.png``: its stacked failure-rate map (`lot_routes.py`).
 - ``POST /v1/inspections/{id}/review`` [engineer]: ``{"action": "confirm"|"correct", "label", "note"}``; the
   label is checked for both actions (`serve/classes.py`).
 - ``GET /v1/classes`` [inspector], ``POST /v1/classes`` [admin]: classes reviews may use.
@@ -18,14 +22,15 @@ Routes (all JSON; roles in brackets, see `adrcs.serve.security`):
   ``POST /v1/models/rollback``, ``POST /v1/models/retrain`` (+ ``GET /v1/models/retrain/{job}``) [admin].
 - ``GET /health``, ``GET /metrics`` (Prometheus text), ``GET /`` (the review page): no token.
 
-Errors (`serve/errors.py`): 401/403 (token), 404 (unknown or out-of-range id or version), 413 (request over
-`max_request_bytes`, an upload expanding past the limits), 415 (a pickle upload), 422 (bad input, one clear
+Errors (`serve/errors.py`): 401/403 (token), 404 (unknown or out-of-range id or version, unknown lot), 413 (request
+over `max_request_bytes`, an upload expanding past the limits; uploads: with a pointer to `adrcs predict` for big
+lot files), 415 (a pickle upload), 422 (bad input, one clear
 message), 409 (nothing to roll back to), 503 (no model deployed, the champion cannot be loaded, the database
 is locked or read-only: with Retry-After); bodies ``{"detail", "request_id"}``, the id also in ``X-Request-ID``;
 never a server path, class name or stack trace (those go to the log with the request id).
 
 This module holds the inspect route (micro-batching, group commit); the others are routers over the same
-store / host / config: `review_routes.py`, `classes.py`, `monitor_routes.py`, `model_routes.py`,
+store / host / config: `review_routes.py`, `lot_routes.py`, `classes.py`, `monitor_routes.py`, `model_routes.py`,
 `image_route.py`, and `web.py` (page, /docs, headers).
 """
 from __future__ import annotations
@@ -54,7 +59,8 @@ from adrcs.serve.fast_path import JsonRouteFastPath
 from adrcs.serve import heavy_parse
 from adrcs.serve.heavy_parse import HeavyParser, parse_json_maps, short_text, wafer_ids
 from adrcs.serve.image_route import add_image_route
-from adrcs.serve.inputs import encode_map, maps_from_upload, service_limits, upload_kind
+from adrcs.serve.inputs import encode_map, service_limits, upload_kind
+from adrcs.serve.lot_routes import add_lot_routes, wafer_id
 from adrcs.serve.middleware import BodyLimit, RequestMetrics
 from adrcs.serve.model_host import KINDS, ModelHost
 from adrcs.serve.monitor_routes import add_monitor_routes
@@ -63,6 +69,7 @@ from adrcs.serve.prometheus import ServiceMetrics
 from adrcs.serve.review_routes import add_review_routes
 from adrcs.serve.security import INSPECTOR, Caller, require
 from adrcs.serve.store import NewInspection, Store
+from adrcs.serve.uploads import read_upload
 from adrcs.serve.web import install_web
 
 log = logging.getLogger("adrcs.serve")
@@ -96,6 +103,13 @@ class ServiceApp(FastAPI):
         if self.fast_path is not None and self.fast_path.handles(scope):
             return await self.fast_path(scope, receive, send)
         await super().__call__(scope, receive, send)
+
+
+def _counts(m: np.ndarray) -> tuple[int, int, float | None]:
+    """(die_count, fail_count, yield) of a die-code map (no untested dies known: every die counts as tested)."""
+    dies = int(np.count_nonzero(m))
+    fails = int(np.count_nonzero(m == 2))
+    return dies, fails, (round((dies - fails) / dies, 6) if dies else None)
 
 
 def create_app(config: ServiceConfig | None = None, store: Store | None = None) -> FastAPI:
@@ -175,17 +189,20 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
 
     def _result(rec: Any, model: Any, probs: dict[str, float]) -> dict[str, Any]:
         out = {"id": rec.id, "class": rec.predicted, "probabilities": probs, "confidence": rec.confidence,
-               "model_version": rec.model_version, "lot": rec.lot, "wafer": rec.wafer}
+               "model_version": rec.model_version, "lot": rec.lot, "wafer": rec.wafer, "die_count": rec.die_count,
+               "fail_count": rec.fail_count, "yield": rec.wafer_yield}
         if model.multilabel:
             out["labels"] = json.loads(rec.predicted)
         return out
 
     def _new_inspections(maps: list[np.ndarray], wafers: list[str | None], outputs: list[tuple[str, np.ndarray]],
-                         lot: str | None, tool: str | None, request_id: str,
+                         lots: list[str | None], tool: str | None, request_id: str, counts: list[tuple] | None,
                          ) -> tuple[list[NewInspection], list[dict[str, float]]]:
         news, prob_dicts = [], []
         model = host.current("wafer")
-        for m, w, (version, p) in zip(maps, wafers, outputs):
+        for i, (m, w, lot, (version, p)) in enumerate(zip(maps, wafers, lots, outputs)):
+            lot, w = wafer_id(lot), wafer_id(w)  # stored normalised, as fab files give them (cached)
+            dies, fails, wyield = counts[i] if counts is not None else _counts(m)
             names = model.class_names  # a champion swap mid-request: same classes unless retrained otherwise
             probs = {c: round(float(v), 6) for c, v in zip(names, p)}
             conf = float(confidence(p[None], model.multilabel)[0])  # as in the predictions CSV
@@ -197,20 +214,21 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             news.append(NewInspection(kind="wafer_map", model_version=version, predicted=predicted,
                                       probabilities=probs, confidence=conf, content=encode_map(m),
                                       media_type="application/x-npy", lot=lot, wafer=w, tool=tool,
-                                      request_id=request_id))
+                                      request_id=request_id, die_count=dies, fail_count=fails, wafer_yield=wyield))
             prob_dicts.append(probs)
         return news, prob_dicts
 
-    async def _classify(model: Any, maps: list[np.ndarray], wafers: list[str | None], lot: str | None,
-                        tool: str | None) -> bytes:
+    async def _classify(model: Any, maps: list[np.ndarray], wafers: list[str | None], lots: list[str | None],
+                        tool: str | None, counts: list[tuple] | None = None) -> bytes:
         # maps -> shared forward pass -> stored (committed) -> JSON response body
         if len(maps) > config.max_maps_per_request:
             raise InputError(None, f"{len(maps)} maps in one request; the limit is {config.max_maps_per_request}")
         rid = current_request_id()
         prepared = model.prepare(maps) if len(maps) <= 16 else await run_in_threadpool(model.prepare, maps)
         outputs = await batcher.submit(list(zip(maps, prepared)))
-        news, prob_dicts = (_new_inspections(maps, wafers, outputs, lot, tool, rid) if len(maps) <= 16
-                            else await run_in_threadpool(_new_inspections, maps, wafers, outputs, lot, tool, rid))
+        args = (maps, wafers, outputs, lots, tool, rid, counts)
+        news, prob_dicts = (_new_inspections(*args) if len(maps) <= 16 else await run_in_threadpool(_new_inspections,
+                                                                                                      *args))
         records = await writer.submit(news)
         metrics.count_predictions([r.predicted for r in records])
         return orjson.dumps({"request_id": records[0].request_id if records else rid,
@@ -230,7 +248,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         """The JSON form of POST /v1/inspect/wafer-maps: body bytes -> response bytes (also the fast path's)."""
         model = _model_or_503("wafer")
         maps, lot, tool, wafers = await _parse(raw)
-        return await _classify(model, maps, wafers, lot, tool)
+        return await _classify(model, maps, wafers, [lot] * len(maps), tool)
 
     @app.post("/v1/inspect/wafer-maps", openapi_extra={"requestBody": WAFER_MAPS_SCHEMA}, tags=["inspect"])
     async def inspect_wafer_maps(request: Request, caller: Caller = Depends(require(INSPECTOR))) -> Response:
@@ -251,14 +269,15 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             lot, tool = lot or body_lot, tool or body_tool
             if form_wafer is not None:
                 wafers = wafer_ids(form_wafer, len(maps))
-            return Response(await _classify(model, maps, wafers, lot, tool), media_type="application/json")
-        async with parser.slot():  # one large input expanded at a time
-            ds = await run_in_threadpool(maps_from_upload, upload.filename, content, limits)
-        maps = list(ds.maps)
-        wafers = wafer_ids(form_wafer, len(maps))
-        if "wafer" in ds.meta and form_wafer is None:
-            wafers = [None if w is None or str(w) == "" else str(w).replace("\x00", "")[:200] for w in ds.meta["wafer"]]
-        return Response(await _classify(model, maps, wafers, lot, tool), media_type="application/json")
+            return Response(await _classify(model, maps, wafers, [lot] * len(maps), tool),
+                            media_type="application/json")
+        # npz, fab files (STDF, KLARF, SINF, E142), compressed or not: read in the parse slot (big: worker process)
+        up = await read_upload(parser, upload.filename, content, limits)
+        n = len(up.maps)
+        lots = [lot] * n if lot is not None else up.lots  # form fields win over the file's ids
+        wafers = wafer_ids(form_wafer, n) if form_wafer is not None else up.wafers
+        return Response(await _classify(model, up.maps, wafers, lots, tool or up.tool, up.counts()),
+                        media_type="application/json")
 
     if config.fast_path:
         app.fast_path = JsonRouteFastPath("/v1/inspect/wafer-maps", INSPECTOR, inspect_json_maps, app.state,
@@ -266,6 +285,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     add_image_route(app, store, writer, metrics, limits, _model_or_503)
 
     add_review_routes(app, store, host, config)
+    add_lot_routes(app, store, config)
     add_class_routes(app, store, host)
 
     add_monitor_routes(app, store, host, metrics, config)

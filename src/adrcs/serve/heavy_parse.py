@@ -7,7 +7,8 @@
 * bodies up to `HEAVY_BODY` in a worker thread (short GIL holds);
 * larger bodies in a worker *process* (`HeavyParser`, spawned on first use), one at a time: the
   event loop only waits on a pipe, and the parse's memory (about 14x the body) is the child's;
-  uploads (``.npz``) take the same one-at-a-time slot, so at most one large input is expanded at once.
+  uploaded files (npz, fab files, compressed: `serve/uploads.py`) take the same one-at-a-time slot, big or
+  compressed ones in the same worker process, so at most one large input is expanded at once.
 
 `parse_json_maps` is importable without torch or pandas (it runs in the child).
 """

@@ -1,9 +1,9 @@
 """What the service accepts: wafer maps as JSON arrays or uploaded files, inspection images; and how inputs are stored.
 
 Every parser raises `InputError` (422) with a one-line message naming the upload, never a server path.
-Uploads are untrusted and nothing in them is ever unpickled: a wafer-map upload must be JSON or a
-``.npz`` (read with ``allow_pickle=False``; ``adrcs convert`` writes one from any file the CLI reads);
-a pickle gets 415 with that hint. Before anything is decompressed, the npz members' sizes and array
+Uploads are untrusted and nothing in them is ever unpickled: a wafer-map upload is JSON, a ``.npz`` (read
+with ``allow_pickle=False``; ``adrcs convert`` writes one from any file the CLI reads) or a fab file, read
+by `serve/uploads.py`; a pickle gets 415 with that hint. Before anything is decompressed, the npz members' sizes and array
 headers are checked against the limits (`service_limits`, derived from ``--max-request-mb``), so a
 small file that expands to gigabytes is refused (413) without expanding it. Map side, map count and
 image pixel limits apply to every path (JSON, uploads, images).
@@ -84,8 +84,9 @@ def upload_kind(content: bytes) -> str:
     return "other"
 
 
-def check_npz(content: bytes, name: str, limits: Any) -> None:
-    """Refuse an npz whose members would expand past ``limits`` or hold objects, reading only headers."""
+def check_npz(content: bytes, name: str, limits: Any) -> int:
+    """Refuse an npz whose members would expand past ``limits`` or hold objects, reading only headers; returns the
+    bytes its members expand to."""
     cap = int(limits.max_uncompressed_bytes)
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as z:
@@ -111,6 +112,7 @@ def check_npz(content: bytes, name: str, limits: Any) -> None:
                                               f"{cap} byte limit for uploads")
                 if len(shape) == 3 and max(shape[1:]) > limits.max_map_side:
                     raise InputTooLarge(name, f"maps of {shape[1]}x{shape[2]}: over {limits.max_map_side} per side")
+        return total
     except InputError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError, KeyError):
@@ -125,32 +127,6 @@ def check_maps(maps: Sequence[np.ndarray], name: str | None, limits: Any) -> Non
         if m.ndim != 2 or m.size == 0 or max(m.shape) > limits.max_map_side:
             raise InputTooLarge(name, f"map {i}: size {'x'.join(map(str, m.shape))} outside "
                                       f"1..{limits.max_map_side} per side")
-
-
-def maps_from_upload(filename: str | None, content: bytes, limits: Any) -> Any:
-    """An uploaded ``.npz`` -> WaferMapSet (no unpickling, sizes checked before decompressing).
-
-    JSON uploads are parsed by the caller (`heavy_parse.parse_json_maps`); a pickle gets
-    `UnsupportedMediaError` (415), a bomb or oversize maps `InputTooLarge` (413)."""
-    name = Path(filename or "upload").name[:100] or "upload"
-    if not content:
-        raise InputError(name, "empty upload")
-    kind = upload_kind(content)
-    if kind == "pickle":
-        raise UnsupportedMediaError(name, PICKLE_HINT)
-    if kind != "npz":
-        raise UnsupportedMediaError(name, "unsupported upload format: send a .npz file (`adrcs convert` writes "
-                                          "one) or JSON maps")
-    check_npz(content, name, limits)
-    ds = _load_npz(content, name, limits)
-    check_maps(list(ds.maps), name, limits)
-    return ds
-
-
-def _load_npz(content: bytes, name: str, limits: Any) -> Any:
-    from adrcs.data.loader import load_bytes
-
-    return load_bytes(content, name, allow_pickle=False, limits=limits)
 
 
 def image_from_upload(filename: str | None, content: bytes, mode: str = "L",

@@ -9,6 +9,9 @@ from adrcs.serve.fast_path import too_large_detail
 from adrcs.serve.prometheus import ServiceMetrics
 
 
+UPLOAD_PATH = "/v1/inspect/wafer-maps"  # file uploads over the limit get a pointer to `adrcs predict`
+
+
 class BodyLimit:
     """ASGI middleware: 413 for a body over `limit` bytes (by Content-Length, or counted while streaming)."""
 
@@ -18,9 +21,15 @@ class BodyLimit:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        hint = ""
+        if scope.get("path") == UPLOAD_PATH and headers.get(b"content-type", b"").lower().startswith(b"multipart/"):
+            from adrcs.serve.uploads import BIG_LOT_HINT
+
+            hint = "; " + BIG_LOT_HINT
         if length is not None and length.isdigit() and int(length) > self.limit:
-            return await too_large(self.limit, send)
+            return await too_large(self.limit, send, hint)
         seen = 0
 
         async def limited() -> dict:
@@ -35,7 +44,7 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except _BodyTooLarge:
-            await too_large(self.limit, send)
+            await too_large(self.limit, send, hint)
 
 
 class RequestMetrics:
@@ -68,9 +77,9 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def too_large(limit: int, send: Callable) -> None:
-    """Send the 413 answer."""
-    body = error_body(too_large_detail(limit))
+async def too_large(limit: int, send: Callable, hint: str = "") -> None:
+    """Send the 413 answer (`hint`: appended to the one-line detail)."""
+    body = error_body(too_large_detail(limit) + hint)
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})

@@ -11,6 +11,7 @@ from adrcs.data.map_blob import decode_map
 from adrcs.errors import InputError
 from adrcs.serve.api_schemas import ReviewIn
 from adrcs.serve.classes import review_label
+from adrcs.serve.lot_routes import wafer_id
 from adrcs.serve.query_params import text_param as _text_param, utc_param as _utc
 from adrcs.serve.security import ENGINEER, INSPECTOR, Caller, require
 from adrcs.serve.store import NotFound
@@ -22,6 +23,7 @@ def inspection_json(r: Any) -> dict[str, Any]:
     d = r.to_dict()
     d["class"] = d.pop("predicted")
     d["reviewed"] = bool(r.reviews)
+    d["yield"] = d.pop("wafer_yield", None)
     return d
 
 
@@ -46,7 +48,9 @@ def add_review_routes(app: FastAPI, store: Any, host: Any, config: Any) -> None:
             raise InputError(None, "max_confidence must be a finite number")
         if low_confidence:
             max_confidence = min(max_confidence if max_confidence is not None else 1.0, config.low_confidence)
-        filters = dict(lot=_text_param(lot, "lot"), predicted=_text_param(cls, "cls"), since=_utc(since, "since"),
+        lot = _text_param(lot, "lot")
+        lot = None if lot is None else wafer_id(lot) or lot  # ids are stored normalised
+        filters = dict(lot=lot, predicted=_text_param(cls, "cls"), since=_utc(since, "since"),
                        until=_utc(until, "until"), reviewed=reviewed, max_confidence=max_confidence, kind=kind)
         items = store.list_inspections(**filters, limit=limit, offset=offset)
         return {"total": store.count_inspections(**filters), "limit": limit, "offset": offset,

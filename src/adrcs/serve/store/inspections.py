@@ -3,6 +3,7 @@ counts and queries over them. Mixed into `Store`, which provides the engine, `_s
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -16,6 +17,17 @@ from adrcs.serve.store.records import (INSPECTION_KINDS, MAX_OFFSET, REVIEW_ACTI
 from adrcs.serve.store.sqlite_writer import RowidsExhausted
 from adrcs.serve.store.schema import BlobRow, InspectionRow, ReviewRow, utcnow
 
+
+def _opt_int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _opt_float(v: Any) -> float | None:
+    """A finite float or None (NaN, e.g. the yield of a wafer with no tested die, is stored as None)."""
+    if v is None:
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
 
 
 class InspectionsMixin:
@@ -80,7 +92,9 @@ class InspectionsMixin:
                    "tool": it.tool, "input_sha256": sha, "model_version": it.model_version,
                    "predicted": it.predicted, "probabilities": {str(k): float(v) for k, v in it.probabilities.items()},
                    "confidence": float(it.confidence),
-                   "boxes": None if it.boxes is None else _jsonable(list(it.boxes)), "request_id": it.request_id}
+                   "boxes": None if it.boxes is None else _jsonable(list(it.boxes)), "request_id": it.request_id,
+                   "die_count": _opt_int(it.die_count), "fail_count": _opt_int(it.fail_count),
+                   "wafer_yield": _opt_float(it.wafer_yield)}
                   for it, sha in zip(items, shas)]
         if self._fast_writer is not None:
             with self._write_lock:
@@ -111,7 +125,8 @@ class InspectionsMixin:
         return [Inspection(id=int(i), created_at=v["created_at"], kind=v["kind"], lot=v["lot"], wafer=v["wafer"],
                            tool=v["tool"], input_sha256=v["input_sha256"], model_version=v["model_version"],
                            predicted=v["predicted"], probabilities=dict(v["probabilities"]),
-                           confidence=v["confidence"], boxes=v["boxes"], request_id=v["request_id"])
+                           confidence=v["confidence"], boxes=v["boxes"], request_id=v["request_id"],
+                           die_count=v["die_count"], fail_count=v["fail_count"], wafer_yield=v["wafer_yield"])
                 for i, v in zip(ids, values)]
 
     @staticmethod

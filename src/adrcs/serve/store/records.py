@@ -107,6 +107,9 @@ class Inspection(_Record):
     request_id: str | None = None
     reviews: tuple[Review, ...] = ()
     effective_label: str | None = None
+    die_count: int | None = None      # wafer maps: dies on the wafer
+    fail_count: int | None = None     # failing dies
+    wafer_yield: float | None = None  # passing share of the tested dies
 
     @property
     def reviewed(self) -> bool:
@@ -138,6 +141,9 @@ class NewInspection:
     boxes: Sequence[Mapping[str, Any]] | None = None  # [{class, score, x1, y1, x2, y2}]
     request_id: str | None = None
     created_at: datetime | None = None
+    die_count: int | None = None
+    fail_count: int | None = None
+    wafer_yield: float | None = None
 
 
 @dataclass(frozen=True)
@@ -222,7 +228,8 @@ def _inspection(r: InspectionRow, reviews: Sequence[Review] = ()) -> Inspection:
                       input_sha256=r.input_sha256, model_version=r.model_version, predicted=r.predicted,
                       probabilities=dict(r.probabilities or {}), confidence=float(r.confidence),
                       boxes=None if r.boxes is None else list(r.boxes), request_id=r.request_id,
-                      reviews=tuple(reviews), effective_label=reviews[-1].label if reviews else None)
+                      reviews=tuple(reviews), effective_label=reviews[-1].label if reviews else None,
+                      die_count=r.die_count, fail_count=r.fail_count, wafer_yield=r.wafer_yield)
 
 
 def _model(r: ModelVersionRow) -> ModelVersion:

@@ -84,6 +84,10 @@ class InspectionRow(Base):
     confidence: Mapped[float] = mapped_column(Float, index=True)
     boxes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(128))
+    # wafer maps (0003): dies on the wafer, failing dies, passing share of the tested dies (None: unknown)
+    die_count: Mapped[int | None] = mapped_column(Integer)
+    fail_count: Mapped[int | None] = mapped_column(Integer)
+    wafer_yield: Mapped[float | None] = mapped_column(Float)
 
 
 class ReviewRow(Base):

@@ -1,4 +1,5 @@
-// The review page (index.html): the low-confidence queue, confirm / correct, drift and class counts.
+// The review page (index.html): the low-confidence queue (each wafer next to its lot's stacked map), confirm /
+// correct, drift and class counts.
 // Served from /static/ because the page's CSP allows no inline script. Everything that comes from the API
 // is put in the page as text (textContent, element attributes), never parsed as HTML.
 "use strict";
@@ -56,6 +57,46 @@ function showPanels() {
 
 function fixed(x, digits) { return typeof x === "number" ? x.toFixed(digits) : "-"; }
 
+// A lot's stacked failure-rate map and summary, fetched once per lot and page load: {url, maps, summary}.
+const lotMaps = new Map();
+
+function lotMap(lot) {
+  if (!lotMaps.has(lot)) {
+    const path = `v1/lots/${encodeURIComponent(lot)}`;
+    lotMaps.set(lot, (async () => {
+      const r = await api(path + "/stacked.png");
+      const maps = r.headers.get("X-Wafer-Maps");
+      const url = URL.createObjectURL(await r.blob());
+      const summary = (await (await api(path + "?limit=1")).json()).summary;
+      return {url, maps, summary};
+    })());
+  }
+  return lotMaps.get(lot);
+}
+
+function forgetLotMaps() {
+  for (const p of lotMaps.values()) p.then((m) => URL.revokeObjectURL(m.url), () => {});
+  lotMaps.clear();
+}
+
+// the stacked map of the item's lot (a figure), or null when the inspection has no lot
+async function lotFigure(item) {
+  if (item.lot === null || item.lot === undefined || item.lot === "") return null;
+  const fig = el("figure", null, {"class": "lotmap"});
+  const img = el("img", null, {alt: "stacked map of lot " + item.lot});
+  const caption = el("figcaption", "lot " + item.lot);
+  fig.append(img, caption);
+  try {
+    const m = await lotMap(item.lot);
+    img.src = m.url;
+    const s = m.summary || {};
+    caption.textContent = `lot ${item.lot}: failure rate over ${m.maps ?? "?"} wafer maps` +
+      (typeof s.yield_mean === "number" ? `, mean yield ${fixed(s.yield_mean, 3)}` : "") +
+      (s.flagged ? `, ${s.flagged} low-confidence` : "");
+  } catch (e) { img.alt = "no lot map: " + e.message; }
+  return fig;
+}
+
 async function card(item) {
   const div = el("div", null, {"class": "card", "data-id": item.id});
   const img = el("img", null, {alt: "inspection " + item.id});
@@ -79,11 +120,17 @@ async function card(item) {
   const status = el("span", null, {"class": "status"});
   actions.append(confirm, select, correct, status);
   body.append(head, probs, actions);
-  div.append(img, body);
+  const pictures = el("div", null, {"class": "pictures"});
+  pictures.append(img);
+  div.append(pictures, body);
   try {
     const r = await api(`v1/inspections/${encodeURIComponent(item.id)}/image.png`);
     img.src = URL.createObjectURL(await r.blob());
   } catch (e) { img.alt = "no picture: " + e.message; }
+  if (item.kind === "wafer_map") {
+    const fig = await lotFigure(item);
+    if (fig) pictures.append(fig);
+  }
   select.value = item.class;
   const done = async (action) => {
     const label = action === "confirm" ? null : select.value;
@@ -127,6 +174,7 @@ async function load() {
   if (!token) { sessionStorage.removeItem(TOKEN_KEY); showHelp(""); return; }
   sessionStorage.setItem(TOKEN_KEY, token);
   $("msg").textContent = "loading...";
+  forgetLotMaps();
   try {
     const q = await (await api("v1/inspections?reviewed=false&low_confidence=true&limit=50")).json();
     showPanels();
@@ -152,6 +200,7 @@ function forget() {
   $("token").value = "";
   $("queue").replaceChildren();
   $("counts").replaceChildren();
+  forgetLotMaps();
   showHelp("");
 }
 
