@@ -13,32 +13,37 @@ MAX_RENDER_SIDE = 1024
 TARGET_PX = 256
 
 
-def _scale(shape: tuple[int, ...], scale: int | None) -> int:
-    return int(scale) if scale else max(1, TARGET_PX // max(1, max(shape)))
+def _scale(shape: tuple[int, ...], scale: int | None, max_px: int | None = None) -> int:
+    """Pixels per die: `scale`, else about TARGET_PX across; at most `max_px` // side (never below 1)."""
+    side = max(1, max(shape))
+    s = int(scale) if scale else max(1, TARGET_PX // side)
+    return max(1, min(s, max_px // side)) if max_px else s
 
 
-def _fit(m: np.ndarray) -> np.ndarray:
-    """Every `step`-th die of a map larger than MAX_RENDER_SIDE (drawn at most that large)."""
-    step = -(-max(m.shape) // MAX_RENDER_SIDE)
+def _fit(m: np.ndarray, max_px: int | None = None) -> np.ndarray:
+    """Every `step`-th die of a map with more dies across than MAX_RENDER_SIDE (or `max_px`)."""
+    limit = min(MAX_RENDER_SIDE, max_px) if max_px else MAX_RENDER_SIDE
+    step = -(-max(m.shape) // limit) if m.size else 1
     return m[::step, ::step] if step > 1 else m
 
 
-def map_rgb(die_codes: np.ndarray, scale: int | None = None) -> np.ndarray:
-    """Die codes 0/1/2 -> (H*scale, W*scale, 3) uint8, each die a `scale` px square (default ~256 px across)."""
-    m = np.clip(_fit(np.asarray(die_codes)), 0, 2).astype(np.intp)
-    s = _scale(m.shape, scale)
+def map_rgb(die_codes: np.ndarray, scale: int | None = None, max_px: int | None = None) -> np.ndarray:
+    """Die codes 0/1/2 -> (H*scale, W*scale, 3) uint8, each die a `scale` px square (default ~256 px across);
+    `max_px`: at most that many pixels across (thumbnails: fewer px per die, then every n-th die)."""
+    m = np.clip(_fit(np.asarray(die_codes), max_px), 0, 2).astype(np.intp)
+    s = _scale(m.shape, scale, max_px)
     return DIE_RGB[m].repeat(s, axis=0).repeat(s, axis=1)
 
 
-def bin_rgb(bins: np.ndarray, scale: int | None = None) -> np.ndarray:
+def bin_rgb(bins: np.ndarray, scale: int | None = None, max_px: int | None = None) -> np.ndarray:
     """A bin grid (int, -1 = no die) -> RGB with one stable colour per bin (tab20), white where no die."""
     from matplotlib import colormaps
 
-    b = _fit(np.asarray(bins))
+    b = _fit(np.asarray(bins), max_px)
     table = (np.array(colormaps["tab20"].colors) * 255).astype(np.uint8)
     rgb = table[np.mod(b, len(table))]
     rgb[b < 0] = 255
-    s = _scale(b.shape, scale)
+    s = _scale(b.shape, scale, max_px)
     return rgb.repeat(s, axis=0).repeat(s, axis=1)
 
 
@@ -62,14 +67,14 @@ def stacked_rate(maps: list[np.ndarray]) -> np.ndarray:
         return np.where(dies > 0, fails / np.maximum(dies, 1), np.nan)
 
 
-def rate_rgb(rate: np.ndarray, scale: int | None = None) -> np.ndarray:
+def rate_rgb(rate: np.ndarray, scale: int | None = None, max_px: int | None = None) -> np.ndarray:
     """A failure-rate map (0..1, NaN off-wafer) -> RGB (white to dark red), white off-wafer."""
-    r = _fit(np.asarray(rate, np.float64))
+    r = _fit(np.asarray(rate, np.float64), max_px)
     t = np.clip(np.nan_to_num(r, nan=0.0), 0, 1)[..., None]
     lo, hi = np.array([236, 240, 241], np.float64), np.array([146, 20, 12], np.float64)
     rgb = (lo + (hi - lo) * t).astype(np.uint8)
     rgb[np.isnan(r)] = 255
-    s = _scale(r.shape, scale)
+    s = _scale(r.shape, scale, max_px)
     return rgb.repeat(s, axis=0).repeat(s, axis=1)
 
 
@@ -82,6 +87,12 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def map_png(die_codes: np.ndarray, scale: int | None = None, bins: np.ndarray | None = None) -> bytes:
-    """PNG of a wafer map: by die code, or by bin when `bins` is given."""
-    return png_bytes(bin_rgb(bins, scale) if bins is not None else map_rgb(die_codes, scale))
+def map_png(die_codes: np.ndarray, scale: int | None = None, bins: np.ndarray | None = None,
+            max_px: int | None = None) -> bytes:
+    """PNG of a wafer map: by die code, or by bin when `bins` is given; `max_px`: see `map_rgb`."""
+    return png_bytes(bin_rgb(bins, scale, max_px) if bins is not None else map_rgb(die_codes, scale, max_px))
+
+
+def stacked_png(maps: list[np.ndarray], scale: int | None = None, max_px: int | None = None) -> bytes:
+    """PNG of a lot's stacked map: the failure rate of each die position across `maps` (see `stacked_rate`)."""
+    return png_bytes(rate_rgb(stacked_rate(maps), scale, max_px))
