@@ -4,7 +4,6 @@ SINF, E142), plain and gzip-compressed; one inspection per wafer with its lot, w
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import pickle
 
@@ -128,13 +127,28 @@ def test_fab_files_plain_and_gzip(make_wafer_service, tmp_path):
     assert set(files) == set(LOTS)
 
 
-LOTS = {"klarf": "0071"}  # format -> lot id written (stored without the leading zeros)
+def test_untested_dies_are_left_out_of_the_yield(make_wafer_service, tmp_path):
+    from helpers.sinf_writer import write_sinf
+
+    client, tokens, store = make_wafer_service()
+    grids = [np.asarray(m, np.uint8) for m in small_maps(2, side=12, seed=5)]
+    plans = write_sinf(tmp_path / "u.sinf", grids, lot="U1", untested_share=0.25, seed=2)
+    r = upload(client, tokens, "u.sinf", (tmp_path / "u.sinf").read_bytes())
+    assert r.status_code == 200, r.text
+    for x, p in zip(r.json()["results"], plans):
+        dies, fails = int((p["expected"] > 0).sum()), int((p["expected"] == 2).sum())
+        assert p["untested"] > 0 and (x["die_count"], x["fail_count"]) == (dies, fails)
+        assert x["yield"] == pytest.approx((dies - p["untested"] - fails) / (dies - p["untested"]), abs=1e-6)
+
+
+LOTS = {"klarf": "0071", "sinf": "0073", "e142": "0074", "g85": "0075"}  # lot ids written (stored: no leading 0s)
 
 
 def fab_files(tmp_path) -> dict[str, tuple[str, bytes, list[np.ndarray]]]:
     """format -> (file name, bytes, die-code maps) of a small 3-wafer lot written by the test writers: lot `LOTS`,
     wafer ids 01, 02, 03, every die tested."""
     from helpers.klarf_writer import circle_map, write_klarf
+    from helpers.sinf_writer import write_e142, write_g85, write_sinf
 
     rng = np.random.default_rng(3)
     base = circle_map(12, (5000.0, 4000.0))  # a round wafer (KLARF keeps the dies inside the wafer circle)
@@ -147,4 +161,10 @@ def fab_files(tmp_path) -> dict[str, tuple[str, bytes, list[np.ndarray]]]:
     out = {}
     write_klarf(tmp_path / "lot.klarf", pairs, lot=LOTS["klarf"])
     out["klarf"] = "lot.klarf"
+    write_sinf(tmp_path / "lot.sinf", pairs, lot=LOTS["sinf"])
+    out["sinf"] = "lot.sinf"
+    write_e142(tmp_path / "lot.xml", pairs, lot=LOTS["e142"])
+    out["e142"] = "lot.xml"
+    write_g85(tmp_path / "lot_g85.xml", pairs, lot=LOTS["g85"])
+    out["g85"] = "lot_g85.xml"
     return {fmt: (name, (tmp_path / name).read_bytes(), grids) for fmt, name in out.items()}
