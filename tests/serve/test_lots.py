@@ -62,6 +62,10 @@ def test_lot_lists_its_wafers_with_a_summary(lot_service):
     assert page["wafers"][0]["reviewed"] and page["wafers"][0]["label"] == "Donut"
     assert page["summary"]["reviewed"] == 1
     assert client.get("/v1/lots/B", headers=h).json()["total"] == 2
+    # a lot id with a slash, sent as %2F
+    inspect(client, tokens, small_maps(1), "FAB1/LOT 9", ["1"])
+    assert client.get("/v1/lots/FAB1%2FLOT%209", headers=h).json()["lot"] == "FAB1/LOT 9"
+    assert client.get("/v1/lots/FAB1%2FLOT%209/stacked.png", headers=h).headers["x-wafer-maps"] == "1"
 
 
 def test_lot_errors_and_auth(lot_service):

@@ -111,22 +111,10 @@ def stacked_png(blobs: list[bytes]) -> tuple[bytes, int] | None:
 
 
 def add_lot_routes(app: FastAPI, store: Any, config: Any) -> None:
-    """``GET /v1/lots/{lot}`` and ``GET /v1/lots/{lot}/stacked.png`` [inspector]."""
+    """``GET /v1/lots/{lot}`` and ``GET /v1/lots/{lot}/stacked.png`` [inspector]. A lot id may hold ``/`` (sent as
+    ``%2F``); the picture's route is matched first."""
 
-    @app.get("/v1/lots/{lot}", tags=["lots"], response_model=LotOut, response_model_by_alias=True)
-    def get_lot(lot: str, limit: int = Query(1000, ge=1, le=MAX_LOT_WAFERS), offset: int = Query(0, ge=0, le=2**62),
-                caller: Caller = Depends(require(INSPECTOR))) -> dict:
-        """The lot's wafer-map inspections (oldest first) with a summary: inspections, distinct wafers, mean yield,
-        predicted classes, low-confidence and reviewed counts. 404 for a lot with no wafer-map inspection."""
-        key = lot_param(lot)
-        summary = store.lot_summary(key, config.low_confidence)
-        if summary["wafers"] == 0:
-            raise HTTPException(404, f"no wafer-map inspections of lot {key[:60]!r}")
-        items = store.list_inspections(lot=key, kind="wafer_map", limit=limit, offset=offset, newest_first=False)
-        return {"lot": key, "total": summary["wafers"], "limit": limit, "offset": offset,
-                "wafers": [_wafer(r) for r in items], "summary": {**summary, "low_confidence": config.low_confidence}}
-
-    @app.get("/v1/lots/{lot}/stacked.png", tags=["lots"], response_class=Response,
+    @app.get("/v1/lots/{lot:path}/stacked.png", tags=["lots"], response_class=Response,
              responses={200: {"content": {"image/png": {}}, "description": "the stacked failure-rate map"}})
     def lot_stacked_png(lot: str, caller: Caller = Depends(require(INSPECTOR))) -> Response:
         """The lot's stacked wafer map: each die position's failure rate over the lot's stored maps (the newest
@@ -140,3 +128,16 @@ def add_lot_routes(app: FastAPI, store: Any, config: Any) -> None:
         png, used = out
         return Response(png, media_type="image/png", headers={"X-Wafer-Maps": str(used),
                                                                "X-Wafer-Maps-Total": str(total)})
+
+    @app.get("/v1/lots/{lot:path}", tags=["lots"], response_model=LotOut, response_model_by_alias=True)
+    def get_lot(lot: str, limit: int = Query(1000, ge=1, le=MAX_LOT_WAFERS), offset: int = Query(0, ge=0, le=2**62),
+                caller: Caller = Depends(require(INSPECTOR))) -> dict:
+        """The lot's wafer-map inspections (oldest first) with a summary: inspections, distinct wafers, mean yield,
+        predicted classes, low-confidence and reviewed counts. 404 for a lot with no wafer-map inspection."""
+        key = lot_param(lot)
+        summary = store.lot_summary(key, config.low_confidence)
+        if summary["wafers"] == 0:
+            raise HTTPException(404, f"no wafer-map inspections of lot {key[:60]!r}")
+        items = store.list_inspections(lot=key, kind="wafer_map", limit=limit, offset=offset, newest_first=False)
+        return {"lot": key, "total": summary["wafers"], "limit": limit, "offset": offset,
+                "wafers": [_wafer(r) for r in items], "summary": {**summary, "low_confidence": config.low_confidence}}
