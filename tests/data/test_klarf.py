@@ -13,7 +13,7 @@ from helpers.wafers import make_wafer
 
 from adrcs.data import load
 from adrcs.data.fab import FabOptions
-from adrcs.data.fab import klarf_tokens
+from adrcs.data.fab import klarf_records, klarf_table
 from adrcs.data.formats import klarf
 from adrcs.data.limits import InputLimits
 from adrcs.errors import InputError, InputTooLarge
@@ -80,7 +80,7 @@ def test_batches_across_table_boundaries(tmp_path: Path, maps, version: str, mon
     path = tmp_path / "b.klarf"
     write_klarf(path, maps, version=version, defects_per_fail=(2, 4))
     whole = load(path)
-    monkeypatch.setattr(klarf_tokens, "BATCH", 7)
+    monkeypatch.setattr(klarf_table, "BATCH", 7)
     small = load(path)
     _same_maps(small, maps)
     assert small.meta["defects"].tolist() == whole.meta["defects"].tolist()
@@ -315,7 +315,7 @@ def test_bad_input_is_one_line_naming_file_and_line(tmp_path: Path, text: str, l
 
 def test_too_many_defects_per_wafer(tmp_path: Path, maps, monkeypatch) -> None:
     write_klarf(tmp_path / "big.klarf", maps[:1], defects_per_fail=(3, 3))
-    monkeypatch.setattr(klarf_tokens, "MAX_DEFECTS", 20)
+    monkeypatch.setattr(klarf_records, "MAX_DEFECTS", 20)
     with pytest.raises(InputTooLarge, match=re.escape("lists more than 20 defects (the limit per wafer)")):
         load(tmp_path / "big.klarf")
 

@@ -25,8 +25,9 @@ slot, tool (``InspectionStationID``), part_type (``DeviceID``), step (``StepID``
 ``defect_classes`` (JSON ``{class: count}``) and, with a class lookup, ``class_names`` (JSON).
 
 Limits: at most 100,000 defects per wafer (InputTooLarge above). Bad input is refused with one line naming
-the file, the line and the problem. The KLARF syntax (tokenizer, tables, 1.2 statements, 1.8 records) is read by
-``adrcs.data.fab.klarf_tokens``; this module turns the wafer records into `FabWafer`s.
+the file, the line and the problem. The KLARF syntax is read by ``adrcs.data.fab``: ``klarf_lexer`` (tokens),
+``klarf_table`` (defect and plan tables), ``klarf_records`` (1.2 statements, 1.8 records); this module turns the
+wafer records into `FabWafer`s.
 """
 from __future__ import annotations
 
@@ -37,8 +38,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from adrcs.data.fab.klarf_tokens import (DEFECT_COLUMNS, Lexer, WaferRecord, iso_time, numbers, read_12, read_18,
-                                         text_of)
+from adrcs.data.fab.klarf_lexer import Lexer, iso_time, numbers, text_of
+from adrcs.data.fab.klarf_records import DEFECT_COLUMNS, WaferRecord, read_12, read_18
 from adrcs.data.fab.options import FabOptions
 from adrcs.data.fab.wafer_grid import FAIL, PASS, UNTESTED, FabWafer
 from adrcs.data.limits import InputLimits
