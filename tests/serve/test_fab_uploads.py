@@ -141,7 +141,7 @@ def test_untested_dies_are_left_out_of_the_yield(make_wafer_service, tmp_path):
         assert x["yield"] == pytest.approx((dies - p["untested"] - fails) / (dies - p["untested"]), abs=1e-6)
 
 
-LOTS = {"klarf": "0071", "sinf": "0073", "e142": "0074", "g85": "0075"}  # lot ids written (stored: no leading 0s)
+LOTS = {"stdf": "0070", "klarf": "0071", "sinf": "0073", "e142": "0074", "g85": "0075"}  # lot ids written (stored: no leading 0s)
 
 
 def fab_files(tmp_path) -> dict[str, tuple[str, bytes, list[np.ndarray]]]:
@@ -149,6 +149,7 @@ def fab_files(tmp_path) -> dict[str, tuple[str, bytes, list[np.ndarray]]]:
     wafer ids 01, 02, 03, every die tested."""
     from helpers.klarf_writer import circle_map, write_klarf
     from helpers.sinf_writer import write_e142, write_g85, write_sinf
+    from helpers.stdf_writer import write_stdf
 
     rng = np.random.default_rng(3)
     base = circle_map(12, (5000.0, 4000.0))  # a round wafer (KLARF keeps the dies inside the wafer circle)
@@ -159,6 +160,8 @@ def fab_files(tmp_path) -> dict[str, tuple[str, bytes, list[np.ndarray]]]:
         grids.append(m)
     pairs = list(zip(["01", "02", "03"], grids))
     out = {}
+    write_stdf(tmp_path / "lot.stdf", pairs, lot=LOTS["stdf"], retests=2, sites=2)
+    out["stdf"] = "lot.stdf"
     write_klarf(tmp_path / "lot.klarf", pairs, lot=LOTS["klarf"])
     out["klarf"] = "lot.klarf"
     write_sinf(tmp_path / "lot.sinf", pairs, lot=LOTS["sinf"])

@@ -220,26 +220,16 @@ FORMATS = [adrcs_npz, mixedwm38_npz, mixedwm38_pickle, lswmd, processed_pickle]
 
 
 # Fab formats read from a byte stream (see adrcs.data.fab): sniffed on the first FAB_HEAD_BYTES decoded bytes.
-FAB_FORMAT_NAMES = ("stdf", "klarf", "sinf", "e142")
+from adrcs.data.formats import e142, klarf, sinf, stdf  # noqa: E402
+
+FAB_FORMATS = [stdf, klarf, sinf, e142]
+FAB_FORMAT_NAMES = tuple(m.NAME for m in FAB_FORMATS)
 FAB_HEAD_BYTES = 4096
-
-
-def _fab_modules() -> list:
-    import importlib
-
-    mods = []
-    for n in FAB_FORMAT_NAMES:
-        try:
-            mods.append(importlib.import_module(f"adrcs.data.formats.{n}"))
-        except ModuleNotFoundError as e:  # a format still being written: skipped until its module exists
-            if e.name != f"adrcs.data.formats.{n}":
-                raise
-    return mods
 
 
 def detect_fab(head: bytes):
     """The fab format module whose ``sniff_bytes`` accepts the decoded first bytes `head`, or None."""
-    for fmt in _fab_modules():
+    for fmt in FAB_FORMATS:
         if fmt.sniff_bytes(head):
             return fmt
     return None

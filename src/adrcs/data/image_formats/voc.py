@@ -18,6 +18,7 @@ are -1 (see `ImageSet.dominant_labels`).
 """
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -33,14 +34,14 @@ BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 
 
 def sniff(path: str | Path, *, annotations: str | Path | None = None, **kw: Any) -> bool:
-    """A folder with ``Annotations/`` or ``*.xml`` files (or `annotations` given), or an
-    ``ImageSets/Main/*.txt`` list file."""
+    """A folder with ``Annotations/`` or VOC ``*.xml`` files (an ``<annotation>`` root; SEMI E142 / G85 wafer
+    maps are XML too), or `annotations` given, or an ``ImageSets/Main/*.txt`` list file."""
     p = Path(path)
     if p.is_file():
         return _is_image_set_list(p)
     if not p.is_dir():
         return False
-    return annotations is not None or (p / "Annotations").is_dir() or any(_xml_files(p))
+    return annotations is not None or (p / "Annotations").is_dir() or any(_is_voc_xml(x) for x in _xml_files(p)[:5])
 
 
 def read(path: str | Path, images: str | Path | None = None, annotations: str | Path | None = None, *,
@@ -92,6 +93,18 @@ def read(path: str | Path, images: str | Path | None = None, annotations: str | 
 
 def _xml_files(folder: Path) -> list[Path]:
     return [f for f in folder.iterdir() if f.suffix.lower() == ".xml" and f.is_file() and not f.name.startswith(".")]
+
+
+def _is_voc_xml(p: Path) -> bool:
+    """Whether the XML file's first element is a VOC ``<annotation>`` (read from its first 4 KiB)."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    for tag in re.finditer(rb"<([A-Za-z_][\w.:-]*)", head):
+        return tag.group(1).split(b":")[-1] == b"annotation"
+    return False
 
 
 def _is_image_set_list(p: Path) -> bool:
