@@ -6,11 +6,17 @@ Stratified samples of the shared processed pickles, in the same format (columns,
   mixedwm38_sample.pkl.xz       up to 21 maps per label combination from mixedwm38/train_*_split.pkl.xz
   mixedwm38_sample_val.pkl.xz   up to 11 maps per label combination from mixedwm38/val_data.pkl.xz
 
-Usage: python scripts/make_samples.py [--shared ../shared/data] [--out src/adrcs/samples] [--seed 0]
+Then the fab-format samples, written from those maps by the per-format scripts (independent writers where one
+exists; see each script's text): make_stdf_samples.py (lot_sample.stdf.gz + lot_sample_labels.csv),
+make_klarf_samples.py (defects_sample.klarf, defects_sample_18.klarf), make_sinf_samples.py
+(wafer_sample_0*.sinf, lot_sample_e142.xml, lot_sample_g85.xml).
+
+Usage: python scripts/make_samples.py [--shared ../shared/data] [--out src/adrcs/samples] [--seed 0] [--fab-only]
 """
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +32,7 @@ SAMPLES = [
     ("mixedwm38_sample.pkl.xz", "mixedwm38", "train_*_split.pkl.xz", "failureType", 21),
     ("mixedwm38_sample_val.pkl.xz", "mixedwm38", "val_data.pkl.xz", "failureType", 11),
 ]
+FAB_SCRIPTS = ["make_stdf_samples.py", "make_klarf_samples.py", "make_sinf_samples.py"]
 
 
 def _combination(df: pd.DataFrame) -> pd.Series:
@@ -54,9 +61,22 @@ def main(argv: list[str] | None = None) -> int:
                     help="folder holding wm811k/ and mixedwm38/ (default: ../shared/data)")
     ap.add_argument("--out", type=Path, default=REPO / "src" / "adrcs" / "samples")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fab-only", action="store_true", help="only rewrite the fab-format samples")
     args = ap.parse_args(argv)
 
     args.out.mkdir(parents=True, exist_ok=True)
+    code = 0 if args.fab_only else pickle_samples(args)
+    for script in FAB_SCRIPTS if code == 0 else []:
+        cmd = [sys.executable, str(REPO / "scripts" / script), "--out", str(args.out), "--seed", str(args.seed)]
+        code = subprocess.run(cmd, check=False).returncode
+        if code:
+            print(f"error: {script} failed (exit {code})", file=sys.stderr)
+            break
+    return code
+
+
+def pickle_samples(args: argparse.Namespace) -> int:
+    """The stratified pickle samples from the shared data sets."""
     for i, (name, folder, pattern, _col, cap) in enumerate(SAMPLES):
         files = sorted((args.shared / folder).glob(pattern))
         if not files:

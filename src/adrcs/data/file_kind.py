@@ -82,4 +82,5 @@ def describe(head: bytes) -> str:
 
 def not_wafer_map(head: bytes) -> str:
     """The one-line problem for content that is neither a pickle nor an npz."""
-    return f"not a wafer-map file (looks like {describe(head)}); expected a pickle (.pkl, .pkl.xz) or an .npz"
+    return (f"not a wafer-map file (looks like {describe(head)}); expected a pickle (.pkl, .pkl.xz), an .npz, "
+            "or an STDF, KLARF, SINF or E142 / G85 file")

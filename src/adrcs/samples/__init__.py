@@ -1,7 +1,8 @@
-"""Small sample data sets shipped with ADRCS (stratified samples of WM-811K and MixedWM38).
+"""Small sample data sets shipped with ADRCS: stratified samples of WM-811K and MixedWM38 (processed pickles)
+and fab files written from those maps (STDF, KLARF 1.2 / 1.8, SINF, SEMI E142, G85).
 
-Built by ``scripts/make_samples.py``; same format as the processed pickles, so ``adrcs.data.load``
-reads them. ``sample_path("wm811k")`` -> path of ``wm811k_sample.pkl.xz``.
+Built by ``scripts/make_samples.py``; ``adrcs.data.load`` reads every one of them.
+``sample_path("wm811k")`` -> path of ``wm811k_sample.pkl.xz``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ SAMPLES = {
     "wm811k_val": "wm811k_sample_val.pkl.xz",
     "mixedwm38": "mixedwm38_sample.pkl.xz",
     "mixedwm38_val": "mixedwm38_sample_val.pkl.xz",
+    "stdf": "lot_sample.stdf.gz",
+    "stdf_labels": "lot_sample_labels.csv",
+    "klarf": "defects_sample.klarf",
+    "klarf_18": "defects_sample_18.klarf",
+    "sinf": "wafer_sample_01.sinf",
+    "e142": "lot_sample_e142.xml",
+    "g85": "lot_sample_g85.xml",
 }
 
 
