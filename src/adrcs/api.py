@@ -20,6 +20,7 @@ from adrcs.api_reading import read_maps
 from adrcs.data.loader import load, summarize
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.errors import InputError
+from adrcs.api_trust import MIN_CALIB, answer_columns, fit_trust_run, split_select_calib, trust_evaluation
 from adrcs.inference.decisions import confidence, decide
 from adrcs.report.evaluation import evaluation_report
 from adrcs.pipeline import Pipeline
@@ -103,16 +104,27 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
     say(f"training {cfg['model']} on {len(train_set)} maps ({len(train_set.class_names)} "
         f"{'labels' if train_set.multilabel else 'classes'}), validating on {len(val)}, input {cfg['input_size']}px"
         + (f", {features.n_features_out} sinogram features" if features is not None else ""))
-    result = fit(cfg, train_set, val, out, console_print=say, features=features)
+    select, calib = val, None
+    if cfg["calibrate"] and len(val) >= 2 * MIN_CALIB:  # select: early stopping + temperature; calib: sets, unknown
+        select, calib = split_select_calib(val, float(cfg["calib_fraction"]), int(cfg["seed"]))
+        say(f"validation maps: {len(select)} select (early stopping, temperature), {len(calib)} calib "
+            "(prediction sets, unknown threshold)")
+    result = fit(cfg, train_set, select, out, console_print=say, features=features)
     if not result.is_global_zero:  # DDP worker: rank 0 evaluates and writes the run folder
         return {}
-    probs = result.pipeline.predict_proba(val, tta=None)
-    y = np.clip(val.labels, 0, None) if val.multilabel else val.labels
+    trust_info = None
+    if calib is not None:
+        trust_info = fit_trust_run(cfg, result.pipeline, train_set, select, calib, out, say)
+    probs = result.pipeline.predict_proba(select, tta=None)
+    y = np.clip(select.labels, 0, None) if select.multilabel else select.labels
     report = evaluation_report(y, probs, result.pipeline.class_names, result.pipeline.multilabel, out / "plots",
-                               f"Validation ({cfg['model']})", say, history=result.history_csv)
-    write_drift_reference(result.pipeline, probs, out)
+                               f"Validation ({cfg['model']}{', select split' if calib is not None else ''})", say,
+                               history=result.history_csv)
+    write_drift_reference(result.pipeline, probs, out, trust_info)
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val), "model": cfg["model"]}
+    if trust_info is not None:
+        metrics["trust"] = trust_info
     if balance_info is not None:
         metrics["balance"] = balance_info
     if features_info is not None:
@@ -123,17 +135,22 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
     return report
 
 
-def write_drift_reference(pipe: Pipeline, probs: np.ndarray, out: Path) -> Path | None:
+def write_drift_reference(pipe: Pipeline, probs: np.ndarray, out: Path,
+                          trust_info: dict[str, Any] | None = None) -> Path | None:
     """``drift_reference.json``: the validation predictions' class mix and confidences, which the
-    service's drift monitor compares live traffic with (single-label models)."""
+    service's drift monitor compares live traffic with (single-label models), and the unknown rate on the
+    select split (``unknown_rate``) when the model has an unknown score."""
     if pipe.multilabel or len(probs) == 0:
         return None
     from adrcs.monitoring.drift import DriftMonitor
 
     pred = [pipe.class_names[k] for k in probs.argmax(axis=1)]
     ref = DriftMonitor.make_reference(pred, probs.max(axis=1), class_names=list(pipe.class_names))
+    data = ref.to_dict()
+    if trust_info is not None and trust_info.get("unknown") != "none":
+        data["unknown_rate"] = trust_info["select"]["unknown_share"]
     path = out / "drift_reference.json"
-    path.write_text(json.dumps(ref.to_dict(), indent=2))
+    path.write_text(json.dumps(data, indent=2))
     return path
 
 
@@ -237,18 +254,22 @@ def _cuda() -> bool:
 
 
 def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | None, title: str, say: Printer,
-                  history: Path | None = None) -> dict[str, Any]:
-    probs = pipe.predict_proba(ds, tta=tta)
+                  history: Path | None = None, alpha: float | None = None) -> dict[str, Any]:
+    probs, trust = trust_evaluation(pipe, ds, plot_dir, tta, say, alpha)
     y = np.clip(ds.labels, 0, None) if ds.multilabel else ds.labels
-    return evaluation_report(y, probs, pipe.class_names, pipe.multilabel, plot_dir, title, say, history)
+    report = evaluation_report(y, probs, pipe.class_names, pipe.multilabel, plot_dir, title, say, history)
+    report.update({k: trust[k] for k in ("ece", "mce", "coverage", "mean_set_size") if k in trust})
+    report["trust"] = trust
+    return report
 
 
 def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path | None = None,
              tta: bool | None = None, say: Printer = print, *, trust_pickle: bool = False,
              limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop",
-             labels: str | Path | None = None) -> dict[str, Any]:
+             labels: str | Path | None = None, alpha: float | None = None) -> dict[str, Any]:
     """Evaluate a trained model on labeled data; write the report JSON to `out` and plots beside it.
-    labels: a ``lot,wafer,label`` CSV giving the labels of maps whose files carry none (fab formats)."""
+    labels: a ``lot,wafer,label`` CSV giving the labels of maps whose files carry none (fab formats).
+    alpha: prediction sets at this level (default: the one the model was trained with)."""
     pipe = Pipeline.load(model_dir)
     paths = [data] if isinstance(data, (str, Path)) else list(data)
     ds = _with_labels(read_maps(paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab, on_error=on_error),
@@ -263,7 +284,8 @@ def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out
     out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     plot_dir = out_path.parent / (out_path.stem + "_plots")
-    report = _evaluate_set(pipe, ds, plot_dir, tta, title=f"Evaluation on {', '.join(map(str, paths))}", say=say)
+    report = _evaluate_set(pipe, ds, plot_dir, tta, title=f"Evaluation on {', '.join(map(str, paths))}", say=say,
+                           alpha=alpha)
     report["model_dir"] = str(model_dir)
     report["data"] = [str(p) for p in paths]
     out_path.write_text(json.dumps(report, indent=2))
@@ -288,9 +310,10 @@ def _with_labels(ds: WaferMapSet, labels: str | Path | None, pipe: Pipeline, say
 def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path,
             tta: bool | None = None, threshold: float = 0.5, say: Printer = print, *, trust_pickle: bool = False,
             limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop",
-            labels: str | Path | None = None) -> pd.DataFrame:
+            labels: str | Path | None = None, alpha: float | None = None) -> pd.DataFrame:
     """Classify every map (labeled or not) and write one CSV row per map: index, source, source_index, lot,
-    wafer, die_count, fail_count, yield, predicted, confidence, [true], prob_<class>...
+    wafer, die_count, fail_count, yield, predicted, confidence, decision, unknown_score, set, [true],
+    prob_<class>... (decision / set / unknown_score: `inference.trust`; alpha: sets at this level).
     labels: a ``lot,wafer,label`` CSV filling the ``true`` column for files that carry no labels."""
     from adrcs.data.wafer_ids import wafer_columns
 
@@ -298,7 +321,7 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     paths = [data] if isinstance(data, (str, Path)) else list(data)
     ds = read_maps(paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab, on_error=on_error)
     ds = _with_labels(ds, labels, pipe, say)
-    probs = pipe.predict_proba(ds, tta=tta)
+    probs, feats = pipe.predict_outputs(pipe.prepare(ds.maps), tta=tta)
     names = pipe.class_names
     rows = pd.DataFrame({"index": np.arange(len(ds)), "source": ds.meta["source"].values,
                          "source_index": ds.meta["index"].values})
@@ -309,6 +332,8 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     else:
         rows["predicted"] = [names[i] for i in decided]
     rows["confidence"] = confidence(probs, pipe.multilabel, threshold)
+    for col, values in answer_columns(pipe, probs, feats, alpha).items():
+        rows[col] = values
     if ds.labeled_mask.any():
         if ds.multilabel:
             rows["true"] = [";".join(n for n, h in zip(ds.class_names, r) if h > 0) or ("none" if m else "")
@@ -322,6 +347,10 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     rows.to_csv(out, index=False)
     counts = rows["predicted"].value_counts()
     say(f"{len(rows)} maps classified -> {out}; predicted: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    sent = rows["decision"].isin(["review", "unknown"])
+    if sent.any():
+        say(f"decision: {int((rows['decision'] == 'review').sum())} to review, "
+            f"{int((rows['decision'] == 'unknown').sum())} unknown pattern(s), {int((~sent).sum())} decided")
     return rows
 
 

@@ -52,6 +52,12 @@ DEFAULTS: dict[str, Any] = {
     "tta": False,              # average the 8 dihedral views at evaluate/predict time
     "early_stopping_patience": 10,  # epochs without val macro-F1 improvement (0 = off)
     "val_fraction": 0.1,       # stratified hold-out from train when no --val is given
+    "calibrate": True,         # split val into select (early stopping, temperature) and calib (sets, unknown)
+    "calib_fraction": 0.5,     # share of the validation maps in the calib split (stratified, by seed)
+    "alpha": 0.05,             # prediction sets cover the true class with probability >= 1 - alpha
+    "class_conditional": False,  # one conformal quantile per class (coverage per class, larger sets)
+    "unknown": "mahalanobis",  # unknown-pattern score on the network's features: mahalanobis | knn | none
+    "unknown_false_alarm": 0.05,  # share of known maps (calib) flagged unknown
     "seed": 0,
     "device": "auto",          # auto | cpu | gpu
     "devices": 1,              # >1 trains with DDP
@@ -158,7 +164,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "synth_filter_threshold": (0, 1, True), "radon_angles": (0, None, True), "select_samples": (1, None, True),
     "epoch_size": (0, None, True), "label_smoothing": (0, 1, True), "early_stopping_patience": (0, None, True),
     "val_fraction": (0, 1, False), "devices": (1, None, True), "num_workers": (0, None, True),
-    "eval_batch_size": (1, None, True),
+    "eval_batch_size": (1, None, True), "calib_fraction": (0, 1, False), "alpha": (0, 1, False),
+    "unknown_false_alarm": (0, 1, False),
 }
 
 
@@ -223,6 +230,7 @@ def validate(cfg: dict[str, Any]) -> None:
         "selector": ("erd", "rd", "ga", "pso", "gwo", "sca", "eo", "none"),
         "image_mode": ("L", "RGB"),
         "resize": ("nearest", "failmax"),
+        "unknown": ("mahalanobis", "knn", "none"),
     }
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
@@ -273,13 +281,14 @@ _WAFER_ONLY = ("multilabel", "balance", "balance_target", "synth_model", "synth_
                "synth_filter_threshold", "features", "encoder", "sbae_args", "radon_angles", "selector",
                "selector_args", "select_samples", "feature_cache", "resize")
 _IMAGE = ("use_template", "image_mode")
+_TRUST = ("calibrate", "calib_fraction", "alpha", "class_conditional", "unknown", "unknown_false_alarm")
 _DETECT_ONLY = ("detector", "detector_args", "train_crop", "paste_defects", "paste_args", "score_threshold")
 TASK_KEYS: dict[str, tuple[str, ...]] = {
-    "wafer": _WAFER_ONLY + ("model", "model_args", "imbalance", "imbalance_power", "epoch_size", "label_smoothing",
-                            "tta"),
+    "wafer": _WAFER_ONLY + _TRUST + ("model", "model_args", "imbalance", "imbalance_power", "epoch_size",
+                                     "label_smoothing", "tta"),
     "detect": _IMAGE + _DETECT_ONLY,
-    "image_classify": _IMAGE + ("model", "model_args", "imbalance", "imbalance_power", "epoch_size",
-                                "label_smoothing", "tta"),
+    "image_classify": _IMAGE + _TRUST + ("model", "model_args", "imbalance", "imbalance_power", "epoch_size",
+                                         "label_smoothing", "tta"),
 }
 
 

@@ -45,7 +45,8 @@ class Pipeline(Predictor):
     extra: dict[str, Any] = field(default_factory=dict)
     features: Any = None  # a fitted `SinogramFeatures` (maps -> 1-D features) for sequence models
     resize: str = "nearest"  # how maps reach input_size: nearest | failmax
-    proba_fn: Any = field(default=None, repr=False)  # frozen `net.predict_proba` (see `freeze`), else eager
+    trust: Any = None  # a fitted `inference.trust.Trust`: temperature, prediction sets, unknown score
+    proba_fn: Any = field(default=None, repr=False)  # frozen probabilities + features (see `freeze`), else eager
 
     def freeze(self) -> bool:
         """Serve a TorchScript-frozen network that takes the prepared uint8 maps (one-hot encoding traced in),
@@ -57,7 +58,8 @@ class Pipeline(Predictor):
             return False
         maps = [np.random.default_rng(0).integers(0, 3, (self.input_size, self.input_size), dtype=np.uint8)
                 for _ in range(4)]
-        self.proba_fn = freeze_predict_proba(self.net, self.prepare(maps).to(self.device), encode=_encode)
+        self.proba_fn = freeze_predict_proba(self.net, self.prepare(maps).to(self.device), encode=_encode,
+                                             with_features=True)
         return self.proba_fn is not None
 
     @property
@@ -72,7 +74,8 @@ class Pipeline(Predictor):
     def checkpoint_fields(self) -> dict[str, Any]:
         return {"model": self.model_name, "model_args": self.model_args, "class_names": self.class_names,
                 "multilabel": self.multilabel, "input_size": self.input_size,
-                **({"features": self.features.state()} if self.features is not None else {})}
+                **({"features": self.features.state()} if self.features is not None else {}),
+                **({"trust": self.trust.state()} if self.trust is not None else {})}
 
     @classmethod
     def from_checkpoint(cls, ck: dict[str, Any], path: Path, device: str) -> "Pipeline":
@@ -85,9 +88,14 @@ class Pipeline(Predictor):
             from adrcs.features.sinogram import SinogramFeatures
 
             features = SinogramFeatures.from_state(ck["features"], device=device)
+        trust = None
+        if ck.get("trust") is not None:
+            from adrcs.inference.trust import Trust
+
+            trust = Trust.from_state(ck["trust"])
         return cls(net=net, model_name=ck["model"], model_args=ck["model_args"], class_names=ck["class_names"],
                    multilabel=ck["multilabel"], input_size=ck["input_size"], tta=ck["preprocessing"].get("tta", False),
-                   features=features, resize=ck["preprocessing"].get("resize", "nearest"))
+                   features=features, resize=ck["preprocessing"].get("resize", "nearest"), trust=trust)
 
     @property
     def device(self) -> torch.device:
@@ -97,20 +105,28 @@ class Pipeline(Predictor):
         """Die-code maps of any sizes -> uint8 tensor (N, S, S)."""
         return torch.from_numpy(resize_stack(maps, self.input_size, self.resize))
 
+    def predict_tensor(self, x: torch.Tensor, batch_size: int = 1024, tta: bool | None = None,
+                       calibrated: bool = True) -> np.ndarray:
+        """Probabilities for prepared maps (N, S, S) uint8 -> (N, C) float32 numpy (temperature-scaled when the
+        model has a fitted `trust` and `calibrated`)."""
+        return self.predict_outputs(x, batch_size, tta, calibrated)[0]
+
     @torch.inference_mode()
-    def predict_tensor(self, x: torch.Tensor, batch_size: int = 1024, tta: bool | None = None) -> np.ndarray:
-        """Probabilities for prepared maps (N, S, S) uint8 -> (N, C) float32 numpy."""
+    def predict_outputs(self, x: torch.Tensor, batch_size: int = 1024, tta: bool | None = None,
+                        calibrated: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (N, C) and the network's features (N, F) (mean over the views with TTA) for prepared maps."""
         tta = self.tta if tta is None else tta
         n = len(self.class_names)
         if self.proba_fn is not None and not tta and self.features is None and len(x):
             # frozen: one call per chunk and no other torch op (each would release and re-take the GIL)
             dev = self.device
             chunks = [x] if len(x) <= batch_size else list(x.split(batch_size))
-            probs = [self.proba_fn(c if dev.type == "cpu" else c.to(dev)) for c in chunks]
-            probs = probs[0] if len(probs) == 1 else torch.cat(probs)
-            return probs.numpy() if probs.device.type == "cpu" else probs.cpu().numpy()
+            out = [self.proba_fn(c if dev.type == "cpu" else c.to(dev)) for c in chunks]
+            out = out[0] if len(out) == 1 else torch.cat(out)
+            both = out.numpy() if out.device.type == "cpu" else out.cpu().numpy()
+            return self._calibrate(both[:, :n], calibrated), both[:, n:]
         self.net.eval()
-        out = []
+        probs_out, feats_out = [], []
         for i in range(0, len(x), batch_size):
             if self.features is not None:  # sinogram pipeline: maps -> selected 1-D features -> net
                 views = dihedral_views(x[i:i + batch_size]) if tta else [x[i:i + batch_size]]
@@ -118,9 +134,22 @@ class Pipeline(Predictor):
             else:
                 xb = _encode(x[i:i + batch_size].to(self.device))
                 views = dihedral_views(xb) if tta else [xb]
-            probs = sum(self.net.predict_proba(v) for v in views) / len(views)
-            out.append(probs.float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, n), np.float32)
+            probs, feats = 0, 0
+            for v in views:
+                f = self.net.forward_features(v)
+                logits = self.net.forward_head(f)
+                probs = probs + (torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1))
+                feats = feats + f.flatten(1)
+            probs_out.append((probs / len(views)).float().cpu())
+            feats_out.append((feats / len(views)).float().cpu())
+        if not probs_out:
+            return np.zeros((0, n), np.float32), np.zeros((0, 0), np.float32)
+        return self._calibrate(torch.cat(probs_out).numpy(), calibrated), torch.cat(feats_out).numpy()
+
+    def _calibrate(self, probs: np.ndarray, calibrated: bool) -> np.ndarray:
+        if not calibrated or self.trust is None:
+            return probs
+        return self.trust.calibrate(probs)
 
     def predict_proba(self, ds: WaferMapSet | list[np.ndarray], batch_size: int = 1024,
                       tta: bool | None = None) -> np.ndarray:

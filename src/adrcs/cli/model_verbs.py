@@ -59,6 +59,17 @@ def train(
     task.train(cfg, req, _say)
 
 
+ALPHA = typer.Option(None, "--alpha", help="Prediction sets cover the true class with probability >= 1 - alpha "
+                     "(default: the model's, 0.05).")
+
+
+def _check_alpha(alpha: float | None) -> None:
+    from adrcs.errors import InputError
+
+    if alpha is not None and not 0.0 < alpha < 1.0:
+        raise InputError("--alpha", f"must be between 0 and 1 (got {alpha})")
+
+
 def _run_on_model(verb: str, model: Path, **request: object) -> None:
     """`verb` (evaluate / predict) of the task that wrote `model`, after its request checks."""
     from adrcs.tasks import Request, task_of
@@ -79,11 +90,13 @@ def evaluate(
     images: Optional[Path] = typer.Option(None, "--images", help="Pascal VOC: the images folder."),
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
     labels: Optional[Path] = LABELS,
+    alpha: Optional[float] = ALPHA,
     reading: Optional[dict] = None,
 ) -> None:
     """Evaluate a trained model: metrics table, report JSON and plots."""
+    _check_alpha(alpha)
     _run_on_model("evaluate", model, data=list(data), out=out, images=images, annotations=annotations, tta=tta,
-                  labels=labels, reading=reading)
+                  labels=labels, alpha=alpha, reading=reading)
 
 
 @app.command()
@@ -102,11 +115,13 @@ def predict(
     labels: Optional[Path] = LABELS,
     annotated: bool = typer.Option(True, "--annotated/--no-annotated", help="Detection: write annotated/ images "
                                    "with the boxes drawn (off: only predictions.json / .csv)."),
+    alpha: Optional[float] = ALPHA,
     reading: Optional[dict] = None,
 ) -> None:
-    """Classify maps; one CSV row per map with the predicted class and probabilities."""
+    """Classify maps; one CSV row per map with the predicted class, its decision, set and probabilities."""
+    _check_alpha(alpha)
     _run_on_model("predict", model, data=list(data), out=out, images=images, annotations=annotations, tta=tta,
                   threshold=threshold, score_threshold=score_threshold, labels=labels, annotated=annotated,
-                  reading=reading)
+                  alpha=alpha, reading=reading)
 
 

@@ -19,24 +19,33 @@ log = logging.getLogger(__name__)
 
 
 class _Proba(nn.Module):
-    """`net.predict_proba(encode(x))` as a module's forward (what gets traced)."""
+    """`net.predict_proba(encode(x))` as a module's forward (what gets traced); with `with_features`, the
+    probabilities (N, C) and the network's features (N, F) side by side in one (N, C + F) tensor."""
 
-    def __init__(self, net: nn.Module, encode: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    def __init__(self, net: nn.Module, encode: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 with_features: bool = False) -> None:
         super().__init__()
-        self.net, self.encode = net, encode
+        self.net, self.encode, self.with_features = net, encode, with_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.predict_proba(x if self.encode is None else self.encode(x))
+        x = x if self.encode is None else self.encode(x)
+        if not self.with_features:
+            return self.net.predict_proba(x)
+        feats = self.net.forward_features(x)
+        logits = self.net.forward_head(feats)
+        probs = torch.sigmoid(logits) if self.net.multilabel else torch.softmax(logits, dim=1)
+        return torch.cat([probs, feats.flatten(1)], dim=1)
 
 
 def freeze_predict_proba(net: nn.Module, example: torch.Tensor, atol: float = 1e-4,
-                         encode: Callable[[torch.Tensor], torch.Tensor] | None = None
+                         encode: Callable[[torch.Tensor], torch.Tensor] | None = None, with_features: bool = False
                          ) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """`net.predict_proba(encode(x))` traced on `example` (N >= 2) and frozen; None when tracing fails or the
     frozen module disagrees with the eager one on `example` or on its first item alone (batch size must stay
-    free). `encode` (tensor ops only) turns raw inputs into what the network takes."""
+    free). `encode` (tensor ops only) turns raw inputs into what the network takes. `with_features`: the
+    frozen module returns probabilities and features side by side (see `_Proba`)."""
     net.eval()
-    eager = _Proba(net, encode).eval()
+    eager = _Proba(net, encode, with_features).eval()
     try:
         with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python values; checked below instead

@@ -27,6 +27,7 @@ class Request:
     score_threshold: float | None = None
     labels: Path | None = None              # lot,wafer,label CSV for files without labels (wafer maps)
     annotated: bool = True                  # detection predict: write annotated images
+    alpha: float | None = None              # prediction sets at this level (default: the model's)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ def _train(cfg: dict[str, Any], req: Request, say: Printer) -> Any:
 def _evaluate(model: Path, req: Request, say: Printer) -> Any:
     from adrcs.api import evaluate
 
-    return evaluate(model, list(req.data), req.out, tta=req.tta, say=say, labels=req.labels, **(req.reading or {}))
+    return evaluate(model, list(req.data), req.out, tta=req.tta, say=say, labels=req.labels, alpha=req.alpha,
+                    **(req.reading or {}))
 
 
 def _predict(model: Path, req: Request, say: Printer) -> Any:
@@ -28,7 +29,7 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
 
     threshold = 0.5 if req.threshold is None else req.threshold
     return predict(model, list(req.data), req.out, tta=req.tta, threshold=threshold, say=say, labels=req.labels,
-                   **(req.reading or {}))
+                   alpha=req.alpha, **(req.reading or {}))
 
 
 def _load(run_dir: str | Path, device: str = "cpu") -> Any:
