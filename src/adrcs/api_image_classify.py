@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from adrcs.api_trust import MIN_CALIB, answer_columns, decision_report, fit_trust_outputs
 from adrcs.config import save_config
 from adrcs.data.image_set import ImageSet
 from adrcs.errors import InputError
@@ -78,7 +79,13 @@ def train_image_classifier(cfg: dict[str, Any], data: str | Path, images: str | 
         say(f"no --val given: holding out {len(va)} of {len(ds)} images (stratified, seed {cfg['seed']})")
     use_template = decide_template(tr, cfg["use_template"]) and decide_template(va, cfg["use_template"])
     size, mode = int(cfg["input_size"]), cfg["image_mode"]
-    say(f"reading {len(tr)} + {len(va)} images at {size}x{size} ({mode}{', with templates' if use_template else ''})")
+    calib = None
+    if cfg["calibrate"] and len(va) >= 2 * MIN_CALIB:  # select: early stopping + temperature; calib: sets, unknown
+        va, calib = va.split(float(cfg["calib_fraction"]), int(cfg["seed"]))
+        say(f"validation images: {len(va)} select (early stopping, temperature), {len(calib)} calib "
+            "(prediction sets, unknown threshold)")
+    say(f"reading {len(tr)} + {len(va) + (len(calib) if calib else 0)} images at {size}x{size} "
+        f"({mode}{', with templates' if use_template else ''})")
     train_t = ImageTensors(tr, tr.labels, size, mode, use_template)
     val_t = ImageTensors(va, va.labels, size, mode, use_template)
     in_chans = int(train_t.maps.shape[1])
@@ -96,14 +103,40 @@ def train_image_classifier(cfg: dict[str, Any], data: str | Path, images: str | 
 
     say(f"training {cfg['model']} on {len(tr)} images ({len(names)} classes), validating on {len(va)}")
     result = fit(run_cfg, lab_tr, lab_va, out, console_print=say, tensors=(train_t, val_t), pipeline_factory=factory)
+    trust_info = None
+    if calib is not None:
+        pipe = result.pipeline
+        calib_t = ImageTensors(calib, calib.labels, size, mode, use_template)
+        p_sel, f_sel = pipe.predict_outputs(val_t.maps, calibrated=False)
+        p_cal, f_cal = pipe.predict_outputs(calib_t.maps, calibrated=False)
+        _, f_tr = pipe.predict_outputs(train_t.maps, calibrated=False)
+        trust_info = fit_trust_outputs(run_cfg, pipe, (p_sel, f_sel, va.labels), (p_cal, f_cal, calib.labels),
+                                       (f_tr, tr.labels), out, say)
     probs = result.pipeline.predict_tensor(val_t.maps)
     report = evaluation_report(va.labels, probs, names, False, out / "plots", f"Validation ({cfg['model']})", say,
                                history=result.history_csv)
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(tr), "n_val": len(va), "model": cfg["model"], "use_template": use_template}
+    if trust_info is not None:
+        metrics["trust"] = trust_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     say(f"run folder: {out} (model.ckpt, config.yaml, metrics.json, plots/, logs/)")
     return report
+
+
+def image_trust_block(pipe: Any, raw: np.ndarray, probs: np.ndarray, feats: np.ndarray, y: np.ndarray,
+                      plot_dir: Path, say: Printer) -> dict[str, Any]:
+    """ECE / MCE before and after scaling (reliability diagram) and the decision numbers of `api_trust`."""
+    from adrcs.metrics.calibration import calibration_report
+
+    before, after = calibration_report(raw, y), calibration_report(probs, y)
+    if pipe.trust is None:
+        return {"ece": before["ece"], "mce": before["mce"], "calibrated": False}
+    from adrcs.report.reliability_plots import plot_reliability
+
+    plot_reliability(before, after, plot_dir / "reliability.png")
+    return {"ece": after["ece"], "mce": after["mce"], "ece_before": before["ece"], "mce_before": before["mce"],
+            "calibrated": True, **decision_report(pipe, pipe.trust, probs, feats, y, plot_dir, say)}
 
 
 def evaluate_image_classifier(model_dir: str | Path, data: str | Path, images: str | Path | None = None,
@@ -122,8 +155,12 @@ def evaluate_image_classifier(model_dir: str | Path, data: str | Path, images: s
     y = np.array([pipe.class_names.index(ds.class_names[i]) for i in ds.labels])
     out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    report = evaluation_report(y, pipe.predict_proba(ds), pipe.class_names, False,
-                               out_path.parent / (out_path.stem + "_plots"), f"Evaluation on {data}", say)
+    plot_dir = out_path.parent / (out_path.stem + "_plots")
+    raw, feats = pipe.predict_outputs(pipe.read_tensor(ds), calibrated=False)
+    probs = pipe.trust.calibrate(raw) if pipe.trust is not None else raw
+    report = evaluation_report(y, probs, pipe.class_names, False, plot_dir, f"Evaluation on {data}", say)
+    report["trust"] = image_trust_block(pipe, raw, probs, feats, y, plot_dir, say)
+    report.update({k: report["trust"][k] for k in ("ece", "mce", "coverage", "mean_set_size") if k in report["trust"]})
     report.update(model_dir=str(model_dir), data=[str(data)])
     out_path.write_text(json.dumps(report, indent=2))
     say(f"report: {out_path}")
@@ -148,10 +185,12 @@ def predict_image_classifier(model_dir: str | Path, data: str | Path, images: st
         with progress_steps(len(ds), f"checking {len(ds)} images", say) as step:
             ds, skipped = drop_unreadable(ds, step, templates=pipe.use_template)
     with progress_steps(len(ds), f"reading {len(ds)} images", say) as step:
-        probs = pipe.predict_proba(ds, step=step)
+        probs, feats = pipe.predict_outputs(pipe.read_tensor(ds, step=step))
     rows = pd.DataFrame({"image": [str(p) for p in ds.paths],
                          "predicted": [pipe.class_names[i] for i in probs.argmax(axis=1)],
                          "confidence": probs.max(axis=1).round(6)})
+    for col, values in answer_columns(pipe, probs, feats).items():
+        rows[col] = values
     for j, n in enumerate(pipe.class_names):
         rows[f"prob_{n}"] = probs[:, j].round(6)
     out = Path(out)

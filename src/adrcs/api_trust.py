@@ -69,20 +69,32 @@ def raw_outputs(pipe: Any, ds: WaferMapSet, limit: int | None = None, seed: int 
 
 def fit_trust_run(cfg: dict[str, Any], pipe: Any, train_set: WaferMapSet, select: WaferMapSet,
                   calib: WaferMapSet, out: Path, say: Printer) -> dict[str, Any]:
-    """Fit the trust layer, save it in the checkpoint, write the split and plots; returns the metrics block."""
-    seed = int(cfg["seed"])
+    """Fit the trust layer of a wafer-map model, save it in the checkpoint, write the split and plots; returns
+    the metrics block."""
     method = None if cfg["unknown"] == "none" else cfg["unknown"]
-    p_sel, f_sel, y_sel = raw_outputs(pipe, select)
-    p_cal, f_cal, y_cal = raw_outputs(pipe, calib)
-    f_tr, y_tr = None, None
+    train_out = None
     if method:
-        _, f_tr, y_tr = raw_outputs(pipe, train_set, limit=20_000, seed=seed, real_only=True)
+        _, f_tr, y_tr = raw_outputs(pipe, train_set, limit=20_000, seed=int(cfg["seed"]), real_only=True)
+        train_out = (f_tr, y_tr)
+    info = fit_trust_outputs(cfg, pipe, raw_outputs(pipe, select), raw_outputs(pipe, calib), train_out, out, say)
+    write_split(select, calib, out)
+    return {**info, "split_file": SPLIT_FILE}
+
+
+def fit_trust_outputs(cfg: dict[str, Any], pipe: Any, sel: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      cal: tuple[np.ndarray, np.ndarray, np.ndarray],
+                      train: tuple[np.ndarray, np.ndarray] | None, out: Path, say: Printer) -> dict[str, Any]:
+    """Any classifier: fit the trust layer from the network's raw (probabilities, features, labels) of select and
+    calib and the training features (None: no unknown score), set `pipe.trust`, save the checkpoint, write the
+    reliability and risk-coverage plots; returns the metrics block."""
+    method = None if cfg["unknown"] == "none" or train is None else cfg["unknown"]
+    (p_sel, f_sel, y_sel), (p_cal, f_cal, y_cal) = sel, cal
+    f_tr, y_tr = train if train is not None else (None, None)
     trust = fit_trust(p_sel, y_sel, p_cal, y_cal, f_cal, f_tr, y_tr, multilabel=pipe.multilabel,
                       alpha=float(cfg["alpha"]), class_conditional=bool(cfg["class_conditional"]),
-                      unknown_method=method, false_alarm=float(cfg["unknown_false_alarm"]), seed=seed)
+                      unknown_method=method, false_alarm=float(cfg["unknown_false_alarm"]), seed=int(cfg["seed"]))
     pipe.trust = trust
     pipe.save(out)
-    write_split(select, calib, out)
     plots = out / "plots"
     before = calibration_report(p_cal, y_cal, pipe.multilabel)
     after = calibration_report(trust.calibrate(p_cal), y_cal, pipe.multilabel)
@@ -90,7 +102,7 @@ def fit_trust_run(cfg: dict[str, Any], pipe: Any, train_set: WaferMapSet, select
 
     plot_reliability(before, after, plots / "reliability.png", title="Reliability on the calib split")
     on_select = decision_report(pipe, trust, trust.calibrate(p_sel), f_sel, y_sel, plots, say=None)
-    info = {"n_select": len(select), "n_calib": len(calib), "split_file": SPLIT_FILE,
+    info = {"n_select": len(p_sel), "n_calib": len(p_cal),
             "temperature": [round(float(t), 4) for t in trust.temperature.temperatures],
             "calib": {"ece_before": before["ece"], "mce_before": before["mce"], "ece": after["ece"],
                       "mce": after["mce"]},
