@@ -7,9 +7,17 @@ run folder from a wafer-map one. A detection run folder::
       model.ckpt          DetectorPipeline (format "adrcs-detector/1")
       config.yaml         the resolved config + data paths
       split.json          which images went to train and val
-      metrics.json        {"val": detection_report, train_seconds, best_epoch, n_train, n_val, ...}
+      metrics.json        {"val": detection_report, "calibration": {...}, train_seconds, best_epoch, n_train, ...}
       logs/metrics.csv    Lightning CSV log (one row per epoch); logs/tb/ TensorBoard
-      plots/training_curves.png, plots/per_class_ap.png, plots/val_examples/<stem>.png
+      plots/training_curves.png, plots/per_class_ap.png, plots/reliability.png, plots/val_examples/<stem>.png
+
+Score calibration: at the end of training a per-class monotone map of box scores to hit probabilities
+(`inference.box_calibration`, Platt scaling) is fitted on every box the detector reports on the validation
+split (raw score >= 0) and stored in the checkpoint; predictions, reports and plots then show calibrated
+scores, and the score threshold still applies to the raw score (the kept boxes, P/R/F1 and mAP do not
+change). The validation split is also the one early stopping and the "auto" threshold used, so the ECE
+after calibration in metrics.json is measured on the boxes it was fitted on (optimistic); images are few,
+a separate calibration split can come later. `evaluate` measures it on other data.
 
 cfg keys read (with their defaults when absent): detector ("fcos_r18_slim"), detector_args ({}),
 input_size (640), use_template ("auto"), image_mode ("L"), epochs (30), batch_size (4),
@@ -97,22 +105,58 @@ def _targets(ds: ImageSet) -> list[dict[str, np.ndarray]]:
     return [{"boxes": b, "labels": bl} for b, bl in zip(ds.boxes, ds.box_labels)]
 
 
-def _report(pipe, ds: ImageSet, batch_size: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """detection_report of `pipe` on `ds` (every box kept for mAP; P/R/F1 at the pipeline's threshold)."""
+def _raw(preds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`preds` with the detector's raw scores as ``scores`` (the same dicts when not calibrated)."""
+    return [{**p, "scores": p["raw_scores"]} if "raw_scores" in p else p for p in preds]
+
+
+def _report(pipe, ds: ImageSet, batch_size: int,
+            preds: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """detection_report of `pipe` on `ds` (every box kept for mAP; P/R/F1 at the pipeline's threshold), on the
+    raw scores (the threshold is a raw score; per-class AP is the same on calibrated ones). `preds`: the
+    score-0 predictions when already made."""
     from adrcs.metrics.detection import detection_report
 
-    preds = pipe.predict(ds, batch_size=batch_size, score_threshold=0.0)
-    report = detection_report(preds, _targets(ds), pipe.class_names, score_threshold=pipe.score_threshold,
+    if preds is None:
+        preds = pipe.predict(ds, batch_size=batch_size, score_threshold=0.0)
+    report = detection_report(_raw(preds), _targets(ds), pipe.class_names, score_threshold=pipe.score_threshold,
                               label_offset=0)
     return report, preds
 
 
 def _keep_above(preds: list[dict[str, Any]], thr: float) -> list[dict[str, Any]]:
+    """Each image's boxes whose raw score is >= `thr`."""
     out = []
     for p in preds:
-        k = np.asarray(p["scores"]) >= thr
-        out.append({**p, "boxes": p["boxes"][k], "labels": p["labels"][k], "scores": p["scores"][k]})
+        k = np.asarray(p.get("raw_scores", p["scores"])) >= thr
+        out.append({**p, **{key: p[key][k] for key in ("boxes", "labels", "scores", "raw_scores") if key in p}})
     return out
+
+
+def _reliability(pipe, preds: list[dict[str, Any]], ds: ImageSet, plot: Path | None = None) -> dict[str, Any]:
+    """Box-level ECE / MCE (15 bins) of every box in `preds` (raw score >= 0) before and after the pipeline's
+    calibration, and the same on the boxes at or above its threshold; the reliability diagram to `plot`."""
+    from adrcs.inference.box_calibration import box_reliability, match_boxes
+    from adrcs.report.reliability_plots import plot_reliability
+
+    s, c, h = match_boxes(_raw(preds), _targets(ds))
+    cal = pipe.score_calibration
+    after_s = s if cal is None else cal.apply(s, c)
+    before, after = box_reliability(s, h), box_reliability(after_s, h)
+    up = s >= pipe.score_threshold
+    b_up, a_up = box_reliability(s[up], h[up]), box_reliability(after_s[up], h[up])
+    if plot is not None:
+        plot_reliability(before, after if cal is not None else None, plot,
+                         title="Box score reliability (every reported box)")
+    block = {"ece_before": before["ece"], "mce_before": before["mce"], "ece": after["ece"], "mce": after["mce"],
+             "calibrated": cal is not None, "boxes": "every box the detector reports (raw score >= 0)",
+             "n_boxes": int(len(s)), "n_hits": int(h.sum()),
+             "above_threshold": {"score_threshold": float(pipe.score_threshold), "n_boxes": int(up.sum()),
+                                 **{k: rep[m] if up.any() else None for k, rep, m in  # None: no box that high
+                                    (("ece_before", b_up, "ece"), ("mce_before", b_up, "mce"), ("ece", a_up, "ece"),
+                                     ("mce", a_up, "mce"))}},
+             "bins_before": before["bins"], "bins": after["bins"]}
+    return block
 
 
 def _summary(report: dict[str, Any]) -> str:
@@ -173,18 +217,17 @@ def train_detection(cfg: dict[str, Any], data: str | Path | ImageSet, images: st
         f"validating on {len(val_set)}, input {int(cfg['input_size'])}px")
     result = fit_detector(cfg, train_set, val_set, out, say=say)
     pipe = result.pipeline
+    raw = pipe.predict(val_set, batch_size=int(cfg["eval_batch_size"]), score_threshold=0.0)  # not calibrated
     if str(cfg["score_threshold"]).strip().lower() == "auto":  # best micro F1 on the validation split
-        from adrcs.detector_pipeline import DetectorPipeline
         from adrcs.metrics.detection import best_f1_threshold
 
-        raw = pipe.predict(val_set, batch_size=int(cfg["eval_batch_size"]), score_threshold=0.0)
         thr, f1 = best_f1_threshold(raw, _targets(val_set), len(pipe.class_names), label_offset=0)
-        saved = DetectorPipeline.load(out)
-        saved.score_threshold = pipe.score_threshold = thr
-        saved.save(out)
+        pipe.score_threshold = thr
         say(f"score threshold: {thr:g} (best F1 {f1:.3f} on the validation split)")
-    report, preds = _report(pipe, val_set, int(cfg["eval_batch_size"]))
-    metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
+    calibration, preds = _fit_calibration(pipe, raw, val_set, out, say)
+    report, _ = _report(pipe, val_set, int(cfg["eval_batch_size"]), preds)
+    metrics = {"val": report, "calibration": calibration, "train_seconds": result.train_seconds,
+               "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val_set), "detector": pipe.detector,
                "use_template": pipe.use_template, "input_size": pipe.input_size, "train_crop": cfg["train_crop"],
                "synthetic": result.synthetic}
@@ -205,6 +248,32 @@ def train_detection(cfg: dict[str, Any], data: str | Path | ImageSet, images: st
     return report
 
 
+def _fit_calibration(pipe, raw: list[dict[str, Any]], val_set: ImageSet, out: Path,
+                     say: Printer) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fit the score calibration on the raw score-0 validation predictions `raw`, set it on `pipe`, save the
+    checkpoint (with `pipe`'s threshold), write plots/reliability.png. Returns (metrics.json's calibration
+    block, the calibrated predictions)."""
+    from adrcs.detector_pipeline import DetectorPipeline
+    from adrcs.inference.box_calibration import BoxScoreCalibration, calibrate_detections, match_boxes
+
+    s, c, h = match_boxes(raw, _targets(val_set))
+    cal = BoxScoreCalibration(len(pipe.class_names)).fit(s, c, h)
+    pipe.score_calibration = cal
+    saved = DetectorPipeline.load(out)  # keeps the checkpoint's extras (train_seconds, best_epoch, ...)
+    saved.score_threshold, saved.score_calibration = pipe.score_threshold, cal
+    saved.save(out)
+    preds = [calibrate_detections(p, cal) for p in raw]
+    block = _reliability(pipe, preds, val_set, out / "plots" / "reliability.png")
+    del block["bins_before"], block["bins"]
+    fitted = [n for n, f in zip(pipe.class_names, cal.fitted) if f]
+    say(f"score calibration ({cal.method}, per class; fitted for {', '.join(fitted) or 'no class'}): box ECE on "
+        f"the validation split {block['ece_before']:.4f} -> {block['ece']:.4f} (MCE {block['mce_before']:.4f} -> "
+        f"{block['mce']:.4f}, {block['n_boxes']} boxes)")
+    return {"method": cal.method, "fitted_on": "validation split (also used for early stopping and the auto "
+            "threshold; ece/mce are measured on the same boxes)", **block,
+            "per_class": cal.params(pipe.class_names)}, preds
+
+
 # ---------------------------------------------------------------- evaluate / predict
 
 
@@ -212,7 +281,14 @@ def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, image
                        annotations: str | Path | None = None, out: str | Path | None = None,
                        say: Printer = print) -> dict[str, Any]:
     """Evaluate a trained detector on annotated data; write the report JSON to `out`
-    (default MODEL/evaluation.json) and ``<out stem>_plots/per_class_ap.png`` beside it."""
+    (default MODEL/evaluation.json) and ``<out stem>_plots/{per_class_ap,reliability}.png`` beside it.
+
+    Besides `detection_report`'s keys the report has box-score calibration: ``ece``, ``mce`` (calibrated
+    scores), ``ece_before``, ``mce_before`` (raw scores), 15 bins, over EVERY box the detector reports (raw score
+    >= 0: the population the calibration was fitted on and mAP ranks), and ``calibration`` with the bins, box
+    counts and the same four numbers on the boxes at or above the model's threshold. A model saved without a
+    calibration reports its raw scores for both (``calibration.calibrated`` false).
+    """
     from adrcs.detector_pipeline import DetectorPipeline
     from adrcs.report.boxes import plot_per_class_ap
 
@@ -220,15 +296,19 @@ def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, image
     ds = load_detection_data(data, images, annotations)
     _require_boxes(ds, data, "data")
     ds = remap_classes(ds, list(pipe.class_names), data, "data")
-    report, _ = _report(pipe, ds, batch_size=4)
+    report, preds = _report(pipe, ds, batch_size=4)
+    out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
+    plot_dir = out_path.parent / (out_path.stem + "_plots")  # as for every task's evaluate
+    block = _reliability(pipe, preds, ds, plot_dir / "reliability.png")
+    report.update({k: block[k] for k in ("ece", "mce", "ece_before", "mce_before")}, calibration=block)
     report["model_dir"] = str(model_dir)
     report["data"] = _src(data)
-    out_path = Path(out) if out else Path(model_dir) / "evaluation.json"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2))
-    plot_dir = out_path.parent / (out_path.stem + "_plots")  # as for every task's evaluate
     plot_per_class_ap(report, plot_dir / "per_class_ap.png")
     say(f"evaluation: {_summary(report)}")
+    say(f"box score ECE {block['ece_before']:.4f} -> {block['ece']:.4f} (MCE {block['mce_before']:.4f} -> "
+        f"{block['mce']:.4f}; {block['n_boxes']} boxes{'' if block['calibrated'] else ', model not calibrated'})")
     say(f"report: {out_path}; plots: {plot_dir}")
     return report
 
@@ -238,6 +318,8 @@ def predict_detection(model_dir: str | Path, data: str | Path | ImageSet, images
                       say: Printer = print, annotated: bool = True, on_error: str = "stop") -> Path:
     """Detect defects in every image of `data` and write the folder `out`: predictions.json,
     predictions.csv and annotated/<image stem>.png (ground truth dashed when `data` has boxes).
+    ``score`` is the calibrated score when the model has a calibration, ``raw_score`` the detector's own
+    (equal without one); `score_threshold` applies to the raw score.
 
     data: anything `load_images` reads, an image file or a folder of images (templates
     ``*_temp.*`` paired). Boxes are in each image's own pixels. Returns `out`.
@@ -263,7 +345,9 @@ def predict_detection(model_dir: str | Path, data: str | Path | ImageSet, images
     out = Path(out)
     json_path, csv_path = write_predictions(preds, ds, pipe.class_names, out, annotate=annotated,
                                             extra={"model_dir": str(model_dir), "score_threshold": thr,
+                                                   "calibrated": pipe.score_calibration is not None,
                                                    "skipped": skipped})
+    _add_raw_scores(preds, json_path, csv_path)
     n_boxes = sum(len(p["boxes"]) for p in preds)
     per_class = np.bincount(np.concatenate([p["labels"] for p in preds]) if preds else np.zeros(0, np.int64),
                             minlength=len(pipe.class_names))
@@ -272,6 +356,26 @@ def predict_detection(model_dir: str | Path, data: str | Path | ImageSet, images
         f"{', annotated/' if annotated else ''} in {out}")
     report_skipped(skipped, say)
     return out
+
+
+def _add_raw_scores(preds: list[dict[str, Any]], json_path: Path, csv_path: Path) -> None:
+    """Add ``raw_score`` to every box of `write_predictions`' JSON and CSV (same box order: by descending
+    ``scores``, stable, image by image)."""
+    import csv
+
+    doc = json.loads(json_path.read_text())
+    raws = []
+    for p, entry in zip(preds, doc["images"]):
+        order = np.argsort(-np.asarray(p["scores"], np.float32).reshape(-1), kind="stable")
+        raw = np.asarray(p.get("raw_scores", p["scores"]), np.float32).reshape(-1)
+        for item, j in zip(entry["boxes"], order):
+            item["raw_score"] = round(float(raw[j]), 4)
+            raws.append(item["raw_score"])
+    json_path.write_text(json.dumps(doc, indent=2))
+    with open(csv_path, newline="") as f:
+        rows = list(csv.reader(f))
+    with open(csv_path, "w", newline="") as f:
+        csv.writer(f).writerows([rows[0] + ["raw_score"]] + [r + [v] for r, v in zip(rows[1:], raws)])
 
 
 def is_detector_run(model_dir: str | Path) -> bool:

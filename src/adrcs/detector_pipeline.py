@@ -3,6 +3,8 @@
 `DetectorPipeline.load(run_dir).predict(images)` needs nothing but that folder. Predictions come
 back in each image's own pixel coordinates (the network sees a square `input_size` resize) with
 0-based class indices into `class_names`, so they compare directly with `ImageSet.boxes`.
+With a score calibration (fitted by `train`), ``scores`` are calibrated hit probabilities and
+``raw_scores`` the network's own; the score threshold always applies to the raw score.
 """
 from __future__ import annotations
 
@@ -16,17 +18,22 @@ import torch.nn.functional as F
 
 from adrcs.data.image_set import IMAGE_MODES, ImageSet, resolve_image_mode  # noqa: F401 (old imports)
 from adrcs.errors import InputError
+from adrcs.inference.box_calibration import BoxScoreCalibration, calibrate_detections
 from adrcs.inference.predictor import Predictor
 from adrcs.models.detection import LABEL_OFFSET, create_detector
 from adrcs.models.detection.reference import as_unit_tensor, reference_channels
 from adrcs.transforms.boxes import resize_with_boxes
+
+__all__ = ["DetectorPipeline", "Detections", "prepare_input", "to_mode", "DETECTOR_FORMAT", "CHECKPOINT_NAME",
+           "IMAGE_MODES", "ImageSet", "resolve_image_mode"]  # the last three: old imports from here
 
 DETECTOR_FORMAT = "adrcs-detector/1"
 CHECKPOINT_NAME = "model.ckpt"
 
 Detections = dict[str, Any]
 """One image's result: ``boxes`` float32 (K, 4) x1 y1 x2 y2 in original pixels, ``labels`` int64 (K,)
-0-based class indices, ``scores`` float32 (K,), ``width`` and ``height`` of the image."""
+0-based class indices, ``scores`` float32 (K,), ``width`` and ``height`` of the image; with a score
+calibration also ``raw_scores`` float32 (K,), the detector's scores before calibration."""
 
 
 def prepare_input(img: np.ndarray, template: np.ndarray | None, size: int | None,
@@ -88,7 +95,12 @@ class DetectorPipeline(Predictor):
     input_size: the square side images are resized to.
     use_template: the input stacks test, template and |test - template|.
     image_mode: "L" or "RGB", how images are decoded.
-    score_threshold: default minimum score of a reported box.
+    score_threshold: default minimum score of a reported box, compared with the RAW (uncalibrated)
+        score, so the boxes kept (and P/R/F1, mAP) are the same with or without calibration.
+    score_calibration: per-class monotone map of raw scores to hit probabilities
+        (`inference.box_calibration.BoxScoreCalibration`), or None (old checkpoints, or not fitted).
+        When set, every prediction's ``scores`` are calibrated and ``raw_scores`` holds the network's;
+        within a class the order of boxes is unchanged. Saved under ``score_calibration`` (plain data).
     extra: anything else stored in the checkpoint (train_seconds, best_epoch, ...).
     """
 
@@ -104,6 +116,7 @@ class DetectorPipeline(Predictor):
     use_template: bool
     image_mode: str = "L"
     score_threshold: float = 0.5
+    score_calibration: BoxScoreCalibration | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -124,6 +137,7 @@ class DetectorPipeline(Predictor):
                 "class_names": list(self.class_names), "in_chans": int(self.in_chans),
                 "input_size": int(self.input_size), "use_template": bool(self.use_template),
                 "image_mode": self.image_mode, "score_threshold": float(self.score_threshold),
+                "score_calibration": None if self.score_calibration is None else self.score_calibration.state(),
                 "label_offset": LABEL_OFFSET}
 
     @classmethod
@@ -137,17 +151,23 @@ class DetectorPipeline(Predictor):
             text = " ".join(str(e).split())[:160]
             raise InputError(path, f"cannot rebuild the detector ({type(e).__name__}: {text})")
         net.to(device).eval()
+        cal = ck.get("score_calibration")  # absent in checkpoints written before calibration existed
         return cls(net=net, detector=ck["detector"], detector_args=dict(ck["detector_args"]),
                    class_names=list(ck["class_names"]), in_chans=int(ck["in_chans"]), input_size=size,
                    use_template=bool(ck["use_template"]), image_mode=ck.get("image_mode", "L"),
-                   score_threshold=float(ck.get("score_threshold", 0.5)))
+                   score_threshold=float(ck.get("score_threshold", 0.5)),
+                   score_calibration=None if cal is None else BoxScoreCalibration.from_state(cal))
 
     # ------------------------------------------------------------ predict
 
     @torch.inference_mode()
     def predict_tensors(self, xs: list[torch.Tensor], sizes: list[tuple[int, int]],
                         score_threshold: float | None = None) -> list[Detections]:
-        """Detections for prepared inputs (`prepare_input`), boxes mapped to the (width, height) in `sizes`."""
+        """Detections for prepared inputs (`prepare_input`), boxes mapped to the (width, height) in `sizes`.
+
+        Boxes are kept when their raw score is >= the threshold; with a score calibration ``scores``
+        are calibrated and ``raw_scores`` added (see the class docs).
+        """
         from adrcs.engine.detector_module import strip_background
 
         thr = self.score_threshold if score_threshold is None else float(score_threshold)
@@ -161,12 +181,12 @@ class DetectorPipeline(Predictor):
             sh, sw = x.shape[-2:]  # the network's input size
             boxes = boxes * torch.tensor([w / sw, h / sh, w / sw, h / sh])
             boxes = torch.minimum(boxes.clamp(min=0.0), torch.tensor([w, h, w, h], dtype=boxes.dtype))
-            results.append({
+            results.append(calibrate_detections({
                 "boxes": boxes.numpy().astype(np.float32).reshape(-1, 4),
                 "labels": (out["labels"][keep].cpu() - LABEL_OFFSET).numpy().astype(np.int64),
                 "scores": out["scores"][keep].float().cpu().numpy().astype(np.float32),
                 "width": int(w), "height": int(h),
-            })
+            }, self.score_calibration))
         return results
 
     def predict(self, images: ImageSet, batch_size: int = 4, score_threshold: float | None = None,
