@@ -132,7 +132,7 @@ def test_predict_detection_writes_folder_in_original_pixels(run, tmp_path):
     assert coords.min() >= 0 and coords.max() <= SIDE
     assert coords.max() > INPUT  # boxes are in the 96 px images' pixels, not the 64 px network input
     rows = pd.read_csv(out / "predictions.csv")
-    assert list(rows.columns) == ["image", "class", "score", "x1", "y1", "x2", "y2"] and len(rows) == len(coords)
+    assert list(rows.columns) == ["image", "class", "score", "x1", "y1", "x2", "y2", "raw_score"] and len(rows) == len(coords)
     pngs = sorted(p.name for p in (out / "annotated").iterdir())
     assert pngs == sorted(f"{i:04d}_test.png" for i in range(6))
     with Image.open(out / "annotated" / pngs[0]) as im:
