@@ -20,6 +20,10 @@ Maps are real validation maps (WM-811K val, or the shipped sample when ../shared
 Results: bench/results/service.json and service.md. Example:
 
     python bench/service.py --model bench/runs/wm811k_ffn --duration 20
+
+Only the single-map latency (e.g. before / after a change, same machine, back to back):
+
+    python bench/service.py --model RUN --scenarios single_map --clients raw --no-crash --tag _x
 """
 from __future__ import annotations
 
@@ -245,6 +249,9 @@ def main() -> None:
     ap.add_argument("--crash-after", type=float, default=5.0, help="seconds of load before the SIGKILL")
     ap.add_argument("--clients", nargs="+", default=["raw", "httpx"], choices=["raw", "httpx"],
                     help="load generators to run the scenarios with (the crash test uses the first)")
+    ap.add_argument("--scenarios", nargs="+", default=["single_map", "batch"], choices=["single_map", "batch"],
+                    help="load scenarios to run: single-map requests, batch requests (--batch-maps maps each)")
+    ap.add_argument("--no-crash", action="store_true", help="skip the kill -9 crash test")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
     if not (args.model / "model.ckpt").is_file():
@@ -265,12 +272,16 @@ def main() -> None:
         for gen in args.clients:
             for name, per, clients in (("single_map", 1, args.single_clients),
                                        (f"batch_{args.batch_maps}", args.batch_maps, args.batch_clients)):
+                if ("single_map" if per == 1 else "batch") not in args.scenarios:
+                    continue
                 before = server_histogram(url)
                 res = asyncio.run(drive(url, token, bodies_for(maps, per), per, clients, args.duration, client=gen))
                 res.update(server_side(before, server_histogram(url)))
                 name = name if gen == "raw" else f"{name}_{gen}"
                 record["scenarios"][name] = res
                 print(name, json.dumps(res))
+        if args.no_crash:
+            return finish(args, record)
         # crash test: SIGKILL under load, restart, look up every acknowledged id
         acked: list[int] = []
 
@@ -298,18 +309,23 @@ def main() -> None:
                        "requests_ok_before_kill": crash_load["requests_ok"],
                        "errors_at_kill": crash_load["errors"], "serving_after_restart": ok_after["requests_ok"] > 0}
     print("crash", json.dumps(record["crash"]))
+    finish(args, record)
+
+
+def finish(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    """Write bench/results/service<tag>.json and .md (the crash line only when the crash test ran)."""
     record["cpu_check_s_after"] = cpu_check()
     write_result(f"service{args.tag}", record)
     rows = [f"| {k} | {v['client']} | {v['clients']} | {v['maps_per_request']} | {v['requests_per_s']} | "
             f"{v['maps_per_s']} | {v['latency_ms_p50']} | {v['latency_ms_p99']} | "
             f"{v.get('server_share_within_50ms')} | {v.get('server_p99_ms_at_most')} | {v['errors']} |"
             for k, v in record["scenarios"].items()]
-    c = record["crash"]
+    c = record.get("crash")
+    crash = ([f"kill -9 under load: {c['acknowledged']} inspections acknowledged, {c['lost']} lost; "
+              f"serving after restart: {c['serving_after_restart']}"] if c else [])
     md = "\n".join(["| scenario | load generator | clients | maps/request | requests/s | maps/s | p50 ms | p99 ms | "
                     "server: share <= 50 ms | server: p99 <= ms | errors |",
-                    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "",
-                    f"kill -9 under load: {c['acknowledged']} inspections acknowledged, {c['lost']} lost; "
-                    f"serving after restart: {c['serving_after_restart']}"])
+                    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *crash])
     (REPO / "bench" / "results" / f"service{args.tag}.md").write_text(md + "\n")
     print(md)
 

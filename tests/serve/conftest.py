@@ -182,6 +182,38 @@ def tiny_wafer_run(tmp_path_factory):
     return train_wafer_run(tmp_path_factory.mktemp("serve_run"), 0)
 
 
+def train_trust_run(tmp, seed: int = 0):
+    """A tiny FFN wafer run like `helpers.runs.train_wafer_run`, with 45 validation maps (>= 40): training splits
+    them into select / calib and fits the trust layer (temperature, prediction sets, Mahalanobis unknown score)."""
+    import numpy as np
+    from helpers.frames import make_wm811k_frame
+    from helpers.runs import REPO
+
+    from adrcs.api import train
+    from adrcs.config import load_config
+
+    files = []
+    for i, n in enumerate([4, 5]):
+        p = tmp / f"trust{seed}_{i}.pkl.xz"
+        make_wm811k_frame(np.random.default_rng(20 + i), per_class=n).to_pickle(p)
+        files.append(p)
+    cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml",
+                      {"epochs": 1, "input_size": 16, "device": "cpu", "batch_size": 16, "seed": seed,
+                       "model_args": {"width": 8}, "progress": False})
+    run = tmp / f"trust_run{seed}"
+    train(cfg, [files[0]], [files[1]], run, say=lambda s: None)
+    return run
+
+
+@pytest.fixture(scope="session")
+def trust_wafer_run(tmp_path_factory):
+    """A tiny trained wafer run WITH a trust layer (`train_trust_run`, seed 0), shared by the trust tests."""
+    import torch
+
+    torch.set_num_threads(1)
+    return train_trust_run(tmp_path_factory.mktemp("trust_run"), 0)
+
+
 @pytest.fixture(params=[True, False], ids=["fast_path", "fastapi_route"])
 def fast_path(request: pytest.FixtureRequest) -> bool:
     """Both paths of the JSON inspect route (`serve/fast_path.py` on and off)."""
@@ -190,8 +222,9 @@ def fast_path(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def make_wafer_service(tiny_wafer_run, tmp_path):
-    """``make_wafer_service(**config)`` -> (client, tokens, store) of a service on `tiny_wafer_run` with a SQLite
-    store and one token per role (`ServiceConfig` fields in `config`; closed after the test)."""
+    """``make_wafer_service(run=None, **config)`` -> (client, tokens, store) of a service on `run` (default
+    `tiny_wafer_run`) with a SQLite store and one token per role (`ServiceConfig` fields in `config`; closed after
+    the test)."""
     from contextlib import ExitStack
 
     from fastapi.testclient import TestClient
@@ -202,11 +235,11 @@ def make_wafer_service(tiny_wafer_run, tmp_path):
 
     n = itertools.count()
     with ExitStack() as stack:
-        def make(**config):
+        def make(run=None, **config):
             store = Store(f"sqlite:///{tmp_path / f'svc{next(n)}.db'}")
             stack.callback(store.close)
             tokens = {role: store.create_token(role + "-user", role) for role in ROLES}
-            cfg = ServiceConfig(db="unused", models=[str(tiny_wafer_run)], token_cache_s=0,
+            cfg = ServiceConfig(db="unused", models=[str(run or tiny_wafer_run)], token_cache_s=0,
                                 **{"max_request_bytes": 2_000_000, **config})
             client = stack.enter_context(TestClient(create_app(cfg, store=store)))
             return client, tokens, store

@@ -356,6 +356,10 @@ def test_inspect_image_with_template(runs, detector_run, tmp_path):
         assert r.status_code == 200, r.text
         out = r.json()
         assert out["kind"] == "detect" and out["width"] == 96 and isinstance(out["boxes"], list)
+        # a detector has no prediction set: its decision is its predicted class
+        assert (out["decision"], out["set"], out["unknown_score"]) == (out["class"], "", None)
+        stored = client.get(f"/v1/inspections/{out['id']}", headers=h).json()
+        assert (stored["decision"], stored["set"], stored["unknown_score"]) == (out["class"], "", None)
         for b in out["boxes"]:
             assert {"class", "score", "x1", "y1", "x2", "y2"} <= set(b)
         png = client.get(f"/v1/inspections/{out['id']}/image.png", headers=h)

@@ -179,3 +179,45 @@ def test_bad_config():
         DriftConfig(method="ks")
     with pytest.raises(ValueError):
         DriftConfig(psi_warn=0.3, psi_alert=0.2)
+
+
+def _decided(records: list, unknown: int) -> list:
+    """`records` with the trust layer's decision: the first `unknown` are "unknown", the rest their class."""
+    return [(c, x, lot, "unknown" if i < unknown else c) for i, (c, x, lot) in enumerate(records)]
+
+
+def test_unknown_rate_alerts_when_many_unknowns_arrive(reference):
+    ref = Reference.from_dict({**reference.to_dict(), "unknown_rate": 0.05})
+    as_expected = DriftMonitor(ref).status(_decided(_window(20), 25))  # 5 % of 500: as on validation
+    u = as_expected["unknown_rate"]
+    assert u["status"] == "ok" and not u["alert"] and u["n"] == 500 and u["unknown"] == 25
+    assert u["recent"] == pytest.approx(0.05) and u["reference"] == 0.05 and u["reference_source"] == "reference"
+    assert u["p_value"] > 0.05 and as_expected["status"] == "ok"
+    many = DriftMonitor(ref).status(_decided(_window(20), 60))  # 12 %
+    u = many["unknown_rate"]
+    assert u["status"] == "alert" and u["alert"] and u["p_value"] < 0.01 and u["threshold"] == 0.01
+    assert many["status"] == "alert" and many["class_shift"]["status"] == "ok"  # the class mix alone is fine
+    json.dumps(many)
+
+
+def test_unknown_rate_without_reference_rate_uses_the_false_alarm(reference):
+    assert reference.unknown_rate is None
+    u = DriftMonitor(reference, DriftConfig(unknown_false_alarm=0.1)).status(_decided(_window(21), 50))["unknown_rate"]
+    assert u["reference"] == 0.1 and u["reference_source"] == "false_alarm" and u["status"] == "ok"
+    # a reference rate of 0 counts as 1 / (n + 1): a few unknowns are unusual, not impossible
+    zero = Reference.from_dict({**reference.to_dict(), "unknown_rate": 0.0})
+    u = DriftMonitor(zero).status(_decided(_window(22), 1))["unknown_rate"]
+    assert u["reference"] == 0.0 and 0.01 < u["p_value"] < 0.05 and u["status"] == "warning"
+
+
+def test_unknown_rate_needs_decisions_and_a_full_window(reference):
+    records = _window(23)
+    assert DriftMonitor(reference).status(records)["unknown_rate"] is None  # no decisions: no check
+    some = records[:-10] + _decided(records[-10:], 10)  # only 10 records carry a decision
+    report = DriftMonitor(reference).status(some)
+    assert report["unknown_rate"]["status"] == "insufficient_data" and report["unknown_rate"]["n"] == 10
+    assert report["status"] == "ok"  # too few to judge: the overall status is the shifts'
+    back = Reference.from_dict(json.loads(json.dumps({**reference.to_dict(), "unknown_rate": 0.07})))
+    assert back.unknown_rate == 0.07 and back.to_dict()["unknown_rate"] == 0.07
+    with pytest.raises(ValueError):
+        DriftMonitor(reference).status([("Center", 0.9, None, "unknown", "extra")])

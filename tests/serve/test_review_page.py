@@ -1,6 +1,6 @@
 """The review page end to end in headless Chromium (Selenium + Debian's chromium/chromedriver): the queue shows
-a low-confidence wafer map as a picture next to its lot's stacked map, one click confirms it, and the review is in
-the store."""
+a low-confidence wafer map as a picture next to its lot's stacked map and its explanation, with its decision badge
+and prediction set; one click confirms it, and the review is in the store; the lot filter narrows the queue."""
 from __future__ import annotations
 
 import pytest
@@ -38,6 +38,7 @@ def test_review_page_confirms_a_label(live_service):
                    headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200, r.text
     ids = [x["id"] for x in r.json()["results"]]
+    decision = r.json()["results"][-1]["decision"]
     browser = headless_chromium()
     try:
         browser.get(url + "/")
@@ -54,8 +55,30 @@ def test_review_page_confirms_a_label(live_service):
         caption = card.find_element(By.CSS_SELECTOR, ".lotmap figcaption").text
         assert "LOT-A" in caption and "2 wafer maps" in caption, caption
         assert "LOT-A" in browser.find_element(By.ID, "counts").text
+        # the trust answer: a decision badge (this model has no trust layer: its class), the set, the score
+        badge = card.find_element(By.CSS_SELECTOR, ".badge")
+        assert badge.text == decision and "decided" in badge.get_attribute("class")
+        assert "prediction set" in card.find_element(By.CSS_SELECTOR, ".trust").text
+        # the explanation, fetched with the token once the card is in view
+        explain_img = wait.until(lambda b: card.find_element(By.CSS_SELECTOR, ".explain img"))
+        wait.until(lambda b: (explain_img.get_attribute("src") or "").startswith("blob:"))
+        wait.until(lambda b: b.execute_script("return arguments[0].naturalWidth", explain_img) > 0)
+        assert browser.find_element(By.ID, "pageinfo").text == "1-2 of 2"
+        assert browser.find_element(By.ID, "prev").get_attribute("disabled") is not None
+        assert browser.find_element(By.ID, "driftstat").text  # "too few recent inspections (2)"
         card.find_element(By.CSS_SELECTOR, "button.confirm").click()
         wait.until(lambda b: card.find_element(By.CSS_SELECTOR, ".status").text == "confirmed")
+        # the filters: another lot's map, then only that lot in the queue
+        r = httpx.post(f"{url}/v1/inspect/wafer-maps", json={"maps": small_maps(1, seed=4), "lot": "LOT-B"},
+                       headers={"Authorization": f"Bearer {token}"})
+        other = r.json()["results"][0]["id"]
+        for control in ("f-cls", "f-decision", "f-since", "f-until", "next"):
+            assert browser.find_element(By.ID, control).is_displayed()
+        browser.find_element(By.ID, "f-lot").send_keys("LOT-B")
+        browser.find_element(By.ID, "apply").click()
+        wait.until(lambda b: [c.get_attribute("data-id") for c in b.find_elements(By.CSS_SELECTOR, ".card")]
+                   == [str(other)])
+        assert browser.find_element(By.ID, "pageinfo").text == "1-1 of 1"
         # the token stays in this tab only
         assert browser.execute_script("return sessionStorage.getItem('adrcs_token')") == token
         assert browser.execute_script("return localStorage.getItem('adrcs_token')") is None

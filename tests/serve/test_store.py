@@ -39,7 +39,7 @@ def test_migrations_create_tables_and_rerun(db_url: str) -> None:
     try:
         assert TABLES <= set(inspect(engine).get_table_names())
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
             # the migrations build exactly the ORM schema
             assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
     finally:
@@ -321,8 +321,10 @@ def _raw_rows(path, table: str) -> list[tuple]:
 
 def test_sqlite_fast_writer_stores_what_the_orm_path_stores(tmp_path) -> None:
     boxes = [{"class": "scratch", "score": np.float32(0.5), "x1": 1, "y1": 2, "x2": 3, "y2": 4}]
-    items = lambda: [new("Donut", 0.8, lot="L7", wafer="W3", tool="T1", boxes=boxes, request_id="r-1", at=T0),  # noqa: E731
-                     new("Center", 0.6, content=b"other", lot=None, at=T0 + timedelta(seconds=1)),
+    items = lambda: [new("Donut", 0.8, lot="L7", wafer="W3", tool="T1", boxes=boxes, request_id="r-1", at=T0,  # noqa: E731
+                         decision="review", unknown_score=np.float32(2.5), pred_set="Donut;none"),
+                     new("Center", 0.6, content=b"other", lot=None, at=T0 + timedelta(seconds=1),
+                         decision="unknown", unknown_score=float("nan"), pred_set=""),  # NaN score: stored None
                      new("Center", 0.7, at=datetime(2026, 3, 1, 9, 0))]  # naive: taken as UTC; same blob as the first
     with Store(f"sqlite:///{tmp_path / 'fast.db'}") as fast, Store(f"sqlite:///{tmp_path / 'orm.db'}") as orm:
         assert fast._fast_writer is not None
@@ -332,6 +334,8 @@ def test_sqlite_fast_writer_stores_what_the_orm_path_stores(tmp_path) -> None:
             recs = store.add_inspections(items())
             assert [r.id for r in recs] == [2, 3, 4]
             assert [store.get_inspection(r.id) for r in recs] == recs
+            assert [(r.decision, r.unknown_score, r.pred_set) for r in recs] == [
+                ("review", 2.5, "Donut;none"), ("unknown", None, ""), (None, None, None)]
         assert _raw_rows(tmp_path / "fast.db", "inspections") == _raw_rows(tmp_path / "orm.db", "inspections")
         fast_blobs, orm_blobs = _raw_rows(tmp_path / "fast.db", "blobs"), _raw_rows(tmp_path / "orm.db", "blobs")
         assert [b[:-1] for b in fast_blobs] == [b[:-1] for b in orm_blobs]  # created_at is "now": same format
@@ -354,7 +358,7 @@ def test_sqlite_fast_writer_refuses_missing_blob_and_leaves_rowid_edge_to_the_or
         with sqlite3.connect(path) as conn:  # an id near the largest rowid: SQLite may pick random rowids next
             conn.execute("INSERT INTO inspections SELECT ?, created_at, kind, lot, wafer, tool, input_sha256, "
                          "model_version, predicted, probabilities, confidence, boxes, request_id, die_count, fail_count, "
-                         "wafer_yield FROM inspections "
+                         "wafer_yield, decision, unknown_score, pred_set FROM inspections "
                          "WHERE id = ?", (2**63 - 4, first.id))
         recs = store.add_inspections([new(content=b"ok", lot=f"E{i}") for i in range(5)])
         assert store._fast_writer is None  # switched to the ORM path for good

@@ -1,40 +1,35 @@
-"""Drift monitor: compares recent predictions with the training reference.
-
-Two shifts are checked over the most recent ``window`` predictions:
+"""Drift monitor: compares the most recent ``window`` predictions with the training reference.
 
 * **class shift**: the mix of predicted classes against the reference class distribution;
-* **confidence shift**: the histogram of top-1 confidence against the reference histogram
-  (skipped when the reference has no confidence histogram).
+* **confidence shift**: the top-1 confidence histogram against the reference's (skipped when it has none);
+* **unknown rate** (records carrying the trust layer's decision, the optional fourth field; others are left out):
+  the share of ``unknown`` decisions against the reference's ``unknown_rate`` (share on the select split), else
+  ``unknown_false_alarm`` (0.05, the rate the unknown threshold was set to). Exact one-sided binomial test (more
+  unknowns than that rate explains?): p = P(X >= k), X ~ Binomial(n, rate); ``p < p_value`` -> "alert",
+  ``p < p_warn`` -> "warning". A reference rate of 0 (a small select split) counts as 1 / (n_reference + 1).
 
-Each is measured with the population stability index (``method="psi"``, the default) or Pearson's
-chi-square goodness-of-fit test (``method="chi2"``). Lots (the optional third field of each record)
-are checked on their own against the reference class mix, with ``lot_method`` (chi-square by default:
-PSI is unreliable on the 20-25 wafers of a lot, where most classes have zero counts).
+Shifts are measured with the population stability index (``method="psi"``, default) or Pearson's chi-square
+goodness-of-fit test (``"chi2"``). Lots (the optional third field) are checked on their own against the reference
+class mix with ``lot_method`` (chi-square by default: PSI is unreliable on the 20-25 wafers of a lot).
 
 Design choices:
 
-* Status thresholds. PSI: ``>= psi_alert`` -> "alert", ``>= psi_warn`` -> "warning" (0.1 / 0.25, the
-  usual rule of thumb). Chi-square: ``p < p_value`` -> "alert", ``p < p_warn`` -> "warning".
-* Lots use stricter chi-square thresholds (``lot_p_value`` 0.001 alert, ``lot_p_warn`` 0.01 warning):
-  many lots are tested, and a 5 % false-flag rate per lot would bury the real ones. Their p-value is
-  a Monte Carlo (parametric bootstrap) p-value of the chi-square statistic under the reference
-  multinomial (``lot_simulations`` draws, seeded, cached per lot size), because the asymptotic
-  chi-square distribution is far too liberal for ~25 wafers over 9 classes with rare ones
-  (``lot_simulations=0`` uses the asymptotic p-value). With ``lot_method="psi"`` lots use the PSI
-  thresholds (noisy on small lots).
-* The overall ``status`` is the worst of the class and confidence shifts only. Lot flags do **not**
-  change it: one unusual lot is a process event to look at, not a model drift. They are reported in
-  ``lots`` / ``flagged_lots`` and summarised in ``lot_status`` (worst flagged lot, "ok" when none).
-* Below ``min_window`` predictions the overall status is "insufficient_data" and the shifts are
-  ``None``; lots with at least ``lot_min_size`` predictions in the window are still checked.
-* Lots are evaluated over the same window as the shifts (records older than the window are ignored).
-* Predicted classes not in the reference are counted into an ``"other"`` bucket (reference probability
-  ``epsilon``); empty bins are smoothed to ``epsilon`` before computing PSI / chi-square.
-* Confidence bins: the reference's bin edges are authoritative (a histogram cannot be re-binned);
-  ``DriftConfig.confidence_bins`` is the bin count used by :meth:`DriftMonitor.make_reference`.
-  Confidence values are clipped to [0, 1]; ``None`` / NaN confidences are left out of that check.
-  PSI and chi-square are symmetric: a confidence *rise* is flagged as well as a drop, and the report
-  gives ``direction`` ("lower" / "higher") from the mean confidence.
+* PSI: ``>= psi_alert`` -> "alert", ``>= psi_warn`` -> "warning" (0.1 / 0.25, the usual rule of thumb).
+  Chi-square: ``p < p_value`` -> "alert", ``p < p_warn`` -> "warning".
+* Lots use stricter chi-square thresholds (``lot_p_value`` 0.001, ``lot_p_warn`` 0.01): many lots are tested,
+  and a 5 % false-flag rate per lot would bury the real ones. Their p-value is a Monte Carlo (parametric
+  bootstrap) p-value under the reference multinomial (``lot_simulations`` draws, seeded, cached per lot size):
+  the asymptotic chi-square distribution is far too liberal for ~25 wafers over 9 classes with rare ones
+  (``lot_simulations=0``: asymptotic). With ``lot_method="psi"`` lots use the PSI thresholds (noisy).
+* The overall ``status`` is the worst of the class, confidence and unknown-rate checks. Lot flags do **not**
+  change it (an unusual lot is a process event, not model drift): see ``lots`` / ``flagged_lots`` /
+  ``lot_status`` (worst flagged lot, "ok" when none).
+* Below ``min_window`` predictions the status is "insufficient_data", the shifts ``None``; lots with >= ``lot_min_size``
+  predictions in the window are still checked. Classes not in the reference count into ``"other"`` (reference
+  probability ``epsilon``); empty bins are smoothed to ``epsilon`` before PSI / chi-square.
+* Confidence bins: the reference's edges are authoritative (``confidence_bins`` is the bin count of
+  :meth:`DriftMonitor.make_reference`); values clipped to [0, 1], ``None`` / NaN left out. PSI and chi-square
+  are symmetric: a confidence rise is flagged as well as a drop; ``direction`` ("lower" / "higher") says which.
 """
 from __future__ import annotations
 
@@ -48,6 +43,7 @@ import numpy as np
 from scipy import stats
 
 OTHER = "other"
+UNKNOWN = "unknown"  # the trust layer's decision for an unknown pattern (`inference.trust`)
 METHODS = ("psi", "chi2")
 _SEVERITY = {"ok": 0, "insufficient_data": 0, "warning": 1, "alert": 2}
 
@@ -72,6 +68,7 @@ class DriftConfig:
     seed: int = 0                     # seed of the Monte Carlo draws (reports are reproducible)
     epsilon: float = 1e-4             # smoothing of empty bins
     top_classes: int = 3              # classes listed per flagged lot
+    unknown_false_alarm: float = 0.05  # reference unknown rate when the reference has none
 
     def __post_init__(self) -> None:
         for name in ("method", "lot_method"):
@@ -85,8 +82,8 @@ class DriftConfig:
             raise ValueError("DriftConfig needs 0 < p_value <= p_warn < 1 and 0 < lot_p_value <= lot_p_warn < 1")
         if self.lot_simulations < 0:
             raise ValueError("DriftConfig.lot_simulations must be >= 0")
-        if self.confidence_bins < 1 or self.epsilon <= 0:
-            raise ValueError("DriftConfig needs confidence_bins >= 1 and epsilon > 0")
+        if self.confidence_bins < 1 or self.epsilon <= 0 or not 0 < self.unknown_false_alarm < 1:
+            raise ValueError("DriftConfig needs confidence_bins >= 1, epsilon > 0 and 0 < unknown_false_alarm < 1")
 
 
 def _normalize(x: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -114,6 +111,7 @@ class Reference:
     confidence_mean: float | None = None
     n: int = 0                                       # number of reference samples (information only)
     meta: dict[str, Any] = field(default_factory=dict)
+    unknown_rate: float | None = None                # share of "unknown" decisions (None: not measured)
 
     def __post_init__(self) -> None:
         if len(self.class_names) != len(self.class_probs) or not self.class_names:
@@ -166,7 +164,8 @@ class Reference:
                 "class_probs": dict(zip(self.class_names, self.class_probs)),
                 "confidence_hist": None if self.confidence_hist is None else list(self.confidence_hist),
                 "confidence_edges": None if self.confidence_edges is None else list(self.confidence_edges),
-                "confidence_mean": self.confidence_mean, "n": self.n, "meta": dict(self.meta)}
+                "confidence_mean": self.confidence_mean, "n": self.n, "meta": dict(self.meta),
+                "unknown_rate": self.unknown_rate}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Reference:
@@ -177,8 +176,10 @@ class Reference:
             probs = [probs.get(k, 0.0) for k in names]
         else:
             names = list(d["class_names"])
+        rate = d.get("unknown_rate")
         return cls(names, list(probs), d.get("confidence_hist"), d.get("confidence_edges"),
-                   d.get("confidence_mean"), int(d.get("n", 0)), dict(d.get("meta") or {}))
+                   d.get("confidence_mean"), int(d.get("n", 0)), dict(d.get("meta") or {}),
+                   None if rate is None else float(rate))
 
 
 def _histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -313,9 +314,27 @@ class DriftMonitor:
                     "reference_mean": _f(ref_mean), "direction": "lower" if mean < ref_mean else "higher"})
         return out
 
-    def _lots(self, records: Sequence[tuple[str, float | None, Any]]) -> list[dict[str, Any]]:
+    def _unknown_rate(self, decisions: Sequence[str]) -> dict[str, Any] | None:
+        # the one-sided binomial test of the module docs; None when no record carries a decision
+        if not decisions:
+            return None
+        c, ref = self.config, self.reference
+        n, k = len(decisions), sum(d == UNKNOWN for d in decisions)
+        rate, source = (ref.unknown_rate, "reference") if ref.unknown_rate is not None else (
+            c.unknown_false_alarm, "false_alarm")
+        tested = max(rate, 1.0 / (ref.n + 1) if ref.n else c.epsilon)
+        out: dict[str, Any] = {"n": n, "unknown": k, "recent": _f(k / n), "reference": _f(rate),
+                               "reference_source": source, "test": "binomial, one-sided", "p_value": None,
+                               "threshold": c.p_value, "alert": False, "status": "insufficient_data"}
+        if n >= c.min_window:
+            p = float(stats.binom.sf(k - 1, n, tested)) if k else 1.0
+            status = self._judge("chi2", 0.0, p)  # the p-value thresholds of the class shift
+            out.update(p_value=_f(p), status=status, alert=status == "alert")
+        return out
+
+    def _lots(self, records: Sequence[tuple[str, float | None, Any, Any]]) -> list[dict[str, Any]]:
         groups: dict[str, list[str]] = defaultdict(list)
-        for pred, _, lot in records:
+        for pred, _, lot, _ in records:
             if lot is not None:
                 groups[str(lot)].append(pred)
         method = self.config.lot_method
@@ -338,17 +357,19 @@ class DriftMonitor:
 
     def status(self, recent: Iterable[Sequence[Any]]) -> dict[str, Any]:
         """Drift report (JSON-ready) of the most recent ``config.window`` records
-        ``(predicted_class, confidence | None[, lot | None])``."""
+        ``(predicted_class, confidence | None[, lot | None[, decision | None]])``."""
         records = [_record(r) for r in recent][-self.config.window:]
         preds = [r[0] for r in records]
         confs = [r[1] for r in records if r[1] is not None]
         n, method = len(records), self.config.method
         report: dict[str, Any] = {"status": "insufficient_data", "window": n, "method": method,
-                                  "class_shift": None, "confidence_shift": None}
+                                  "class_shift": None, "confidence_shift": None,
+                                  "unknown_rate": self._unknown_rate([r[3] for r in records if r[3] is not None])}
         if n >= self.config.min_window:
             report["class_shift"] = self._class_shift(preds, method)
             report["confidence_shift"] = self._confidence_shift(confs)
-            shifts = [s["status"] for s in (report["class_shift"], report["confidence_shift"]) if s is not None]
+            shifts = [s["status"] for s in (report["class_shift"], report["confidence_shift"], report["unknown_rate"])
+                      if s is not None and s["status"] != "insufficient_data"]
             report["status"] = max(shifts, key=_SEVERITY.__getitem__)
         lots = self._lots(records)
         report["lot_method"] = self.config.lot_method
@@ -358,16 +379,17 @@ class DriftMonitor:
         return report
 
 
-def _record(r: Sequence[Any]) -> tuple[str, float | None, Any]:
-    # normalise one record to (class, confidence or None, lot or None)
-    if isinstance(r, str) or len(r) not in (2, 3):
-        raise ValueError(f"drift records are (class, confidence[, lot]) tuples, not {r!r}")
+def _record(r: Sequence[Any]) -> tuple[str, float | None, Any, str | None]:
+    # normalise one record to (class, confidence or None, lot or None, decision or None)
+    if isinstance(r, str) or len(r) not in (2, 3, 4):
+        raise ValueError(f"drift records are (class, confidence[, lot[, decision]]) tuples, not {r!r}")
     conf = r[1]
     if conf is not None:
         conf = float(conf)
         if not math.isfinite(conf):
             conf = None
-    return str(r[0]), conf, (r[2] if len(r) == 3 else None)
+    decision = r[3] if len(r) == 4 else None
+    return str(r[0]), conf, (r[2] if len(r) >= 3 else None), (None if decision is None else str(decision))
 
 
 def _severity_key(d: Mapping[str, Any]) -> float:

@@ -6,18 +6,23 @@ Routes (all JSON; roles in brackets, see `adrcs.serve.security`):
   (one id or one per map), "tool"}`` or a multipart upload ``file`` (an ``.npz``, a fab file: STDF, KLARF, SINF,
   E142 / G85, or a JSON file; plain or gzip / xz / bz2 / zstd compressed; pickles get 415; see `serve/uploads.py`)
   with form fields lot / wafer / tool (else the file's ids) -> per map (a fab file: per wafer): class (or labels),
-  probabilities, confidence, model version, record id, lot, wafer, die_count, fail_count, yield. Lot and wafer ids
+  probabilities, confidence, decision, unknown_score, set (the trust layer's answer, `serve/trust_answers.py`),
+  model version, record id, lot, wafer, die_count, fail_count, yield. Lot and wafer ids
   are stored normalised (`lot_routes.wafer_id`). Concurrent requests share forward passes (`MicroBatcher`). JSON
   requests are answered by `serve/fast_path.py` ahead of the FastAPI stack, with the same handler and responses.
-- ``POST /v1/inspect/images`` [inspector]: multipart ``file`` (+ optional ``template``) -> boxes or class.
-- ``GET /v1/inspections`` [inspector] (filters lot, class, since, until, reviewed, low_confidence,
-  max_confidence, kind; limit / offset), ``GET /v1/inspections/{id}``, ``GET /v1/inspections/{id}/image.png``.
+- ``POST /v1/inspect/images`` [inspector]: multipart ``file`` (+ optional ``template``) -> boxes or class, with
+  decision, unknown_score, set.
+- ``GET /v1/inspections`` [inspector] (filters lot, cls, decision, since, until, reviewed, low_confidence,
+  max_confidence, kind; limit / offset; ``queue=true``: the review queue, unknown first, then review, then by
+  ascending confidence), ``GET /v1/inspections/{id}``, ``GET /v1/inspections/{id}/image.png``,
+  ``GET /v1/inspections/{id}/explanation.png`` (a class activation map, `explain_route.py`).
 - ``GET /v1/lots/{lot}`` [inspector]: the lot's wafer-map inspections and summary (yield, classes, flagged);
   ``GET /v1/lots/{lot}/stacked.png``: its stacked failure-rate map (`lot_routes.py`).
 - ``POST /v1/inspections/{id}/review`` [engineer]: ``{"action": "confirm"|"correct", "label", "note"}``; the
   label is checked for both actions (`serve/classes.py`).
 - ``GET /v1/classes`` [inspector], ``POST /v1/classes`` [admin]: classes reviews may use.
-- ``GET /v1/stats`` [inspector]: class counts per lot or day and the drift status.
+- ``GET /v1/stats`` [inspector]: class counts per lot or day and the drift status per model (statistic,
+  threshold, class-mix changes, unknown rate: `drift_view.py`).
 - ``GET /v1/models`` [inspector; paths for admins only]; ``POST /v1/models/{version}/promote`` (idempotent),
   ``POST /v1/models/rollback``, ``POST /v1/models/retrain`` (+ ``GET /v1/models/retrain/{job}``) [admin].
 - ``GET /health``, ``GET /metrics`` (Prometheus text), ``GET /`` (the review page): no token.
@@ -55,6 +60,7 @@ from adrcs.serve.batcher import MicroBatcher
 from adrcs.serve.classes import add_class_routes
 from adrcs.monitoring.drift import DriftConfig
 from adrcs.serve.errors import RequestIdMiddleware, answer_for, current_request_id, error_body, handled_exceptions
+from adrcs.serve.explain_route import add_explanation_route
 from adrcs.serve.fast_path import JsonRouteFastPath
 from adrcs.serve import heavy_parse
 from adrcs.serve.heavy_parse import HeavyParser, parse_json_maps, short_text, wafer_ids
@@ -130,11 +136,12 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             return np.stack([p for _, p in items])
         return model.prepare([m for m, _ in items])  # the champion changed since the request prepared its maps
 
-    def predict_batch(items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[str, np.ndarray]]:
-        # few numpy/torch calls in this thread: each one may wait for the GIL while the event loop runs
+    def predict_batch(items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[str, np.ndarray, tuple]]:
+        # few numpy/torch calls in this thread: each one may wait for the GIL while the event loop runs; the
+        # trust answers (decision, unknown score, set) are computed for the whole batch at once
         model = host.current("wafer")
-        probs = model.predict_prepared(_stack_for(model, items))
-        return [(model.version, p) for p in probs]
+        probs, answers = model.answer_prepared(_stack_for(model, items))
+        return [(model.version, p, a) for p, a in zip(probs, answers)]
 
     batcher = MicroBatcher(predict_batch, max_batch=config.batch_max, max_wait_ms=config.batch_wait_ms,
                            on_batch=metrics.observe_batch)
@@ -189,18 +196,19 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
 
     def _result(rec: Any, model: Any, probs: dict[str, float]) -> dict[str, Any]:
         out = {"id": rec.id, "class": rec.predicted, "probabilities": probs, "confidence": rec.confidence,
+               "decision": rec.decision, "unknown_score": rec.unknown_score, "set": rec.pred_set,
                "model_version": rec.model_version, "lot": rec.lot, "wafer": rec.wafer, "die_count": rec.die_count,
                "fail_count": rec.fail_count, "yield": rec.wafer_yield}
         if model.multilabel:
             out["labels"] = json.loads(rec.predicted)
         return out
 
-    def _new_inspections(maps: list[np.ndarray], wafers: list[str | None], outputs: list[tuple[str, np.ndarray]],
+    def _new_inspections(maps: list[np.ndarray], wafers: list[str | None], outputs: list[tuple[str, np.ndarray, tuple]],
                          lots: list[str | None], tool: str | None, request_id: str, counts: list[tuple] | None,
                          ) -> tuple[list[NewInspection], list[dict[str, float]]]:
         news, prob_dicts = [], []
         model = host.current("wafer")
-        for i, (m, w, lot, (version, p)) in enumerate(zip(maps, wafers, lots, outputs)):
+        for i, (m, w, lot, (version, p, (decision, score, pred_set))) in enumerate(zip(maps, wafers, lots, outputs)):
             lot, w = wafer_id(lot), wafer_id(w)  # stored normalised, as fab files give them (cached)
             dies, fails, wyield = counts[i] if counts is not None else _counts(m)
             names = model.class_names  # a champion swap mid-request: same classes unless retrained otherwise
@@ -214,7 +222,8 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             news.append(NewInspection(kind="wafer_map", model_version=version, predicted=predicted,
                                       probabilities=probs, confidence=conf, content=encode_map(m),
                                       media_type="application/x-npy", lot=lot, wafer=w, tool=tool,
-                                      request_id=request_id, die_count=dies, fail_count=fails, wafer_yield=wyield))
+                                      request_id=request_id, die_count=dies, fail_count=fails, wafer_yield=wyield,
+                                      decision=decision, unknown_score=score, pred_set=pred_set))
             prob_dicts.append(probs)
         return news, prob_dicts
 
@@ -285,6 +294,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     add_image_route(app, store, writer, metrics, limits, _model_or_503)
 
     add_review_routes(app, store, host, config)
+    add_explanation_route(app, store, host)
     add_lot_routes(app, store, config)
     add_class_routes(app, store, host)
 

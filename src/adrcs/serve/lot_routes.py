@@ -61,6 +61,10 @@ class LotWafer(BaseModel):
     die_count: int | None = Field(None, description="dies on the wafer")
     fail_count: int | None = Field(None, description="failing dies")
     yield_: float | None = Field(None, alias="yield", description="passing share of the tested dies")
+    decision: str | None = Field(None, description="the trust layer's decision: the class, review or unknown "
+                                 "(None: stored before the trust layer)")
+    unknown_score: float | None = Field(None, description="unknown-pattern score (None: the model has none)")
+    set_: str | None = Field(None, alias="set", description="the prediction set")
 
 
 class LotSummary(BaseModel):
@@ -89,7 +93,8 @@ class LotOut(BaseModel):
 def _wafer(r: Any) -> dict[str, Any]:
     return {"id": r.id, "wafer": r.wafer, "predicted": r.predicted, "label": r.label, "confidence": r.confidence,
             "created_at": r.created_at, "reviewed": bool(r.reviews), "model_version": r.model_version, "tool": r.tool,
-            "die_count": r.die_count, "fail_count": r.fail_count, "yield": r.wafer_yield}
+            "die_count": r.die_count, "fail_count": r.fail_count, "yield": r.wafer_yield, "decision": r.decision,
+            "unknown_score": r.unknown_score, "set": r.pred_set}
 
 
 def stacked_png(blobs: list[bytes]) -> tuple[bytes, int] | None:

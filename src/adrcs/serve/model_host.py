@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from adrcs.monitoring.drift import Reference
+from adrcs.serve.trust_answers import Answer, served_trust, trust_answers
 from adrcs.tasks import task_names
 from adrcs.serve.store.run_versions import register_run, version_name  # noqa: F401 (version_name: old import)
 from adrcs.transforms.resize import resize_stack
@@ -89,6 +90,11 @@ class LoadedModel:
     multilabel: bool = False
     reference: Reference | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    trust: Any = None  # the pipeline's trust layer ready for serving (`trust_answers.served_trust`), or None
+
+    def __post_init__(self) -> None:
+        if self.trust is None:
+            self.trust = served_trust(self.pipeline)
 
     def prepare(self, maps: list[np.ndarray]) -> np.ndarray:
         """Wafer maps of any sizes -> the model's input grid, uint8 (N, S, S). The service does this on the
@@ -96,9 +102,21 @@ class LoadedModel:
         return resize_stack(maps, self.pipeline.input_size, self.pipeline.resize)
 
     def predict_prepared(self, stack: np.ndarray) -> np.ndarray:
-        """Probabilities (N, K) for maps already `prepare`d for this model."""
+        """Probabilities (N, K) for maps already `prepare`d for this model (calibrated when it has a trust layer)."""
         with self.lock:  # one forward pass at a time per model (torch threads are shared anyway)
             return self.pipeline.predict_tensor(torch.from_numpy(stack), batch_size=1024)
+
+    def answer_prepared(self, stack: np.ndarray) -> tuple[np.ndarray, list[Answer]]:
+        """`predict_prepared`'s probabilities and each map's trust answer (decision, unknown_score, set; see
+        `trust_answers`), the whole batch at once. The answers are computed after the forward pass, outside the
+        model's lock."""
+        x = torch.from_numpy(stack)
+        with self.lock:
+            if self.trust is not None and hasattr(self.pipeline, "predict_outputs"):
+                probs, feats = self.pipeline.predict_outputs(x, batch_size=1024)
+            else:  # no trust layer: the features are not needed
+                probs, feats = self.pipeline.predict_tensor(x, batch_size=1024), None
+        return probs, trust_answers(self.trust, self.class_names, self.multilabel, probs, feats)
 
 
 def load_pipeline(kind: str, path: str | Path, device: str = "cpu") -> Any:

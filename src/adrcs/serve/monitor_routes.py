@@ -7,7 +7,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, Response
 
 from adrcs.errors import InputError
-from adrcs.monitoring.drift import DriftMonitor
+from adrcs.serve.drift_view import DriftViews
 from adrcs.serve.query_params import utc_param as _utc
 from adrcs.serve.security import INSPECTOR, Caller, require
 from adrcs.serve.startup import health_report
@@ -16,32 +16,23 @@ from adrcs.serve.startup import health_report
 def add_monitor_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: Any) -> None:
     """``GET /v1/stats`` [inspector]; ``GET /health`` and ``GET /metrics`` (no token)."""
 
+    views = DriftViews(store, host, config.drift)
+
     @app.get("/v1/stats", tags=["monitor"])
     def stats(by: str = "lot", since: str | None = None, caller: Caller = Depends(require(INSPECTOR))) -> dict:
-        """Predicted-class counts per lot (or day) and the drift status of the wafer-map model."""
+        """Predicted-class counts per lot (or day), the review queue's size, and the drift status: ``drift`` of the
+        wafer-map model, ``drift_models`` of every deployed kind (statistic and threshold, the classes whose share
+        moved most, the unknown rate; see `serve/drift_view.py`)."""
         if by not in ("lot", "day"):
             raise InputError(None, "by must be 'lot' or 'day'")
+        kinds = host.kinds()
+        drift_models = views.reports(kinds)
         return {"by": by, "counts": store.class_counts(by=by, since=_utc(since, "since")),
                 "total": store.count_inspections(), "unreviewed_low_confidence": store.count_inspections(
-                    reviewed=False, max_confidence=config.low_confidence), "drift": _drift()}
-
-    monitors: dict[str, DriftMonitor] = {}
-
-    def _drift() -> dict[str, Any]:
-        try:
-            model = host.current("wafer")
-        except LookupError as e:
-            return {"status": "no_model", "detail": str(e)}
-        if model.reference is None:
-            return {"status": "no_reference", "detail": "the model's run folder has no validation class mix"}
-        recent = [(p, c, lot) for p, c, lot in store.recent_predictions(config.drift.window, kind="wafer_map")]
-        monitor = monitors.get(model.version)
-        if monitor is None:  # one monitor per loaded model: its Monte Carlo null distributions stay cached
-            monitors.clear()
-            monitor = monitors[model.version] = DriftMonitor(model.reference, config.drift)
-        out = monitor.status(recent)
-        out["model_version"] = model.version
-        return out
+                    reviewed=False, max_confidence=config.low_confidence),
+                "review_queue": store.count_inspections(reviewed=False, needs_review_below=config.low_confidence),
+                "drift": drift_models["wafer"] if "wafer" in drift_models else views.report("wafer"),
+                "drift_models": drift_models}
 
 
     @app.get("/health", tags=["monitor"])

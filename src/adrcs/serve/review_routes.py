@@ -19,11 +19,13 @@ from adrcs.serve.store.store import MAX_OFFSET
 
 
 def inspection_json(r: Any) -> dict[str, Any]:
-    """An inspection as the API shows it (``class`` for the prediction, ``reviewed``)."""
+    """An inspection as the API shows it (``class`` for the prediction, ``reviewed``, ``set`` for the prediction
+    set; ``decision`` / ``unknown_score`` / ``set`` are null on inspections stored before the trust layer)."""
     d = r.to_dict()
     d["class"] = d.pop("predicted")
     d["reviewed"] = bool(r.reviews)
     d["yield"] = d.pop("wafer_yield", None)
+    d["set"] = d.pop("pred_set", None)
     return d
 
 
@@ -36,10 +38,15 @@ def add_review_routes(app: FastAPI, store: Any, host: Any, config: Any) -> None:
     @app.get("/v1/inspections", tags=["review"])
     def list_inspections(lot: str | None = None, cls: str | None = None, since: str | None = None,
                          until: str | None = None, reviewed: bool | None = None, low_confidence: bool = False,
-                         max_confidence: float | None = None, kind: str | None = None, limit: int = 100,
-                         offset: int = 0, caller: Caller = Depends(require(INSPECTOR))) -> dict:
-        """Stored inspections, newest first. `cls` filters the predicted class; `low_confidence` keeps those
-        under the service's threshold."""
+                         max_confidence: float | None = None, kind: str | None = None, decision: str | None = None,
+                         queue: bool = False, limit: int = 100, offset: int = 0,
+                         caller: Caller = Depends(require(INSPECTOR))) -> dict:
+        """Stored inspections, newest first. `cls` filters the predicted class, `decision` the trust layer's
+        decision (a class, ``review`` or ``unknown``); `low_confidence` keeps those under the service's threshold.
+        `queue`: the review queue: unreviewed inspections whose decision is unknown or review or whose confidence
+        is under the service's threshold, unknown first, then review, then by ascending confidence."""
+        if queue and reviewed:
+            raise InputError(None, "the review queue holds unreviewed inspections: leave out reviewed=true")
         if not 1 <= limit <= 1000 or not 0 <= offset <= MAX_OFFSET:
             raise InputError(None, f"limit must be 1..1000 and offset 0..{MAX_OFFSET}")
         if kind is not None and kind not in ("wafer_map", "image"):
@@ -51,8 +58,10 @@ def add_review_routes(app: FastAPI, store: Any, host: Any, config: Any) -> None:
         lot = _text_param(lot, "lot")
         lot = None if lot is None else wafer_id(lot) or lot  # ids are stored normalised
         filters = dict(lot=lot, predicted=_text_param(cls, "cls"), since=_utc(since, "since"),
-                       until=_utc(until, "until"), reviewed=reviewed, max_confidence=max_confidence, kind=kind)
-        items = store.list_inspections(**filters, limit=limit, offset=offset)
+                       until=_utc(until, "until"), reviewed=False if queue else reviewed,
+                       max_confidence=max_confidence, kind=kind, decision=_text_param(decision, "decision"),
+                       needs_review_below=config.low_confidence if queue else None)
+        items = store.list_inspections(**filters, limit=limit, offset=offset, queue_order=queue)
         return {"total": store.count_inspections(**filters), "limit": limit, "offset": offset,
                 "items": [_inspection_json(r) for r in items]}
 

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, cast, exists, func, select
+from sqlalchemy import Date, case, cast, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from adrcs.serve.store.records import (INSPECTION_KINDS, MAX_OFFSET, REVIEW_ACTIONS, Inspection, NewInspection,
@@ -16,6 +16,10 @@ from adrcs.serve.store.records import (INSPECTION_KINDS, MAX_OFFSET, REVIEW_ACTI
                                        _utc, insert_for)
 from adrcs.serve.store.sqlite_writer import RowidsExhausted
 from adrcs.serve.store.schema import BlobRow, InspectionRow, ReviewRow, utcnow
+
+
+UNKNOWN, REVIEW = "unknown", "review"  # the trust layer's two doubts (`inference.trust`)
+QUEUE_DECISIONS = (UNKNOWN, REVIEW)
 
 
 def _opt_int(v: Any) -> int | None:
@@ -94,7 +98,8 @@ class InspectionsMixin:
                    "confidence": float(it.confidence),
                    "boxes": None if it.boxes is None else _jsonable(list(it.boxes)), "request_id": it.request_id,
                    "die_count": _opt_int(it.die_count), "fail_count": _opt_int(it.fail_count),
-                   "wafer_yield": _opt_float(it.wafer_yield)}
+                   "wafer_yield": _opt_float(it.wafer_yield), "decision": it.decision,
+                   "unknown_score": _opt_float(it.unknown_score), "pred_set": it.pred_set}
                   for it, sha in zip(items, shas)]
         if self._fast_writer is not None:
             with self._write_lock:
@@ -126,7 +131,8 @@ class InspectionsMixin:
                            tool=v["tool"], input_sha256=v["input_sha256"], model_version=v["model_version"],
                            predicted=v["predicted"], probabilities=dict(v["probabilities"]),
                            confidence=v["confidence"], boxes=v["boxes"], request_id=v["request_id"],
-                           die_count=v["die_count"], fail_count=v["fail_count"], wafer_yield=v["wafer_yield"])
+                           die_count=v["die_count"], fail_count=v["fail_count"], wafer_yield=v["wafer_yield"],
+                           decision=v["decision"], unknown_score=v["unknown_score"], pred_set=v["pred_set"])
                 for i, v in zip(ids, values)]
 
     @staticmethod
@@ -171,13 +177,18 @@ class InspectionsMixin:
     @staticmethod
     def _filters(*, lot: str | None = None, predicted: str | None = None, since: datetime | None = None,
                  until: datetime | None = None, reviewed: bool | None = None, max_confidence: float | None = None,
-                 min_confidence: float | None = None, kind: str | None = None) -> list[Any]:
+                 min_confidence: float | None = None, kind: str | None = None, decision: str | None = None,
+                 needs_review_below: float | None = None) -> list[Any]:
         c = InspectionRow
         conds: list[Any] = []
         if lot is not None:
             conds.append(c.lot == lot)
         if predicted is not None:
             conds.append(c.predicted == predicted)
+        if decision is not None:
+            conds.append(c.decision == decision)
+        if needs_review_below is not None:  # the review queue: the trust layer's doubts, or a low confidence
+            conds.append(or_(c.decision.in_(QUEUE_DECISIONS), c.confidence <= float(needs_review_below)))
         if since is not None:
             conds.append(c.created_at >= _utc(since))
         if until is not None:
@@ -196,14 +207,23 @@ class InspectionsMixin:
     def list_inspections(self, *, lot: str | None = None, predicted: str | None = None, since: datetime | None = None,
                          until: datetime | None = None, reviewed: bool | None = None,
                          max_confidence: float | None = None, min_confidence: float | None = None,
-                         kind: str | None = None, limit: int = 100, offset: int = 0,
-                         newest_first: bool = True) -> list[Inspection]:
+                         kind: str | None = None, decision: str | None = None,
+                         needs_review_below: float | None = None, limit: int = 100, offset: int = 0,
+                         newest_first: bool = True, queue_order: bool = False) -> list[Inspection]:
         """Inspections matching every given filter (``since`` inclusive, ``until`` exclusive, confidence bounds
-        inclusive, ``reviewed`` = has at least one review), ordered by time then id, paged by limit/offset."""
+        inclusive, ``reviewed`` = has at least one review, ``decision`` the stored decision, ``needs_review_below``:
+        decision unknown or review, or confidence at most this), ordered by time then id, paged by limit/offset.
+        ``queue_order``: the review queue's order instead: unknown first, then review, then the rest (older rows
+        without a decision too), each by ascending confidence, then oldest first."""
         conds = self._filters(lot=lot, predicted=predicted, since=since, until=until, reviewed=reviewed,
-                              max_confidence=max_confidence, min_confidence=min_confidence, kind=kind)
-        order = ((InspectionRow.created_at.desc(), InspectionRow.id.desc()) if newest_first
-                 else (InspectionRow.created_at.asc(), InspectionRow.id.asc()))
+                              max_confidence=max_confidence, min_confidence=min_confidence, kind=kind,
+                              decision=decision, needs_review_below=needs_review_below)
+        c = InspectionRow
+        if queue_order:
+            tier = case((c.decision == UNKNOWN, 0), (c.decision == REVIEW, 1), else_=2)
+            order: tuple[Any, ...] = (tier, c.confidence.asc(), c.created_at.asc(), c.id.asc())
+        else:
+            order = (c.created_at.desc(), c.id.desc()) if newest_first else (c.created_at.asc(), c.id.asc())
         q = (select(InspectionRow).where(*conds).order_by(*order).limit(min(max(0, int(limit)), MAX_OFFSET))
              .offset(min(max(0, int(offset)), MAX_OFFSET)))
         with self._session() as s:
@@ -212,10 +232,12 @@ class InspectionsMixin:
     def count_inspections(self, *, lot: str | None = None, predicted: str | None = None, since: datetime | None = None,
                           until: datetime | None = None, reviewed: bool | None = None,
                           max_confidence: float | None = None, min_confidence: float | None = None,
-                          kind: str | None = None) -> int:
+                          kind: str | None = None, decision: str | None = None,
+                          needs_review_below: float | None = None) -> int:
         """Number of inspections matching the filters of :meth:`list_inspections`."""
         conds = self._filters(lot=lot, predicted=predicted, since=since, until=until, reviewed=reviewed,
-                              max_confidence=max_confidence, min_confidence=min_confidence, kind=kind)
+                              max_confidence=max_confidence, min_confidence=min_confidence, kind=kind,
+                              decision=decision, needs_review_below=needs_review_below)
         with self._session() as s:
             return int(s.scalar(select(func.count()).select_from(InspectionRow).where(*conds)) or 0)
 
@@ -293,15 +315,18 @@ class InspectionsMixin:
         rows.sort(key=lambda r: (r[by] is not None, r[by] or "", r["predicted"]))
         return rows
 
-    def recent_predictions(self, n: int, *, kind: str | None = None,
-                           model_version: str | None = None) -> list[tuple[str, float, str | None]]:
+    def recent_predictions(self, n: int, *, kind: str | None = None, model_version: str | None = None,
+                           with_decision: bool = False) -> list[tuple[Any, ...]]:
         """``(predicted, confidence, lot)`` of the newest ``n`` inspections (optionally of one kind / model
-        version), newest first."""
-        q = select(InspectionRow.predicted, InspectionRow.confidence, InspectionRow.lot)
+        version), newest first; ``with_decision``: ``(predicted, confidence, lot, decision)``."""
+        if with_decision:
+            q = select(InspectionRow.predicted, InspectionRow.confidence, InspectionRow.lot, InspectionRow.decision)
+        else:
+            q = select(InspectionRow.predicted, InspectionRow.confidence, InspectionRow.lot)
         if kind is not None:
             q = q.where(InspectionRow.kind == kind)
         if model_version is not None:
             q = q.where(InspectionRow.model_version == model_version)
         q = q.order_by(InspectionRow.created_at.desc(), InspectionRow.id.desc()).limit(max(0, int(n)))
         with self._session() as s:
-            return [(p, float(c), lot) for p, c, lot in s.execute(q)]
+            return [(r[0], float(r[1]), *r[2:]) for r in s.execute(q)]

@@ -110,6 +110,9 @@ class Inspection(_Record):
     die_count: int | None = None      # wafer maps: dies on the wafer
     fail_count: int | None = None     # failing dies
     wafer_yield: float | None = None  # passing share of the tested dies
+    decision: str | None = None       # the class, "review" or "unknown" (None: stored before the trust layer)
+    unknown_score: float | None = None  # higher = more unusual (None: no unknown scorer)
+    pred_set: str | None = None       # the prediction set ("" when the model has none)
 
     @property
     def reviewed(self) -> bool:
@@ -144,6 +147,9 @@ class NewInspection:
     die_count: int | None = None
     fail_count: int | None = None
     wafer_yield: float | None = None
+    decision: str | None = None       # see `Inspection`
+    unknown_score: float | None = None
+    pred_set: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +235,8 @@ def _inspection(r: InspectionRow, reviews: Sequence[Review] = ()) -> Inspection:
                       probabilities=dict(r.probabilities or {}), confidence=float(r.confidence),
                       boxes=None if r.boxes is None else list(r.boxes), request_id=r.request_id,
                       reviews=tuple(reviews), effective_label=reviews[-1].label if reviews else None,
-                      die_count=r.die_count, fail_count=r.fail_count, wafer_yield=r.wafer_yield)
+                      die_count=r.die_count, fail_count=r.fail_count, wafer_yield=r.wafer_yield,
+                      decision=r.decision, unknown_score=r.unknown_score, pred_set=r.pred_set)
 
 
 def _model(r: ModelVersionRow) -> ModelVersion:

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, MetaData, String,
-                        Text, UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData,
+                        String, Text, UniqueConstraint)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -71,6 +71,8 @@ class InspectionRow(Base):
     """One prediction on one input."""
 
     __tablename__ = "inspections"
+    # the review queue (0004): a decision filter, and each queue tier (unknown, review) by ascending confidence
+    __table_args__ = (Index("ix_inspections_decision_confidence", "decision", "confidence"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -88,6 +90,11 @@ class InspectionRow(Base):
     die_count: Mapped[int | None] = mapped_column(Integer)
     fail_count: Mapped[int | None] = mapped_column(Integer)
     wafer_yield: Mapped[float | None] = mapped_column(Float)
+    # the trust layer's answer (0004; None on older rows): the decision (the class, "review" or "unknown"; a
+    # multi-label model: the decided labels joined by ";"), the unknown-pattern score, the prediction set
+    decision: Mapped[str | None] = mapped_column(String(255))
+    unknown_score: Mapped[float | None] = mapped_column(Float)
+    pred_set: Mapped[str | None] = mapped_column(Text)
 
 
 class ReviewRow(Base):
