@@ -24,6 +24,7 @@ RESERVED = {"stacked", "index", NO_LOT, "con", "prn", "aux", "nul", *(f"com{i}" 
 MAX_NAME = 80
 PROGRESS_FROM = 50    # show progress when drawing at least this many maps
 MAX_SCALE = 64
+EXPLAINED_MAX = 100   # adrcs report: class activation overlays for at most this many doubtful wafers
 
 
 def safe_name(text: str) -> str:
@@ -140,18 +141,39 @@ def _wafer_model(model_dir: str | Path) -> Any:
 
 
 def classify(pipe: Any, ds: WaferMapSet, tta: bool | None = None, threshold: float = 0.5) -> pd.DataFrame:
-    """`predicted` (name; multi-label: names joined with ";" or "none") and `confidence` per map, decided as the
-    predictions CSV decides them (`inference.decisions`)."""
+    """`predicted` (name; multi-label: names joined with ";" or "none"), `confidence`, `decision`, `set` and
+    `unknown_score` per map, decided as the predictions CSV decides them (`inference.decisions`, `api_trust`)."""
+    from adrcs.api_trust import answer_columns
     from adrcs.inference.decisions import confidence, decide
 
-    probs = pipe.predict_proba(ds, tta=tta)
+    probs, feats = pipe.predict_outputs(pipe.prepare(ds.maps), tta=tta)
     names = pipe.class_names
     decided = decide(probs, pipe.multilabel, threshold)
     if pipe.multilabel:
         predicted = [";".join(n for n, h in zip(names, r) if h) or "none" for r in decided]
     else:
         predicted = [names[i] for i in decided]
-    return pd.DataFrame({"predicted": predicted, "confidence": confidence(probs, pipe.multilabel, threshold)})
+    return pd.DataFrame({"predicted": predicted, "confidence": confidence(probs, pipe.multilabel, threshold),
+                         **answer_columns(pipe, probs, feats)})
+
+
+def explain_doubtful(pipe: Any, ds: WaferMapSet, wafers: pd.DataFrame, low_confidence: float,
+                     limit: int = EXPLAINED_MAX) -> dict[int, bytes]:
+    """Class activation overlays (PNG thumbnails) of the doubtful wafers (decision review / unknown, or confidence
+    below `low_confidence`), least confident first, at most `limit`; {} for models explain does not support."""
+    from adrcs.inference.explain import explain_maps
+    from adrcs.report.cam_overlay import wafer_cam_png
+    from adrcs.report.lot_report import THUMB_PX
+
+    doubt = wafers["decision"].isin(["review", "unknown"]) | (wafers["confidence"] < low_confidence)
+    rows = wafers[doubt].sort_values("confidence").index[:limit].to_numpy()
+    if len(rows) == 0:
+        return {}
+    try:
+        cams = explain_maps(pipe, [ds.maps[i] for i in rows])
+    except InputError:  # a sinogram-feature model: no die grid to explain on
+        return {}
+    return {int(i): wafer_cam_png(ds.maps[i], cams[k], max_px=THUMB_PX) for k, i in enumerate(rows)}
 
 
 def _true_labels(ds: WaferMapSet) -> list[str] | None:
@@ -187,10 +209,12 @@ def write_report(model_dir: str | Path, data: Sequence[str | Path] | str | Path,
     if true is not None:
         wafers["true"] = true
     n = len(ds)
+    explanations = explain_doubtful(pipe, ds, wafers, low_confidence)
     with progress_steps(n, f"drawing {n} thumbnails", say, enabled=n >= PROGRESS_FROM, lines=5) as step:
         result = write_lot_report(out, wafers, ds.maps, low_confidence=low_confidence,
                                   title=title or f"Lot report: {n} wafers", model=Path(model_dir).name,
-                                  class_names=pipe.class_names, step=step if n >= PROGRESS_FROM else None)
+                                  class_names=pipe.class_names, step=step if n >= PROGRESS_FROM else None,
+                                  explanations=explanations)
     say(f"{n} wafers in {len(result['lots'])} lot(s), {result['flagged']} flagged -> {out} "
         f"({result['html_bytes'] / 1e6:.1f} MB) and {result['json']}")
     return result

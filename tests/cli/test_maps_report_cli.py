@@ -109,7 +109,8 @@ def test_report_end_to_end(data, tmp_path, capsys):
     assert "15 wafers in 3 lot(s), 15 flagged" in stdout
     page = out.read_text()
     assert "<title>Week &lt;12&gt;</title>" in page and "http" not in page
-    assert page.count('<section class="lot"') == 3 and page.count('<figure class="wafer flagged"') == 15
+    assert page.count('<section class="lot"') == 3 and page.count('<figure class="wafer flagged') == 15
+    assert page.count('<img class="cam"') == 15  # every doubtful wafer shows where the model looked
     assert "plain.pkl.xz:" in page                                      # no wafer id: file and row
     assert 'id="lots-table"' in page and 'id="pareto-table"' in page
     report = json.loads((tmp_path / "rep" / "report.json").read_text())

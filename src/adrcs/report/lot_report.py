@@ -45,6 +45,7 @@ tr.flagged td{background:#fff4e5}.none{color:#78909c;font-style:italic}
 figure.wafer{margin:0;width:104px;padding:3px;border:2px solid #e0e4e8;border-radius:4px;background:#fff}
 figure.wafer.flagged{border-color:#e65100}figure.wafer img,.stack img{image-rendering:pixelated;display:block}
 figure.wafer img{width:96px;height:96px;object-fit:contain;margin:auto}
+figure.wafer.explained{width:204px}figure.wafer.explained img{display:inline-block;margin:0 2px}
 figcaption{font-size:11px;line-height:1.3;overflow-wrap:anywhere}figcaption b{display:block}
 figcaption i{display:inline-block;width:8px;height:8px;margin-right:3px}
 .row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}.row>div:first-child{max-width:560px}
@@ -187,15 +188,20 @@ def _wafer_headers(with_lot: bool, has_true: bool) -> list[str]:
         + ["yield", "failing dies", "flag"]
 
 
-def _thumb(r: Any, png: bytes, colour: str) -> str:
-    title = f"{r.wafer}: {r.predicted} ({r.confidence:.3f})" + (f" — {r.flag}" if r.flag else "")
-    return (f'<figure class="wafer{" flagged" if r.flag else ""}" title="{_e(title)}">'
-            f'<img src="{_data_uri(png)}" alt="wafer {_e(r.wafer)}"><figcaption><b>{_e(r.wafer)}</b>'
+def _thumb(r: Any, png: bytes, colour: str, cam: bytes | None = None) -> str:
+    extra = "".join(f" · {k} {_e(v)}" for k, v in (("decision", getattr(r, "decision", "")),
+                                                    ("set", getattr(r, "set", ""))) if v)
+    title = f"{r.wafer}: {r.predicted} ({r.confidence:.3f})" + (f" — {r.flag}" if r.flag else "") + extra
+    overlay = (f'<img class="cam" src="{_data_uri(cam)}" alt="explanation of wafer {_e(r.wafer)}" '
+               'title="where the model looked (class activation map)">' if cam else "")
+    return (f'<figure class="wafer{" flagged" if r.flag else ""}{" explained" if cam else ""}" title="{_e(title)}">'
+            f'<img src="{_data_uri(png)}" alt="wafer {_e(r.wafer)}">{overlay}<figcaption><b>{_e(r.wafer)}</b>'
             f'<i style="background:{colour}"></i>{_e(r.predicted)} · {r.confidence:.2f}</figcaption></figure>')
 
 
 def _lot_section(i: int, lot: str, w: pd.DataFrame, summary: Any, mix: pd.Series, maps: Sequence[np.ndarray],
-                 colours: dict[str, str], has_true: bool, step: Callable[[str], None] | None) -> str:
+                 colours: dict[str, str], has_true: bool, step: Callable[[str], None] | None,
+                 explanations: dict[int, bytes]) -> str:
     ym, ymin = _pct(summary.yield_mean), _pct(summary.yield_min)
     out = [f'<section class="lot" id="lot-{i}" data-lot="{_e(lot)}"><h2>Lot {_lot_name(lot)}</h2>',
            f'<p class="stats"><b>{summary.wafers}</b> wafers · mean yield <b>{ym[0]}</b> · lowest {ymin[0]} · '
@@ -217,7 +223,8 @@ def _lot_section(i: int, lot: str, w: pd.DataFrame, summary: Any, mix: pd.Series
                    f'<span>failure rate</span><span>100 %</span></div></div>')
     out.append('</div><h3>Wafers</h3><div class="grid">')
     for r in w.itertuples(index=False):
-        out.append(_thumb(r, map_png(maps[r.map], max_px=THUMB_PX), colours.get(r.predicted, PALETTE[0])))
+        out.append(_thumb(r, map_png(maps[r.map], max_px=THUMB_PX), colours.get(r.predicted, PALETTE[0]),
+                          explanations.get(int(r.map))))
         if step:
             step(str(r.wafer))
     rows, classes = _wafer_rows(w, False, has_true)
@@ -227,11 +234,12 @@ def _lot_section(i: int, lot: str, w: pd.DataFrame, summary: Any, mix: pd.Series
 
 def build_lot_report(wafers: pd.DataFrame, maps: Sequence[np.ndarray], *, low_confidence: float,
                      title: str = "Lot report", model: str = "", class_names: Sequence[str] = (),
-                     rare_share: float = RARE_SHARE,
-                     step: Callable[[str], None] | None = None) -> tuple[str, dict[str, Any]]:
+                     rare_share: float = RARE_SHARE, step: Callable[[str], None] | None = None,
+                     explanations: dict[int, bytes] | None = None) -> tuple[str, dict[str, Any]]:
     """(HTML text, report dict) of a lot report. `wafers`: one row per wafer with ``map`` (index into `maps`),
     ``lot`` ("" = none), ``wafer`` (shown id), ``predicted``, ``confidence``, ``yield``, ``die_count``,
-    ``fail_count`` and optionally ``true``; `maps`: die codes 0/1/2. `step` is called once per thumbnail."""
+    ``fail_count`` and optionally ``true``, ``decision``, ``set``; `maps`: die codes 0/1/2. `step` is called once
+    per thumbnail; `explanations`: map index -> PNG of its class activation overlay, shown next to the map."""
     w = wafers.copy()
     w["lot"], w["wafer"], w["predicted"] = (w[c].fillna("").astype(str) for c in ("lot", "wafer", "predicted"))
     w = flag_wafers(w, low_confidence, rare_share)
@@ -241,7 +249,8 @@ def build_lot_report(wafers: pd.DataFrame, maps: Sequence[np.ndarray], *, low_co
     tw = w.rename(columns={"yield": "yield_"})
     n_flag = int((w["flag"] != "").sum())
     meta = (f"{len(w)} wafers in {len(lots)} lot(s) · model {_e(model or '?')} · <b>{n_flag}</b> flagged "
-            f"(confidence below {low_confidence:g}, or a pattern on under {100 * rare_share:g} % of its lot's "
+            f"(decision review or unknown, confidence below {low_confidence:g}, or a pattern on under "
+            f"{100 * rare_share:g} % of its lot's "
             f"wafers) · {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     nav = "".join(f'<a href="#lot-{i}">{_lot_name(lot)}</a>' for i, lot in enumerate(lots["lot"]))
     flagged = tw[tw["flag"] != ""]
@@ -257,7 +266,8 @@ def build_lot_report(wafers: pd.DataFrame, maps: Sequence[np.ndarray], *, low_co
             _table("flagged-table", _wafer_headers(True, has_true), frows, fclasses) if len(flagged)
             else '<p class="none">No wafer flagged.</p>', "</section>"]
     for i, (lot, s) in enumerate(zip(lots["lot"], lots.itertuples(index=False))):
-        body.append(_lot_section(i, lot, tw[tw["lot"] == lot], s, mix.loc[lot], maps, colours, has_true, step))
+        body.append(_lot_section(i, lot, tw[tw["lot"] == lot], s, mix.loc[lot], maps, colours, has_true, step,
+                                 explanations or {}))
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
             f'content="width=device-width,initial-scale=1"><title>{_e(title)}</title><style>{CSS}</style></head>'
             f'<body>{"".join(body)}</main><script>{JS}</script></body></html>\n')
@@ -272,8 +282,9 @@ def report_dict(flagged: pd.DataFrame, lots: pd.DataFrame, par: pd.DataFrame, **
     for lot in records(lots):
         w = flagged[flagged["lot"] == lot["lot"]]
         lot["patterns"] = {str(k): int(v) for k, v in w["predicted"].value_counts().items()}
-        lot["flagged_wafers"] = records(w[w["flag"] != ""], ["map", "wafer", "predicted", "confidence", "flag",
-                                                                "low_confidence", "rare_pattern", "pattern_share"])
+        cols = ["map", "wafer", "predicted", "confidence", "flag", "low_confidence", "rare_pattern", "pattern_share"]
+        cols += [c for c in ("decision", "set", "unknown_score") if c in w.columns]
+        lot["flagged_wafers"] = records(w[w["flag"] != ""], cols)
         out["lots"].append(lot)
     out["pareto"] = records(par)
     return out

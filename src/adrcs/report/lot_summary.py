@@ -26,7 +26,7 @@ def flag_wafers(wafers: pd.DataFrame, low_confidence: float, rare_share: float =
     """A copy of `wafers` with ``pattern_share`` (share of the lot's wafers with the same prediction),
     ``low_confidence`` (confidence below the threshold), ``rare_pattern`` (a defect pattern on under `rare_share`
     of the lot's wafers; maps without a lot id are in no lot, so never rare) and ``flag`` (the reasons as text,
-    "" when not flagged)."""
+    "" when not flagged; a ``decision`` column of ``review`` / ``unknown`` flags the wafer too)."""
     out = wafers.copy()
     if out.empty:
         for c, v in (("pattern_share", 0.0), ("low_confidence", False), ("rare_pattern", False), ("flag", "")):
@@ -40,7 +40,9 @@ def flag_wafers(wafers: pd.DataFrame, low_confidence: float, rare_share: float =
                            & (out["lot"].astype(str) != ""))
     reasons = np.where(out["low_confidence"], "low confidence", "")
     rare = np.where(out["rare_pattern"], "rare in lot", "")
-    out["flag"] = [", ".join(r for r in pair if r) for pair in zip(reasons, rare)]
+    decision = out["decision"].astype(str) if "decision" in out.columns else pd.Series("", index=out.index)
+    sent = np.where(decision == "unknown", "unknown pattern", np.where(decision == "review", "review", ""))
+    out["flag"] = [", ".join(r for r in parts if r) for parts in zip(sent, reasons, rare)]
     return out
 
 
