@@ -35,17 +35,44 @@ SHARED = REPO.parent / "shared" / "data" / "wm811k"
 DEFECTS = ["Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch"]
 
 
+def overrides(a: argparse.Namespace) -> dict:
+    """--set KEY=VALUE pairs as config overrides (values parsed as YAML)."""
+    import yaml
+
+    return {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in a.set)}
+
+
 def full_run(a: argparse.Namespace, train, val) -> dict:
     """Part 1: one model, the trust block of its metrics.json."""
     run = REPO / "bench" / "runs" / f"trust_full{a.tag}"
     cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml", {"epochs": a.epochs, "device": a.device,
-                                                             "progress": False})
+                                                             "progress": False, **overrides(a)})
     t = time.perf_counter()
-    report = train_sets(cfg, train, val, run, say=print)
-    metrics = json.loads((run / "metrics.json").read_text())
-    return {"epochs": a.epochs, "train_seconds": round(time.perf_counter() - t, 1), "n_train": len(train),
+    if a.reuse_runs and (run / "model.ckpt").is_file():  # the trained network kept, the trust layer refitted
+        trust, metrics = refit_trust(cfg, run, train, val)
+        report, train_s = metrics["val"], metrics["train_seconds"]
+    else:
+        report = train_sets(cfg, train, val, run, say=print)
+        train_s = time.perf_counter() - t
+        trust = json.loads((run / "metrics.json").read_text())["trust"]
+    return {"epochs": a.epochs, "train_seconds": round(train_s, 1), "n_train": len(train),
             "n_val": len(val), "val_select_accuracy": report["accuracy"], "val_select_macro_f1": report["macro_f1"],
-            "trust": metrics["trust"]}
+            "trust": trust}
+
+
+def refit_trust(cfg: dict, run: Path, train, val) -> tuple[dict, dict]:
+    """`--reuse-runs`: fit the trust layer of an already trained run again with the current config (same seed, so
+    the same select / calib split), as `adrcs train` does at its end; returns (trust block, metrics.json)."""
+    from adrcs.api_trust import fit_trust_run, split_select_calib
+
+    pipe = Pipeline.load(run)
+    pipe.trust = None
+    select, calib = split_select_calib(val, float(cfg["calib_fraction"]), int(cfg["seed"]))
+    trust = fit_trust_run(cfg, pipe, train, select, calib, run, say=print)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["trust"] = trust
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return trust, metrics
 
 
 def loco_run(a: argparse.Namespace, train, val, cls: str) -> dict:
@@ -57,11 +84,15 @@ def loco_run(a: argparse.Namespace, train, val, cls: str) -> dict:
     held = val.subset(val.labels == k)
     run = REPO / "bench" / "runs" / f"trust_loco_{cls}{a.tag}"
     cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml", {"epochs": a.loco_epochs, "device": a.device,
-                                                             "progress": False, "early_stopping_patience": 0})
+                                                             "progress": False, "early_stopping_patience": 0,
+                                                             **overrides(a)})
     t = time.perf_counter()
-    train_sets(cfg, tr, va_known, run, say=lambda s: None)
+    if a.reuse_runs and (run / "model.ckpt").is_file():
+        split, _ = refit_trust(cfg, run, tr, va_known)
+    else:
+        train_sets(cfg, tr, va_known, run, say=lambda s: None)
+        split = json.loads((run / "metrics.json").read_text())["trust"]
     pipe = Pipeline.load(run)
-    split = json.loads((run / "metrics.json").read_text())["trust"]
     import pandas as pd
 
     parts = pd.read_csv(run / "calibration_split.csv")
@@ -86,6 +117,7 @@ def markdown(rec: dict) -> str:
         s = t["select"]
         lines += [f"## One model: `ffn`, {f['epochs']} epochs, {f['n_train']} training maps, {f['n_val']} val maps "
                   f"({t['n_select']} select / {t['n_calib']} calib), trained in {f['train_seconds'] / 60:.1f} min", "",
+                  f"Trust layer: unknown score `{t['unknown']}`, class-conditional sets: {t['class_conditional']}.", "",
                   "| measure | value | target |", "|---|---|---|",
                   f"| ECE on calib before / after temperature (T = {t['temperature'][0]}) | "
                   f"{t['calib']['ece_before']:.4f} / {t['calib']['ece']:.4f} | <= 0.02 after |",
@@ -129,6 +161,10 @@ def main() -> None:
     ap.add_argument("--classes", nargs="+", default=DEFECTS)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--reuse-runs", action="store_true",
+                    help="keep the networks of earlier runs (bench/runs/trust_*), refit only their trust layers")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides for every run, e.g. class_conditional=false unknown=mahalanobis")
     a = ap.parse_args()
     import os
     import platform

@@ -55,8 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "calibrate": True,         # split val into select (early stopping, temperature) and calib (sets, unknown)
     "calib_fraction": 0.5,     # share of the validation maps in the calib split (stratified, by seed)
     "alpha": 0.05,             # prediction sets cover the true class with probability >= 1 - alpha
-    "class_conditional": False,  # one conformal quantile per class (coverage per class, larger sets)
-    "unknown": "mahalanobis",  # unknown-pattern score on the network's features: mahalanobis | knn | none
+    "class_conditional": True,  # one conformal quantile per class: every class covered (false: overall only)
+    "unknown": "ensemble",     # unknown-pattern score: ensemble (mahalanobis + knn + doubt) | mahalanobis | knn | none
     "unknown_false_alarm": 0.05,  # share of known maps (calib) flagged unknown
     "seed": 0,
     "device": "auto",          # auto | cpu | gpu
@@ -230,7 +230,7 @@ def validate(cfg: dict[str, Any]) -> None:
         "selector": ("erd", "rd", "ga", "pso", "gwo", "sca", "eo", "none"),
         "image_mode": ("L", "RGB"),
         "resize": ("nearest", "failmax"),
-        "unknown": ("mahalanobis", "knn", "none"),
+        "unknown": ("ensemble", "mahalanobis", "knn", "none"),
     }
     for key, allowed in choices.items():
         if cfg[key] not in allowed:

@@ -23,6 +23,7 @@ import torch
 from adrcs.inference.conformal import ConformalSets
 from adrcs.inference.temperature import TemperatureScaler
 from adrcs.inference.unknown import UnknownScorer
+from adrcs.inference.unknown_ensemble import EnsembleUnknown
 
 REVIEW, UNKNOWN = "review", "unknown"
 DEFAULT_ALPHA = 0.05
@@ -70,6 +71,8 @@ class Trust:
         n = len(features) if features is not None else (len(probs) if probs is not None else 0)
         if self.unknown is None or (features is None and self.unknown.method != "energy"):
             return np.full(n, np.nan)
+        if isinstance(self.unknown, EnsembleUnknown):
+            return self.unknown.score(features, probs)
         if self.unknown.method == "energy":
             return self.unknown.score(logits=logits_from_probs(probs, self.multilabel))
         return self.unknown.score(features=features)
@@ -124,8 +127,11 @@ class Trust:
         def a(x: Any) -> np.ndarray | None:
             return None if x is None else x.numpy()
 
-        return cls(TemperatureScaler.from_state(st["temperature"]), ConformalSets.from_state(st["conformal"]),
-                   None if st.get("unknown") is None else UnknownScorer.from_state(st["unknown"]),
+        unknown = st.get("unknown")
+        if unknown is not None:
+            unknown = (EnsembleUnknown.from_state(unknown) if unknown.get("kind") == "unknown_ensemble"
+                       else UnknownScorer.from_state(unknown))
+        return cls(TemperatureScaler.from_state(st["temperature"]), ConformalSets.from_state(st["conformal"]), unknown,
                    bool(st["multilabel"]), a(st.get("calib_probs")), a(st.get("calib_labels")),
                    a(st.get("calib_scores")))
 
@@ -136,13 +142,16 @@ def fit_trust(select_probs: np.ndarray, select_labels: np.ndarray, calib_probs: 
               class_conditional: bool = False, unknown_method: str | None = "mahalanobis",
               false_alarm: float = DEFAULT_FALSE_ALARM, seed: int = 0) -> Trust:
     """Fit the trust layer from the network's raw probabilities: temperature on `select`, sets and the unknown
-    threshold on `calib`, the unknown scorer on the training split's features (`unknown_method` None: no
-    unknown score)."""
+    threshold on `calib`, the unknown scorer on the training split's features (`unknown_method`: ensemble
+    (`inference.unknown_ensemble`), mahalanobis, knn, or None: no unknown score)."""
     temperature = TemperatureScaler(multilabel).fit(logits_from_probs(select_probs, multilabel), select_labels)
     cal = temperature.probabilities(logits_from_probs(calib_probs, multilabel)) if len(calib_probs) else calib_probs
     conformal = ConformalSets(alpha, class_conditional, multilabel).fit(cal, calib_labels)
     unknown, scores = None, None
-    if unknown_method:
+    if unknown_method == "ensemble":
+        unknown = EnsembleUnknown(multilabel, seed=seed).fit(train_features, train_labels)
+        scores = unknown.set_reference(calib_features, cal, false_alarm)
+    elif unknown_method:
         unknown = UnknownScorer(unknown_method, multilabel=multilabel, seed=seed)
         if unknown_method != "energy":
             unknown.fit(train_features, train_labels)
