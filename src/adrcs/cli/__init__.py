@@ -10,6 +10,7 @@ from adrcs.cli import data_verbs  # noqa: F401
 from adrcs.cli import synth_verbs  # noqa: F401
 from adrcs.cli import report_verbs  # noqa: F401
 from adrcs.cli import explain_verbs  # noqa: F401
+from adrcs.cli import suggest_verbs  # noqa: F401
 from adrcs.cli import service_verbs  # noqa: F401
 from adrcs.cli.common import app, expand_multi_value
 from adrcs.errors import InputError
