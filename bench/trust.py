@@ -35,6 +35,11 @@ SHARED = REPO.parent / "shared" / "data" / "wm811k"
 DEFECTS = ["Center", "Donut", "Edge-Loc", "Edge-Ring", "Loc", "Near-full", "Random", "Scratch"]
 
 
+def run_tag(a: argparse.Namespace) -> str:
+    """Suffix of the run folders: --run-tag, else --tag."""
+    return a.tag if a.run_tag is None else a.run_tag
+
+
 def overrides(a: argparse.Namespace) -> dict:
     """--set KEY=VALUE pairs as config overrides (values parsed as YAML)."""
     import yaml
@@ -44,7 +49,7 @@ def overrides(a: argparse.Namespace) -> dict:
 
 def full_run(a: argparse.Namespace, train, val) -> dict:
     """Part 1: one model, the trust block of its metrics.json."""
-    run = REPO / "bench" / "runs" / f"trust_full{a.tag}"
+    run = REPO / "bench" / "runs" / f"trust_full{run_tag(a)}"
     cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml", {"epochs": a.epochs, "device": a.device,
                                                              "progress": False, **overrides(a)})
     t = time.perf_counter()
@@ -82,7 +87,7 @@ def loco_run(a: argparse.Namespace, train, val, cls: str) -> dict:
     tr = train.subset(train.labels != k).with_classes(keep)
     va_known = val.subset(val.labels != k).with_classes(keep)
     held = val.subset(val.labels == k)
-    run = REPO / "bench" / "runs" / f"trust_loco_{cls}{a.tag}"
+    run = REPO / "bench" / "runs" / f"trust_loco_{cls}{run_tag(a)}"
     cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml", {"epochs": a.loco_epochs, "device": a.device,
                                                              "progress": False, "early_stopping_patience": 0,
                                                              **overrides(a)})
@@ -161,6 +166,7 @@ def main() -> None:
     ap.add_argument("--classes", nargs="+", default=DEFECTS)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--run-tag", default=None, help="suffix of the run folders (default: --tag)")
     ap.add_argument("--reuse-runs", action="store_true",
                     help="keep the networks of earlier runs (bench/runs/trust_*), refit only their trust layers")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",

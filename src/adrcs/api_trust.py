@@ -94,7 +94,7 @@ def fit_trust_outputs(cfg: dict[str, Any], pipe: Any, sel: tuple[np.ndarray, np.
                       alpha=float(cfg["alpha"]), class_conditional=bool(cfg["class_conditional"]),
                       unknown_method=method, false_alarm=float(cfg["unknown_false_alarm"]), seed=int(cfg["seed"]))
     pipe.trust = trust
-    pipe.save(out)
+    store_trust(out, trust)
     plots = out / "plots"
     before = calibration_report(p_cal, y_cal, pipe.multilabel)
     after = calibration_report(trust.calibrate(p_cal), y_cal, pipe.multilabel)
@@ -114,6 +114,19 @@ def fit_trust_outputs(cfg: dict[str, Any], pipe: Any, sel: tuple[np.ndarray, np.
         f" (1 - alpha = {1 - float(cfg['alpha']):.0%}), decided {_pct(on_select['decided_share'])}, review "
         f"{_pct(on_select['review_share'])}, unknown {_pct(on_select['unknown_share'])}")
     return info
+
+
+def store_trust(run_dir: Path, trust: Trust) -> None:
+    """Put the trust layer into the run's saved checkpoint in place: the weights and every other field stay as
+    `train` wrote them (a loaded model has BatchNorm folded into its convolutions and must not be re-saved)."""
+    from adrcs.inference.predictor import CHECKPOINT_NAME
+
+    path = Path(run_dir) / CHECKPOINT_NAME
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    ck["trust"] = trust.state()
+    tmp = path.with_suffix(".tmp")
+    torch.save(ck, tmp)
+    tmp.replace(path)
 
 
 def _pct(x: float | None) -> str:

@@ -52,6 +52,7 @@ class ImageClassifierPipeline(Predictor):
         net = create_model(ck["model"], num_classes=len(ck["class_names"]), **ck["model_args"])
         net.load_state_dict(ck["state_dict"])
         fuse_conv_bn(net).to(device)
+        net.adrcs_fused = True  # `save` refuses: the folded weights no longer fit the model's layout
         trust = None
         if ck.get("trust") is not None:
             from adrcs.inference.trust import Trust

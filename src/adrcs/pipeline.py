@@ -83,6 +83,7 @@ class Pipeline(Predictor):
                            **ck["model_args"])
         net.load_state_dict(ck["state_dict"])
         fuse_conv_bn(net).to(device)  # inference only: BatchNorm folded into the convolutions
+        net.adrcs_fused = True  # `save` refuses: the folded weights no longer fit the model's layout
         features = None
         if ck.get("features") is not None:
             from adrcs.features.sinogram import SinogramFeatures

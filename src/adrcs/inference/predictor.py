@@ -69,6 +69,9 @@ class Predictor:
     def save(self, run_dir: str | Path, **extra: Any) -> Path:
         """Write ``run_dir/model.ckpt``. `extra` values must be plain Python types (the file loads with
         ``weights_only=True``)."""
+        if getattr(self.net, "adrcs_fused", False):
+            raise RuntimeError("a loaded model has BatchNorm folded into its convolutions and cannot be saved; "
+                               "save the trained model, or change the checkpoint file's fields in place")
         path = Path(run_dir) / CHECKPOINT_NAME
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"format": self.FORMAT, **self.checkpoint_fields(), "preprocessing": self.preprocessing,
