@@ -208,6 +208,28 @@ def server_histogram(url: str) -> dict[float, float]:
     return out
 
 
+def batch_totals(url: str) -> dict[str, float]:
+    """The service's micro-batch counters (``/metrics``): batches, items and forward-pass seconds so far."""
+    import httpx
+
+    names = {"adrcs_batch_size_count": "batches", "adrcs_batch_size_sum": "items", "adrcs_batch_seconds_sum": "seconds"}
+    out = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        name = line.split(" ", 1)[0]
+        if name in names:
+            out[names[name]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def batch_side(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Mean micro-batch size and forward-pass (+ trust answer) milliseconds per batch between two scrapes."""
+    n = after.get("batches", 0.0) - before.get("batches", 0.0)
+    if n <= 0:
+        return {}
+    return {"mean_batch_size": round((after["items"] - before.get("items", 0.0)) / n, 2),
+            "batch_ms_mean": round(1000 * (after["seconds"] - before.get("seconds", 0.0)) / n, 3)}
+
+
 def server_side(before: dict[float, float], after: dict[float, float]) -> dict[str, Any]:
     """What the service itself measured (request received -> response sent) between two scrapes: the share
     of requests within 50 ms and the histogram bucket holding its p99 (an upper bound)."""
@@ -218,6 +240,16 @@ def server_side(before: dict[float, float], after: dict[float, float]) -> dict[s
     p99 = next(le for le, n in delta.items() if n >= 0.99 * total)
     return {"server_requests": int(total), "server_share_within_50ms": round(delta.get(0.05, 0.0) / total, 4),
             "server_p99_ms_at_most": None if p99 == float("inf") else p99 * 1000}
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) a process has used so far (Linux /proc), None elsewhere: the server's CPU per
+    request is steadier than its latency on a shared machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def cpu_check() -> float:
@@ -274,9 +306,13 @@ def main() -> None:
                                        (f"batch_{args.batch_maps}", args.batch_maps, args.batch_clients)):
                 if ("single_map" if per == 1 else "batch") not in args.scenarios:
                     continue
-                before = server_histogram(url)
+                before, batches, cpu0 = server_histogram(url), batch_totals(url), process_cpu_s(proc.pid)
                 res = asyncio.run(drive(url, token, bodies_for(maps, per), per, clients, args.duration, client=gen))
+                cpu1 = process_cpu_s(proc.pid)
                 res.update(server_side(before, server_histogram(url)))
+                res.update(batch_side(batches, batch_totals(url)))
+                if cpu0 is not None and cpu1 is not None and res["requests_ok"]:
+                    res["server_cpu_ms_per_request"] = round(1000 * (cpu1 - cpu0) / res["requests_ok"], 3)
                 name = name if gen == "raw" else f"{name}_{gen}"
                 record["scenarios"][name] = res
                 print(name, json.dumps(res))
@@ -318,14 +354,14 @@ def finish(args: argparse.Namespace, record: dict[str, Any]) -> None:
     write_result(f"service{args.tag}", record)
     rows = [f"| {k} | {v['client']} | {v['clients']} | {v['maps_per_request']} | {v['requests_per_s']} | "
             f"{v['maps_per_s']} | {v['latency_ms_p50']} | {v['latency_ms_p99']} | "
-            f"{v.get('server_share_within_50ms')} | {v.get('server_p99_ms_at_most')} | {v['errors']} |"
-            for k, v in record["scenarios"].items()]
+            f"{v.get('server_share_within_50ms')} | {v.get('server_p99_ms_at_most')} | "
+            f"{v.get('server_cpu_ms_per_request')} | {v['errors']} |" for k, v in record["scenarios"].items()]
     c = record.get("crash")
     crash = ([f"kill -9 under load: {c['acknowledged']} inspections acknowledged, {c['lost']} lost; "
               f"serving after restart: {c['serving_after_restart']}"] if c else [])
     md = "\n".join(["| scenario | load generator | clients | maps/request | requests/s | maps/s | p50 ms | p99 ms | "
-                    "server: share <= 50 ms | server: p99 <= ms | errors |",
-                    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *crash])
+                    "server: share <= 50 ms | server: p99 <= ms | server: CPU ms/request | errors |",
+                    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |", *rows, "", *crash])
     (REPO / "bench" / "results" / f"service{args.tag}.md").write_text(md + "\n")
     print(md)
 

@@ -157,16 +157,27 @@ def test_image_classifier_answers(with_trust):
 
 
 def test_served_trust_scores_equal_the_trust_layer():
-    """The precomputed Mahalanobis scorer the service uses gives the trust layer's own scores."""
-    from adrcs.serve.trust_answers import served_trust
+    """The traced Mahalanobis scorer the service uses (one GIL-free call) gives the trust layer's own scores and
+    answers; a scorer it cannot trace is used as it is."""
+    from adrcs.serve.trust_answers import served_trust, trust_answers
 
     trust = _image_trust()
     fast = served_trust(_ImagePipe([0.5, 0.5], trust))
-    feats = np.random.default_rng(1).normal(size=(50, 4)) * 3
-    probs = np.full((50, 2), 0.5)
-    assert np.array_equal(fast.unknown_scores(feats, probs), trust.unknown_scores(feats, probs))
-    assert fast.unknown is not trust.unknown and trust.unknown.__class__.__name__ == "UnknownScorer"
+    assert fast.unknown is not trust.unknown and type(fast.unknown).__name__ == "TracedMahalanobis"
+    assert type(trust.unknown).__name__ == "UnknownScorer"  # the model's own scorer is left alone
+    rng = np.random.default_rng(1)
+    feats = (rng.normal(size=(50, 4)) * 3).astype(np.float32)
+    probs = rng.dirichlet([1, 1], 50).astype(np.float32)
+    assert np.allclose(fast.unknown_scores(feats, probs), trust.unknown_scores(feats, probs), rtol=1e-9)
+    assert fast.unknown_scores(feats[:1], probs[:1]).shape == (1,) and len(fast.unknown_scores(feats[:0])) == 0
+    want = trust.answer(probs, feats, ["bad", "good"])
+    got = trust_answers(fast, ["bad", "good"], False, probs, feats)
+    assert [g[0] for g in got] == want.decision and [g[2] for g in got] == want.sets
+    assert [g[1] for g in got] == [round(float(s), 4) for s in want.unknown_score]
     assert served_trust(_ImagePipe([0.5, 0.5])) is None
+    broken = _image_trust()
+    broken.unknown.precision = -broken.unknown.precision  # not positive definite: no Cholesky factor
+    assert type(served_trust(_ImagePipe([0.5, 0.5], broken)).unknown).__name__ == "UnknownScorer"
 
 
 def test_plain_answers_single_and_multilabel():
