@@ -103,9 +103,9 @@ def loco_run(a: argparse.Namespace, train, val, cls: str) -> dict:
     parts = pd.read_csv(run / "calibration_split.csv")
     sel_index = set(parts.loc[parts["part"] == "select", "index"].astype(int))
     known_sel = va_known.subset(np.array([i in sel_index for i in va_known.meta["index"].astype(int)]))
-    _, f_in = pipe.predict_outputs(pipe.prepare(known_sel.maps))
-    _, f_out = pipe.predict_outputs(pipe.prepare(held.maps))
-    s_in, s_out = pipe.trust.unknown_scores(f_in), pipe.trust.unknown_scores(f_out)
+    p_in, f_in = pipe.predict_outputs(pipe.prepare(known_sel.maps))
+    p_out, f_out = pipe.predict_outputs(pipe.prepare(held.maps))
+    s_in, s_out = pipe.trust.unknown_scores(f_in, p_in), pipe.trust.unknown_scores(f_out, p_out)
     rep = ood_report(s_in, s_out)
     thr = pipe.trust.unknown.threshold
     return {"class": cls, "n_unknown": len(held), "n_known": len(known_sel), "auroc": rep["auroc"],

@@ -72,6 +72,9 @@ class Trust:
         if self.unknown is None or (features is None and self.unknown.method != "energy"):
             return np.full(n, np.nan)
         if isinstance(self.unknown, EnsembleUnknown):
+            if probs is None:
+                raise ValueError("the ensemble unknown score needs the probabilities too: unknown_scores(features, "
+                                 "probs)")
             return self.unknown.score(features, probs)
         if self.unknown.method == "energy":
             return self.unknown.score(logits=logits_from_probs(probs, self.multilabel))
