@@ -43,7 +43,9 @@ def test_json_route_answers_like_the_predictions_csv(make_wafer_service, trust_w
     assert r.status_code == 200, r.text
     results = r.json()["results"]
     want = _offline_answers(trust_wafer_run, maps)
-    names = client.app.state.host.current("wafer").class_names
+    model = client.app.state.host.current("wafer")
+    names = model.class_names
+    assert model.fused is not None  # forward pass and unknown score in one traced call
     assert [x["decision"] for x in results] == list(want["decision"])
     assert [x["set"] for x in results] == list(want["set"])
     assert [x["unknown_score"] for x in results] == pytest.approx(list(want["unknown_score"]), rel=1e-3, abs=1e-3)
@@ -124,7 +126,7 @@ class _ImagePipe:
         return self.probs[None], np.full((len(x), 4), 3.0, np.float32)
 
 
-def _image_trust():
+def _image_trust(unknown_method: str = "ensemble"):
     """A real `Trust` fitted on drawn probabilities / features (2 classes, 4 features)."""
     from adrcs.inference.trust import fit_trust
 
@@ -132,8 +134,9 @@ def _image_trust():
     y = rng.integers(0, 2, 200)
     probs = np.clip(np.eye(2)[y] * 0.8 + rng.random((200, 2)) * 0.2, 0.01, None)
     probs = probs / probs.sum(1, keepdims=True)
-    feats = rng.normal(size=(200, 4)) + y[:, None]
-    return fit_trust(probs[:100], y[:100], probs[100:], y[100:], feats[100:], feats, y, multilabel=False)
+    feats = (rng.normal(size=(200, 4)) + y[:, None]).astype(np.float32)
+    return fit_trust(probs[:100], y[:100], probs[100:], y[100:], feats[100:], feats, y, multilabel=False,
+                     unknown_method=unknown_method)
 
 
 @pytest.mark.parametrize("with_trust", [True, False])
@@ -156,28 +159,48 @@ def test_image_classifier_answers(with_trust):
     assert out["decision"] == "unknown"  # features far from every training map
 
 
-def test_served_trust_scores_equal_the_trust_layer():
-    """The traced Mahalanobis scorer the service uses (one GIL-free call) gives the trust layer's own scores and
-    answers; a scorer it cannot trace is used as it is."""
-    from adrcs.serve.trust_answers import served_trust, trust_answers
+@pytest.mark.parametrize("method", ["ensemble", "mahalanobis", "knn"])
+def test_served_trust_scores_equal_the_trust_layer(method):
+    """The traced feature scores the service uses (one GIL-free call) give the trust layer's own scores and answers;
+    the model's own scorer is left alone."""
+    from adrcs.serve.trust_answers import trust_answers
+    from adrcs.serve.trust_scoring import served_trust
 
-    trust = _image_trust()
+    trust = _image_trust(method)
     fast = served_trust(_ImagePipe([0.5, 0.5], trust))
-    assert fast.unknown is not trust.unknown and type(fast.unknown).__name__ == "TracedMahalanobis"
-    assert type(trust.unknown).__name__ == "UnknownScorer"  # the model's own scorer is left alone
+    assert fast.unknown is not trust.unknown and type(fast.unknown).__name__.startswith("Served")
+    assert not type(trust.unknown).__name__.startswith("Served")
     rng = np.random.default_rng(1)
     feats = (rng.normal(size=(50, 4)) * 3).astype(np.float32)
     probs = rng.dirichlet([1, 1], 50).astype(np.float32)
-    assert np.allclose(fast.unknown_scores(feats, probs), trust.unknown_scores(feats, probs), rtol=1e-9)
-    assert fast.unknown_scores(feats[:1], probs[:1]).shape == (1,) and len(fast.unknown_scores(feats[:0])) == 0
+    assert np.array_equal(fast.unknown_scores(feats, probs), trust.unknown_scores(feats, probs))
+    assert fast.unknown_scores(feats[:1], probs[:1]).shape == (1,)
+    assert len(fast.unknown_scores(feats[:0], probs[:0])) == 0
     want = trust.answer(probs, feats, ["bad", "good"])
     got = trust_answers(fast, ["bad", "good"], False, probs, feats)
     assert [g[0] for g in got] == want.decision and [g[2] for g in got] == want.sets
     assert [g[1] for g in got] == [round(float(s), 4) for s in want.unknown_score]
     assert served_trust(_ImagePipe([0.5, 0.5])) is None
-    broken = _image_trust()
-    broken.unknown.precision = -broken.unknown.precision  # not positive definite: no Cholesky factor
-    assert type(served_trust(_ImagePipe([0.5, 0.5], broken)).unknown).__name__ == "UnknownScorer"
+
+
+def test_served_trust_falls_back_to_the_scorer(monkeypatch):
+    """A scorer without feature components (energy), or one whose traced module cannot be made, is used as is."""
+    from adrcs.serve import trust_scoring
+
+    energy = _image_trust("energy")
+    assert served_trust_type(energy) == "UnknownScorer"
+
+    def fail(*_a, **_k):
+        raise RuntimeError("no TorchScript here")
+
+    monkeypatch.setattr(trust_scoring, "_trace", fail)
+    assert served_trust_type(_image_trust("ensemble")) == "EnsembleUnknown"
+
+
+def served_trust_type(trust) -> str:
+    from adrcs.serve.trust_scoring import served_trust
+
+    return type(served_trust(_ImagePipe([0.5, 0.5], trust)).unknown).__name__
 
 
 def test_plain_answers_single_and_multilabel():
@@ -188,3 +211,28 @@ def test_plain_answers_single_and_multilabel():
     assert plain_answers(["a", "b"], True, probs) == [("a", None, ""), ("none", None, "")]
     assert plain_answers(["a", "b"], True, np.array([[0.9, 0.6]])) == [("a;b", None, "")]
     assert trust_answers(None, ["a", "b"], False, np.zeros((0, 2)), None) == []
+
+
+def test_fused_forward_equals_the_two_calls(trust_wafer_run):
+    """The fused call (forward pass + unknown score) answers like the pipeline's forward pass and the trust layer;
+    an eager (unfrozen) pipeline is not fused."""
+    import torch
+
+    from adrcs.api_trust import answer_columns
+    from adrcs.pipeline import Pipeline
+    from adrcs.serve.model_host import LoadedModel
+    from adrcs.serve.trust_scoring import fused_forward
+
+    pipe = Pipeline.load(trust_wafer_run)
+    assert fused_forward(pipe, pipe.trust) is None  # not frozen
+    assert pipe.freeze()
+    model = LoadedModel(version="v", kind="wafer", path="", pipeline=pipe, class_names=list(pipe.class_names))
+    assert model.fused is not None
+    stack = model.prepare([np.asarray(m, np.uint8) for m in small_maps(9, seed=7)])
+    probs, answers = model.answer_prepared(stack)
+    want_probs, feats = pipe.predict_outputs(torch.from_numpy(stack))
+    want = answer_columns(pipe, want_probs, feats)
+    assert np.allclose(probs, want_probs, atol=1e-6)
+    assert [a[0] for a in answers] == list(want["decision"]) and [a[2] for a in answers] == list(want["set"])
+    assert [a[1] for a in answers] == pytest.approx(list(want["unknown_score"]), abs=2e-4)
+    assert model.predict_prepared(stack).shape == probs.shape

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from adrcs.monitoring.drift import Reference
-from adrcs.serve.trust_answers import Answer, served_trust, trust_answers
+from adrcs.serve.trust_answers import Answer, trust_answers
+from adrcs.serve.trust_scoring import fused_forward, scored_features, served_trust
 from adrcs.tasks import task_names
 from adrcs.serve.store.run_versions import register_run, version_name  # noqa: F401 (version_name: old import)
 from adrcs.transforms.resize import resize_stack
@@ -90,11 +91,14 @@ class LoadedModel:
     multilabel: bool = False
     reference: Reference | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
-    trust: Any = None  # the pipeline's trust layer ready for serving (`trust_answers.served_trust`), or None
+    trust: Any = None  # the pipeline's trust layer ready for serving (`trust_scoring.served_trust`), or None
+    fused: Any = None  # forward pass + feature scores in one traced call (`trust_scoring.fused_forward`), or None
 
     def __post_init__(self) -> None:
         if self.trust is None:
             self.trust = served_trust(self.pipeline)
+        if self.trust is not None and self.fused is None and self.kind == "wafer":
+            self.fused = fused_forward(self.pipeline, self.trust)
 
     def prepare(self, maps: list[np.ndarray]) -> np.ndarray:
         """Wafer maps of any sizes -> the model's input grid, uint8 (N, S, S). The service does this on the
@@ -111,6 +115,14 @@ class LoadedModel:
         `trust_answers`), the whole batch at once. The answers are computed after the forward pass, outside the
         model's lock."""
         x = torch.from_numpy(stack)
+        if self.fused is not None:  # one GIL hand-over for the forward pass and the unknown scores
+            with self.lock, torch.inference_mode():
+                outs = [self.fused(c) for c in ([x] if len(x) <= 1024 else x.split(1024))]
+            both = np.concatenate([o[0].numpy() for o in outs])
+            scores = scored_features(self.trust.unknown._feature_module.names,
+                                     np.concatenate([o[1].numpy() for o in outs], axis=1))
+            probs = self.trust.calibrate(both[:, :len(self.class_names)])  # as `Pipeline.predict_outputs`
+            return probs, trust_answers(self.trust, self.class_names, self.multilabel, probs, scores)
         with self.lock:
             if self.trust is not None and hasattr(self.pipeline, "predict_outputs"):
                 probs, feats = self.pipeline.predict_outputs(x, batch_size=1024)
