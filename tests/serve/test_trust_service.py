@@ -236,3 +236,19 @@ def test_fused_forward_equals_the_two_calls(trust_wafer_run):
     assert [a[0] for a in answers] == list(want["decision"]) and [a[2] for a in answers] == list(want["set"])
     assert [a[1] for a in answers] == pytest.approx(list(want["unknown_score"]), abs=2e-4)
     assert model.predict_prepared(stack).shape == probs.shape
+
+
+def test_numpy_calibration_equals_the_trust_layer():
+    """The service's calibration (numpy softmax / sigmoid: no GIL hand-over) gives `Trust.calibrate`'s numbers."""
+    from adrcs.inference.trust import fit_trust
+    from adrcs.serve.trust_scoring import calibrate
+
+    rng = np.random.default_rng(3)
+    single = _image_trust("mahalanobis")
+    raw = rng.dirichlet([0.5, 0.5], 500).astype(np.float32)
+    assert np.abs(calibrate(single, raw) - single.calibrate(raw)).max() <= 1e-7
+    y = (rng.random((300, 3)) < 0.3).astype(int)
+    p = np.clip(y * 0.7 + rng.random((300, 3)) * 0.3, 0.01, 0.99)
+    multi = fit_trust(p[:150], y[:150], p[150:], y[150:], None, None, None, multilabel=True, unknown_method=None)
+    assert np.abs(calibrate(multi, p.astype(np.float32)) - multi.calibrate(p.astype(np.float32))).max() <= 1e-7
+    assert calibrate(single, np.zeros((0, 2), np.float32)).shape == (0, 2)

@@ -21,7 +21,7 @@ import torch
 
 from adrcs.monitoring.drift import Reference
 from adrcs.serve.trust_answers import Answer, trust_answers
-from adrcs.serve.trust_scoring import fused_forward, scored_features, served_trust
+from adrcs.serve.trust_scoring import calibrate, fused_forward, scored_features, served_trust
 from adrcs.tasks import task_names
 from adrcs.serve.store.run_versions import register_run, version_name  # noqa: F401 (version_name: old import)
 from adrcs.transforms.resize import resize_stack
@@ -118,10 +118,10 @@ class LoadedModel:
         if self.fused is not None:  # one GIL hand-over for the forward pass and the unknown scores
             with self.lock, torch.inference_mode():
                 outs = [self.fused(c) for c in ([x] if len(x) <= 1024 else x.split(1024))]
-            both = np.concatenate([o[0].numpy() for o in outs])
+            both = outs[0][0].numpy() if len(outs) == 1 else np.concatenate([o[0].numpy() for o in outs])
             scores = scored_features(self.trust.unknown._feature_module.names,
                                      np.concatenate([o[1].numpy() for o in outs], axis=1))
-            probs = self.trust.calibrate(both[:, :len(self.class_names)])  # as `Pipeline.predict_outputs`
+            probs = calibrate(self.trust, both[:, :len(self.class_names)])  # `Pipeline.predict_outputs`' numbers
             return probs, trust_answers(self.trust, self.class_names, self.multilabel, probs, scores)
         with self.lock:
             if self.trust is not None and hasattr(self.pipeline, "predict_outputs"):

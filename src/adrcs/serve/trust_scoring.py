@@ -231,6 +231,23 @@ def fused_forward(pipeline: Any, trust: Any) -> Any:
     return fused
 
 
+def calibrate(trust: Any, raw: np.ndarray) -> np.ndarray:
+    """`Trust.calibrate` (temperature-scaled probabilities, float32) with the softmax / sigmoid in numpy instead of a
+    torch op: on a micro-batch's (N, K) numpy keeps the GIL. Same float64 arithmetic up to rounding (~1e-16)
+    before the cast to float32."""
+    from adrcs.inference.trust import logits_from_probs
+
+    if len(raw) == 0:
+        return trust.calibrate(raw)
+    z = trust.temperature.scaled_logits(logits_from_probs(raw, trust.multilabel))
+    if trust.multilabel:
+        p = 1.0 / (1.0 + np.exp(-z))
+    else:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+    return p.astype(np.float32)
+
+
 def scored_features(module_names: list[str], scores: np.ndarray) -> ScoredFeatures:
     """`ScoredFeatures` from the fused call's (C, N) scores."""
     return ScoredFeatures(dict(zip(module_names, scores)), scores.shape[1])
