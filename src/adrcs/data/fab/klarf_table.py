@@ -38,6 +38,16 @@ class Table:
 
     # ---- batches: toks is a flat list, marks holds (offset, line) where each line's tokens begin
 
+    def _leftover(self, toks: list, marks: list, done: int, final: bool) -> tuple[list, list]:
+        """The tokens after the first `done` (a row cut by the chunk end) and their line marks, shifted."""
+        if final:
+            return [], []
+        rest = toks[done:]
+        keep = [(o - done, ln) for o, ln in marks if o >= done]
+        if not keep or keep[0][0] > 0:
+            keep.insert(0, (0, self._line_at(marks, done)))
+        return rest, keep
+
     def _line_at(self, marks: list[tuple[int, int]], offset: int) -> int:
         k = bisect.bisect_right([m[0] for m in marks], offset) - 1
         return marks[max(k, 0)][1] if marks else self.lex.line
@@ -144,13 +154,7 @@ class Table:
                                      f"columns of its spec (rows must hold {ncol} values each)",
                                      self._bad_line(marks, len(toks), ncol))
             self._take(toks, range(0, done, ncol), None, marks)
-        if final:
-            return [], []
-        rest = toks[done:]
-        keep = [(o - done, ln) for o, ln in marks if o >= done]
-        if not keep or keep[0][0] > 0:
-            keep.insert(0, (0, self._line_at(marks, done)))
-        return rest, keep
+        return self._leftover(toks, marks, done, final)
 
     def _bad_line(self, marks: list[tuple[int, int]], total: int, ncol: int) -> int:
         """The first line not holding whole rows (rows one per line), else the line of the last row."""
@@ -203,10 +207,4 @@ class Table:
                     raise self.lex.error(f"{self.what} row has {w} values, its Columns name {ncol}",
                                          self._line_at(marks, s))
             self._take(toks, range(0, done, ncol + 1) if starts else range(0), None, marks)
-        if final:
-            return [], []
-        rest = toks[done:]
-        keep = [(o - done, ln) for o, ln in marks if o >= done]
-        if not keep or keep[0][0] > 0:
-            keep.insert(0, (0, self._line_at(marks, done)))
-        return rest, keep
+        return self._leftover(toks, marks, done, final)
