@@ -123,6 +123,8 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
     write_drift_reference(result.pipeline, probs, out, trust_info)
     metrics = {"val": report, "train_seconds": result.train_seconds, "best_epoch": result.best_epoch,
                "n_train": len(train_set), "n_val": len(val), "model": cfg["model"]}
+    if cfg.get("init"):  # started from the encoder of `adrcs pretrain`
+        metrics["init"] = cfg["init"]
     if trust_info is not None:
         metrics["trust"] = trust_info
     if balance_info is not None:

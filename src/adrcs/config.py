@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "synth_filter": "",        # run folder of a classifier trained on the same real training maps: keep only
                                # synthetic maps it assigns to their class ("" = keep all)
     "synth_filter_threshold": 0.5,
+    "init": None,              # folder written by `adrcs pretrain`: start from its encoder (the head stays fresh)
     "features": "none",        # none | sinogram: maps -> SBAE -> Radon -> selected 1-D features -> a 1-D model
     "encoder": "sbae",         # sinogram encoder: sbae | cae (same net, no sparsity term) | none (one-hot map)
     "sbae_args": {},           # SBAE options: channels, hidden, sparsity, gamma, weight_decay, steps, batch_size, lr
@@ -236,6 +237,10 @@ def validate(cfg: dict[str, Any]) -> None:
         if cfg[key] not in allowed:
             raise InputError(None, f"config {key}={cfg[key]!r} is not one of {list(allowed)}")
     check_device(cfg["device"])
+    if cfg.get("init") is not None:  # a folder; `--init` passes a Path
+        if not isinstance(cfg["init"], (str, Path)):
+            raise InputError(None, f"init (config key or --init): {cfg['init']!r} is not a folder name")
+        cfg["init"] = str(cfg["init"])
     if isinstance(cfg["use_template"], str):
         flag = cfg["use_template"].lower()
         if flag not in ("auto", "true", "false", "yes", "no", "1", "0", "on", "off"):
@@ -277,7 +282,7 @@ def validate(cfg: dict[str, Any]) -> None:
 
 
 # Keys that only some tasks read; every other key of DEFAULTS is common to all tasks.
-_WAFER_ONLY = ("multilabel", "balance", "balance_target", "synth_model", "synth_args", "synth_filter",
+_WAFER_ONLY = ("multilabel", "init", "balance", "balance_target", "synth_model", "synth_args", "synth_filter",
                "synth_filter_threshold", "features", "encoder", "sbae_args", "radon_angles", "selector",
                "selector_args", "select_samples", "feature_cache", "resize")
 _IMAGE = ("use_template", "image_mode")

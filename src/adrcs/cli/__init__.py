@@ -8,6 +8,7 @@ import sys
 from adrcs.cli import model_verbs  # noqa: F401,I001
 from adrcs.cli import data_verbs  # noqa: F401
 from adrcs.cli import synth_verbs  # noqa: F401
+from adrcs.cli import pretrain_verbs  # noqa: F401
 from adrcs.cli import report_verbs  # noqa: F401
 from adrcs.cli import explain_verbs  # noqa: F401
 from adrcs.cli import suggest_verbs  # noqa: F401

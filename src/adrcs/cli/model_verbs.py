@@ -35,6 +35,8 @@ def train(
     seed: Optional[int] = typer.Option(None, help="Override config seed."),
     balance: Optional[str] = typer.Option(
         None, help="none | oversample | cae | gan: fill classes up to --balance-target."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Folder written by `adrcs pretrain`: start from its "
+                                        "encoder (same model and input size; the head stays fresh)."),
     reading: Optional[dict] = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
 ) -> None:
@@ -46,7 +48,7 @@ def train(
     from adrcs.tasks import Request, get_task
 
     overrides = dict(epochs=epochs, device=device, model=model, input_size=input_size, batch_size=batch_size, seed=seed,
-                     balance=balance)
+                     balance=balance, init=init)
     overrides.update(_extra_overrides(list(ctx.args)))
     cfg = load_config(config, overrides)
     paths = list(train_paths or []) + list(data or [])

@@ -58,6 +58,13 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
         scheduler=cfg["scheduler"], label_smoothing=float(cfg["label_smoothing"]),
         inputs="image" if tensors is not None else "map" if features is None else "sequence",
     )
+    if cfg.get("init"):  # `adrcs train --init DIR`: the encoder of `adrcs pretrain`, a fresh head
+        from adrcs.engine.pretrain import init_from_encoder
+        from adrcs.errors import InputError
+
+        if module.hparams.inputs != "map":
+            raise InputError(None, "--init (a pretrained encoder) is for wafer-map models on maps")
+        console_print(init_from_encoder(module.net, cfg))
     if tensors is not None:
         train_t, val_t = tensors
     elif features is None:
