@@ -119,3 +119,13 @@ def _extra_overrides(args: list[str]) -> dict[str, str]:
     return out
 
 
+
+
+def require(usage: str, **flags: object) -> None:
+    """One-line error naming the first missing flag (given as ``--name=value`` keywords, ``_`` for ``-``) and the
+    verb's usage; typer's own missing-option message is a multi-line box."""
+    from adrcs.errors import InputError
+
+    for name, value in flags.items():
+        if not value:
+            raise InputError(None, f"--{name.replace('_', '-')} is required ({usage})")

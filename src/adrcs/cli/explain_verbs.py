@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from adrcs.cli.common import _say, app, reads_data
+from adrcs.cli.common import _say, app, reads_data, require
 from adrcs.errors import InputError
 
 
@@ -30,9 +30,7 @@ def explain(
     reading: Optional[dict] = None,
 ) -> None:
     """Explain decisions: a heat overlay per map or image (where the model looked) and explanations.csv."""
-    for flag, value in (("--model", model), ("--data", data), ("--out", out)):
-        if not value:
-            raise InputError(None, f"{flag} is required (adrcs explain --model RUN --data PATH... --out DIR)")
+    require("adrcs explain --model RUN --data PATH... --out DIR", model=model, data=data, out=out)
     if scale is not None and not 1 <= scale <= 64:
         raise InputError(None, f"--scale must be 1..64 px per die (got {scale})")
     from adrcs.api_explain import explain as run_explain

@@ -6,8 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from adrcs.cli.common import _say, app, reads_data
-from adrcs.errors import InputError
+from adrcs.cli.common import _say, app, reads_data, require
 
 
 @app.command()
@@ -30,9 +29,7 @@ def suggest(
     reading: Optional[dict] = None,
 ) -> None:
     """Suggest which maps to label next: the n whose labels should help the model most, in rank order."""
-    for flag, value in (("--model", model), ("--data", data), ("--out", out)):
-        if not value:
-            raise InputError(None, f"{flag} is required (adrcs suggest --model RUN --data POOL... --out to_label.csv)")
+    require("adrcs suggest --model RUN --data POOL... --out to_label.csv", model=model, data=data, out=out)
     from adrcs.api_suggest import suggest as run_suggest
 
     run_suggest(model, list(data), out, n=n, method=method, seed=seed, say=_say, unlabeled_only=unlabeled_only,
