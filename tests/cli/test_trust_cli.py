@@ -11,25 +11,16 @@ import pandas as pd
 import pytest
 
 from helpers.cli import run_cli
-from helpers.frames import make_wm811k_frame
 from helpers.runs import REPO
 
 
 @pytest.fixture(scope="module")
 def trust_run(tmp_path_factory) -> tuple[Path, Path]:
     """A tiny FFN run with 54 validation maps (enough for the select / calib split) and its val file."""
-    from adrcs.api import train
-    from adrcs.config import load_config
+    from helpers.runs import train_wafer_run
 
     tmp = tmp_path_factory.mktemp("trust")
-    tr, va = tmp / "train.pkl.xz", tmp / "val.pkl.xz"
-    make_wm811k_frame(np.random.default_rng(1), per_class=8).to_pickle(tr)
-    make_wm811k_frame(np.random.default_rng(2), per_class=6).to_pickle(va)
-    cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml",
-                      {"epochs": 2, "input_size": 16, "device": "cpu", "batch_size": 16, "seed": 0,
-                       "model_args": {"width": 8}, "progress": False})
-    train(cfg, [tr], [va], tmp / "run", say=lambda s: None)
-    return tmp / "run", va
+    return train_wafer_run(tmp, 0, epochs=2, per_class=(8, 6), data_seed=1, name="trust"), tmp / "trust0_1.pkl.xz"
 
 
 def test_train_records_split_and_trust(trust_run) -> None:

@@ -10,20 +10,23 @@ from helpers.frames import make_wm811k_frame
 REPO = Path(__file__).resolve().parents[2]
 
 
-def train_wafer_run(tmp: Path, seed: int = 0, epochs: int = 1) -> Path:
-    """A tiny FFN wafer run (16x16 input, width 8) trained on drawn WM-811K frames; returns tmp/run<seed>."""
+def train_wafer_run(tmp: Path, seed: int = 0, epochs: int = 1, per_class: tuple[int, int] = (4, 2),
+                    data_seed: int = 10, name: str = "") -> Path:
+    """A tiny FFN wafer run (16x16 input, width 8) trained on drawn WM-811K frames (`per_class` training and
+    validation maps per class; with >= 40 validation maps the run gets a trust layer); returns tmp/<name>run<seed>,
+    the data in tmp/<name or "wm"><seed>_{0,1}.pkl.xz."""
     from adrcs.api import train
     from adrcs.config import load_config
 
     files = []
-    for i, n in enumerate([4, 2]):
-        p = tmp / f"wm{seed}_{i}.pkl.xz"
-        make_wm811k_frame(np.random.default_rng(10 + i), per_class=n).to_pickle(p)
+    for i, n in enumerate(per_class):
+        p = tmp / f"{name or 'wm'}{seed}_{i}.pkl.xz"
+        make_wm811k_frame(np.random.default_rng(data_seed + i), per_class=n).to_pickle(p)
         files.append(p)
     cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml",
                       {"epochs": epochs, "input_size": 16, "device": "cpu", "batch_size": 16, "seed": seed,
                        "model_args": {"width": 8}, "progress": False})
-    run = tmp / f"run{seed}"
+    run = tmp / f"{name}{'_' if name else ''}run{seed}"
     train(cfg, [files[0]], [files[1]], run, say=lambda s: None)
     return run
 

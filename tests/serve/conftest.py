@@ -183,26 +183,11 @@ def tiny_wafer_run(tmp_path_factory):
 
 
 def train_trust_run(tmp, seed: int = 0):
-    """A tiny FFN wafer run like `helpers.runs.train_wafer_run`, with 45 validation maps (>= 40): training splits
-    them into select / calib and fits the trust layer (temperature, prediction sets, Mahalanobis unknown score)."""
-    import numpy as np
-    from helpers.frames import make_wm811k_frame
-    from helpers.runs import REPO
+    """A tiny FFN wafer run (`helpers.runs.train_wafer_run`) with 45 validation maps (>= 40): training splits them
+    into select / calib and fits the trust layer (temperature, prediction sets, unknown score)."""
+    from helpers.runs import train_wafer_run
 
-    from adrcs.api import train
-    from adrcs.config import load_config
-
-    files = []
-    for i, n in enumerate([4, 5]):
-        p = tmp / f"trust{seed}_{i}.pkl.xz"
-        make_wm811k_frame(np.random.default_rng(20 + i), per_class=n).to_pickle(p)
-        files.append(p)
-    cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml",
-                      {"epochs": 1, "input_size": 16, "device": "cpu", "batch_size": 16, "seed": seed,
-                       "model_args": {"width": 8}, "progress": False})
-    run = tmp / f"trust_run{seed}"
-    train(cfg, [files[0]], [files[1]], run, say=lambda s: None)
-    return run
+    return train_wafer_run(tmp, seed, per_class=(4, 5), data_seed=20, name="trust")
 
 
 @pytest.fixture(scope="session")
