@@ -107,9 +107,10 @@ class Trust:
                                 ";".join(c for c, d in zip(class_names, row) if d > 0) or "none")
         else:
             members = sets.sets(probs) if len(probs) else np.zeros((0, len(class_names)), bool)
-            text = [";".join(c for c, h in zip(class_names, row) if h) for row in members]
-            decision = [UNKNOWN if unk else class_names[int(np.flatnonzero(row)[0])] if row.sum() == 1 else REVIEW
-                        for row, unk in zip(members, unknown)]
+            names = np.asarray(class_names, dtype=object)
+            text = [";".join(names[row]) for row in members]
+            decision = np.where(unknown, UNKNOWN, np.where(members.sum(axis=1) == 1, names[members.argmax(axis=1)],
+                                                           REVIEW)).tolist() if len(members) else []
         return Answers(decision, text, scores, unknown, members)
 
     # ------------------------------------------------------------------ persistence

@@ -149,15 +149,29 @@ class UnknownScorer:
         zt = torch.from_numpy(z).float()
         return np.concatenate([score_chunk(zt[i:i + _CHUNK]) for i in range(0, len(zt), _CHUNK)])
 
+    def _prepared(self) -> dict[str, torch.Tensor]:
+        """The fitted tensors in the precision scoring uses, converted once per fit / load (not per call)."""
+        key = (id(self.means), id(self.precision), id(self.train))
+        if getattr(self, "_prep_key", None) != key:
+            prep: dict[str, torch.Tensor] = {}
+            if self.means is not None and self.precision is not None:
+                mu, prec = self.means.double(), self.precision.double()
+                prep.update(mu=mu, prec=prec, mu_term=((mu @ prec) * mu).sum(1)[None, :])
+            if self.train is not None:
+                prep["train"] = self.train.float()
+            self._prep, self._prep_key = prep, key
+        return self._prep
+
     def _mahalanobis(self, z: torch.Tensor) -> np.ndarray:
-        z, mu, prec = z.double(), self.means.double(), self.precision.double()
-        zp = z @ prec
+        p = self._prepared()
+        z = z.double()
+        zp = z @ p["prec"]
         # (z - mu)^T P (z - mu) = z P z - 2 z P mu + mu P mu, for all classes at once
-        d2 = (zp * z).sum(1, keepdim=True) - 2 * zp @ mu.T + ((mu @ prec) * mu).sum(1)[None, :]
+        d2 = (zp * z).sum(1, keepdim=True) - 2 * zp @ p["mu"].T + p["mu_term"]
         return d2.min(dim=1).values.clamp_min(0).sqrt().numpy()
 
     def _knn(self, z: torch.Tensor) -> np.ndarray:
-        train = self.train.float()
+        train = self._prepared()["train"]
         k = min(self.k, len(train))
         cos = _normalise(z) @ train.T
         kth = cos.topk(k, dim=1).values[:, -1]  # k-th largest cosine = k-th nearest
