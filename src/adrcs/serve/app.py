@@ -14,7 +14,8 @@ Routes (all JSON; roles in brackets, see `adrcs.serve.security`):
   decision, unknown_score, set.
 - ``GET /v1/inspections`` [inspector] (filters lot, cls, decision, since, until, reviewed, low_confidence,
   max_confidence, kind; limit / offset; ``queue=true``: the review queue, unknown first, then review, then by
-  ascending confidence), ``GET /v1/inspections/{id}``, ``GET /v1/inspections/{id}/image.png``,
+  ascending confidence; ``order=queue|newest|suggest``, suggest: the queue ranked by label value,
+  `queue_suggest.py`), ``GET /v1/inspections/{id}``, ``GET /v1/inspections/{id}/image.png``,
   ``GET /v1/inspections/{id}/explanation.png`` (a class activation map, `explain_route.py`).
 - ``GET /v1/lots/{lot}`` [inspector]: the lot's wafer-map inspections and summary (yield, classes, flagged);
   ``GET /v1/lots/{lot}/stacked.png``: its stacked failure-rate map (`lot_routes.py`).

@@ -13,6 +13,7 @@ from adrcs.serve.api_schemas import ReviewIn
 from adrcs.serve.classes import review_label
 from adrcs.serve.lot_routes import wafer_id
 from adrcs.serve.query_params import text_param as _text_param, utc_param as _utc
+from adrcs.serve.queue_suggest import ORDERS, suggest_page
 from adrcs.serve.security import ENGINEER, INSPECTOR, Caller, require
 from adrcs.serve.store import NotFound
 from adrcs.serve.store.store import MAX_OFFSET
@@ -39,12 +40,22 @@ def add_review_routes(app: FastAPI, store: Any, host: Any, config: Any) -> None:
     def list_inspections(lot: str | None = None, cls: str | None = None, since: str | None = None,
                          until: str | None = None, reviewed: bool | None = None, low_confidence: bool = False,
                          max_confidence: float | None = None, kind: str | None = None, decision: str | None = None,
-                         queue: bool = False, limit: int = 100, offset: int = 0,
+                         queue: bool = False, order: str | None = None, limit: int = 100, offset: int = 0,
                          caller: Caller = Depends(require(INSPECTOR))) -> dict:
         """Stored inspections, newest first. `cls` filters the predicted class, `decision` the trust layer's
         decision (a class, ``review`` or ``unknown``); `low_confidence` keeps those under the service's threshold.
         `queue`: the review queue: unreviewed inspections whose decision is unknown or review or whose confidence
-        is under the service's threshold, unknown first, then review, then by ascending confidence."""
+        is under the service's threshold, unknown first, then review, then by ascending confidence.
+        `order`: ``queue`` (that order; the default with `queue`), ``newest`` (the default otherwise) or
+        ``suggest``: the review queue (implied) ranked by how much each review would teach the next retraining
+        (`serve/queue_suggest.py`: greedy k-center on the gradient embeddings ``p - y_hat`` of the stored
+        probabilities, least sure first, then what is unlike the rows ranked above; no forward pass). Only the
+        newest 2,000 (`SUGGEST_POOL`) pending rows matching the filters are ranked (``ranked`` in the answer);
+        each item carries ``suggest_rank`` (1-based) and ``suggest_score``."""
+        if order is not None and order not in ORDERS:
+            raise InputError(None, f"order must be one of {', '.join(ORDERS)} (got {order[:32]!r})")
+        order = order or ("queue" if queue else "newest")
+        queue = queue or order == "suggest"  # the suggestions rank the pending queue
         if queue and reviewed:
             raise InputError(None, "the review queue holds unreviewed inspections: leave out reviewed=true")
         if not 1 <= limit <= 1000 or not 0 <= offset <= MAX_OFFSET:
@@ -61,9 +72,14 @@ def add_review_routes(app: FastAPI, store: Any, host: Any, config: Any) -> None:
                        until=_utc(until, "until"), reviewed=False if queue else reviewed,
                        max_confidence=max_confidence, kind=kind, decision=_text_param(decision, "decision"),
                        needs_review_below=config.low_confidence if queue else None)
-        items = store.list_inspections(**filters, limit=limit, offset=offset, queue_order=queue)
-        return {"total": store.count_inspections(**filters), "limit": limit, "offset": offset,
-                "items": [_inspection_json(r) for r in items]}
+        total = store.count_inspections(**filters)
+        if order == "suggest":
+            page, ranked = suggest_page(store, filters, limit, offset)
+            return {"total": total, "limit": limit, "offset": offset, "ranked": ranked,
+                    "items": [{**_inspection_json(r), "suggest_rank": k, "suggest_score": round(sc, 6)}
+                              for r, k, sc in page]}
+        items = store.list_inspections(**filters, limit=limit, offset=offset, queue_order=order == "queue")
+        return {"total": total, "limit": limit, "offset": offset, "items": [_inspection_json(r) for r in items]}
 
     def _get_or_404(inspection_id: int):
         rec = store.get_inspection(inspection_id)  # None also for ids out of the backend's range

@@ -241,6 +241,25 @@ class InspectionsMixin:
         with self._session() as s:
             return int(s.scalar(select(func.count()).select_from(InspectionRow).where(*conds)) or 0)
 
+    def queue_candidates(self, *, limit: int, **filters: Any) -> list[Any]:
+        """Rows ``(id, kind, predicted, probabilities, boxes)`` (attribute access) of the newest ``limit``
+        inspections matching the filters of :meth:`list_inspections`, newest first: the pool that the review
+        queue's label-suggestion order ranks (`serve/queue_suggest.py`). No reviews are read."""
+        c = InspectionRow
+        q = (select(c.id, c.kind, c.predicted, c.probabilities, c.boxes).where(*self._filters(**filters))
+             .order_by(c.created_at.desc(), c.id.desc()).limit(min(max(0, int(limit)), MAX_OFFSET)))
+        with self._session() as s:
+            return list(s.execute(q))
+
+    def inspections_by_id(self, ids: Sequence[int]) -> list[Inspection]:
+        """The inspections of ``ids`` with their reviews, in the order given; unknown ids are left out."""
+        ids = [int(i) for i in ids if self.valid_id(int(i))]
+        if not ids:
+            return []
+        with self._session() as s:
+            rows = {r.id: r for r in s.scalars(select(InspectionRow).where(InspectionRow.id.in_(ids)))}
+            return self._with_reviews(s, [rows[i] for i in ids if i in rows])
+
     def add_review(self, inspection_id: int, *, action: str, label: str | None = None, reviewer: str,
                    note: str | None = None) -> Review:
         """Append a review; the inspection itself is never changed.

@@ -173,6 +173,9 @@ async function card(item) {
   const head = el("div");
   head.append(el("b", "#" + item.id), " ", decisionBadge(item), " predicted ", el("b", item.class, {"class": "pred"}),
     ` (confidence ${fixed(item.confidence, 3)}) lot ${item.lot ?? "-"} wafer ${item.wafer ?? "-"}`);
+  if (typeof item.suggest_rank === "number") {  // order=suggest: its place by label value
+    head.append(` label value #${item.suggest_rank} (${fixed(item.suggest_score, 3)})`);
+  }
   const probs = el("div", null, {"class": "probs"});
   const ranked = Object.entries(item.probabilities || {}).sort((a, b) => b[1] - a[1]);
   ranked.slice(0, 4).forEach(([c, p], i) => {
@@ -283,7 +286,8 @@ function showDrift(d) {
   $("driftdetail").textContent = d.flagged_lots && d.flagged_lots.length ? "unusual lots: " + d.flagged_lots.join(", ") : "";
 }
 
-// The queue's filters and page: GET /v1/inspections?queue=true&lot=&cls=&decision=&since=&until=&limit=&offset=
+// The queue's filters and page: GET /v1/inspections?queue=true&lot=&cls=&decision=&order=&since=&until=&limit=&offset=
+// (order=suggest: ranked by label value, only the newest `ranked` pending inspections)
 const PAGE_SIZE = 25;
 const view = {offset: 0, total: 0};
 
@@ -294,7 +298,7 @@ function dayStart(value, plusDays = 0) {  // "YYYY-MM-DD" (a date input) -> ISO 
 
 function queuePath() {
   const q = new URLSearchParams({queue: "true", limit: String(PAGE_SIZE), offset: String(view.offset)});
-  for (const [key, id] of [["lot", "f-lot"], ["cls", "f-cls"], ["decision", "f-decision"]]) {
+  for (const [key, id] of [["lot", "f-lot"], ["cls", "f-cls"], ["decision", "f-decision"], ["order", "f-order"]]) {
     const v = $(id).value.trim();
     if (v) q.set(key, v);
   }
@@ -315,9 +319,11 @@ async function loadQueue() {
   for (const item of q.items) cards.push(await card(item));
   $("queue").replaceChildren(...cards);
   const first = q.items.length ? view.offset + 1 : 0;
-  $("pageinfo").textContent = `${first}-${view.offset + q.items.length} of ${q.total}`;
+  const end = typeof q.ranked === "number" ? Math.min(q.total, q.ranked) : q.total;  // suggest: a bounded pool
+  $("pageinfo").textContent = `${first}-${view.offset + q.items.length} of ${end}` +
+    (end < q.total ? ` ranked (newest of ${q.total})` : "");
   $("prev").disabled = view.offset <= 0;
-  $("next").disabled = view.offset + q.items.length >= q.total;
+  $("next").disabled = view.offset + q.items.length >= end;
   $("msg").textContent = q.items.length ? "" : "nothing to review";
 }
 
