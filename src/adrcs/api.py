@@ -24,6 +24,7 @@ from adrcs.api_trust import MIN_CALIB, answer_columns, fit_trust_run, split_sele
 from adrcs.inference.decisions import confidence, decide
 from adrcs.report.evaluation import evaluation_report
 from adrcs.pipeline import Pipeline
+from adrcs.api_train_steps import balance_run, sinogram_features_run
 
 Printer = Callable[[str], None]
 
@@ -63,10 +64,15 @@ def _resolve_multilabel(cfg: dict[str, Any], ds: WaferMapSet) -> None:
 
 def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Sequence[str | Path] | None,
           out: str | Path, say: Printer = print, *, trust_pickle: bool = False,
-          limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop") -> dict[str, Any]:
+          limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop",
+          unlabeled_paths: Sequence[str | Path] | None = None) -> dict[str, Any]:
     """Train a classifier as configured; writes config.yaml, model.ckpt, metrics.json, plots/ and logs/.
 
-    Returns the validation report (the content of metrics.json's `val`)."""
+    `unlabeled_paths`: wafer-map files whose maps (labels ignored) the run learns from without labels, as
+    ``semi_supervised`` says (`api_unlabeled`). Returns the validation report (metrics.json's `val`)."""
+    from adrcs.engine.fixmatch import semi_options
+
+    semi_options(cfg.get("semi_args"))  # a bad option fails before any file is read
     train_all = _labeled(read_maps(train_paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab,
                                    on_error=on_error), "train", say)
     _resolve_multilabel(cfg, train_all)
@@ -81,16 +87,32 @@ def train(cfg: dict[str, Any], train_paths: Sequence[str | Path], val_paths: Seq
     else:
         train_set, val = split_holdout(train_all, float(cfg["val_fraction"]), int(cfg["seed"]))
         say(f"no --val given: holding out {len(val)} of {len(train_all)} training maps (stratified)")
-    run_cfg = dict(cfg, train=[str(p) for p in train_paths], val=[str(p) for p in (val_paths or [])])
-    return train_sets(run_cfg, train_set, val, out, say)
+    pool = None
+    if unlabeled_paths:
+        from adrcs.api_unlabeled import honest_pool, read_unlabeled
+
+        pool, pool_info = honest_pool(read_unlabeled(unlabeled_paths, say, trust_pickle=trust_pickle, limits=limits,
+                                                     fab=fab, on_error=on_error), train_set, val, say)
+    run_cfg = dict(cfg, train=[str(p) for p in train_paths], val=[str(p) for p in (val_paths or [])],
+                   **({"unlabeled": [str(p) for p in unlabeled_paths]} if unlabeled_paths else {}))
+    return train_sets(run_cfg, train_set, val, out, say, unlabeled=pool,
+                      unlabeled_info=pool_info if pool is not None else None)
 
 
 def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, out: str | Path,
-               say: Printer = print) -> dict[str, Any]:
+               say: Printer = print, unlabeled: WaferMapSet | None = None,
+               unlabeled_info: dict[str, Any] | None = None) -> dict[str, Any]:
     """`train` on datasets already in memory (labeled, same classes): balance, features, fit, evaluate.
+    `unlabeled`: maps without labels (never val maps), used as ``cfg['semi_supervised']`` says.
 
     Writes the run folder and returns the validation report."""
+    from adrcs.engine.fixmatch import resolve_method
     from adrcs.tasks.fitting import fit
+
+    semi = resolve_method(cfg, 0 if unlabeled is None else len(unlabeled))
+    if semi == "fixmatch" and train_set.multilabel:
+        raise InputError(None, "semi_supervised: fixmatch is for single-label maps (this training data is "
+                               "multi-label); use `adrcs pretrain` + --init for multi-label data")
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +122,7 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
         train_set, balance_info = balance_run(cfg, train_set, out, say)
     features, features_info = None, None
     if cfg["features"] == "sinogram":  # fitted on the (balanced) training split only
-        features, features_info = sinogram_features_run(cfg, train_set, out, say)
+        features, features_info = sinogram_features_run(cfg, train_set, out, say, unlabeled)
     say(f"training {cfg['model']} on {len(train_set)} maps ({len(train_set.class_names)} "
         f"{'labels' if train_set.multilabel else 'classes'}), validating on {len(val)}, input {cfg['input_size']}px"
         + (f", {features.n_features_out} sinogram features" if features is not None else ""))
@@ -109,7 +131,9 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
         select, calib = split_select_calib(val, float(cfg["calib_fraction"]), int(cfg["seed"]))
         say(f"validation maps: {len(select)} select (early stopping, temperature), {len(calib)} calib "
             "(prediction sets, unknown threshold)")
-    result = fit(cfg, train_set, select, out, console_print=say, features=features)
+    if semi == "fixmatch":
+        say(f"semi-supervised: fixmatch with {len(unlabeled)} unlabeled maps")
+    result = fit(cfg, train_set, select, out, console_print=say, features=features, unlabeled=unlabeled, semi=semi)
     if not result.is_global_zero:  # DDP worker: rank 0 evaluates and writes the run folder
         return {}
     trust_info = None
@@ -125,6 +149,10 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
                "n_train": len(train_set), "n_val": len(val), "model": cfg["model"]}
     if cfg.get("init"):  # started from the encoder of `adrcs pretrain`
         metrics["init"] = cfg["init"]
+    if unlabeled is not None:  # what the maps without labels were used for, and how many
+        metrics["unlabeled"] = {**(unlabeled_info or {"n_maps": len(unlabeled)}), "method": semi if semi != "none"
+                                else ("sbae" if cfg["features"] == "sinogram" and cfg["encoder"] != "none" else "none"),
+                                "files": list(cfg.get("unlabeled", []))}
     if trust_info is not None:
         metrics["trust"] = trust_info
     if balance_info is not None:
@@ -154,105 +182,6 @@ def write_drift_reference(pipe: Pipeline, probs: np.ndarray, out: Path,
     path = out / "drift_reference.json"
     path.write_text(json.dumps(data, indent=2))
     return path
-
-
-def balance_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path,
-                say: Printer) -> tuple[WaferMapSet, dict[str, Any]]:
-    """Balance the training split as `cfg['balance']` says; fits (or loads) the synthesizer.
-
-    Writes into the run folder: `synth/` (the synthesizer used), `synthetic_maps.pkl.xz` (every
-    added map, marked synthetic) and `plots/synthetic_samples.png` (real vs added maps)."""
-    import time
-
-    from adrcs.data.writer import save_wafer_maps
-    from adrcs.report.synthesis import plot_real_vs_synthetic
-    from adrcs.synth import create_synthesizer, load_synthesizer
-    from adrcs.synth.balance import balance_training_set
-
-    method = cfg["balance"]
-    synthesizer, synth_seconds = None, 0.0
-    if method in ("cae", "gan"):
-        if cfg["synth_model"]:
-            synthesizer = load_synthesizer(cfg["synth_model"], device=cfg["device"])
-            say(f"balance: using the {synthesizer.method} synthesizer in {cfg['synth_model']}")
-            if synthesizer.class_counts != {c: int(n) for c, n in zip(
-                    train_set.class_names, np.bincount(train_set.labels, minlength=len(train_set.class_names)))}:
-                say("balance: warning: that synthesizer was fitted on other maps than this training split")
-        else:
-            say(f"balance: fitting a {method} synthesizer on the {len(train_set)} training maps")
-            t0 = time.time()
-            synthesizer = create_synthesizer(method, seed=int(cfg["seed"]), device=cfg["device"], **cfg["synth_args"])
-            synthesizer.fit(train_set, say=say, progress=bool(cfg["progress"]))
-            synth_seconds = time.time() - t0
-        synthesizer.save(out / "synth")
-    judge = None
-    if cfg["synth_filter"] and method in ("cae", "gan"):
-        judge = Pipeline.load(cfg["synth_filter"])
-        say(f"balance: keeping synthetic maps that {cfg['synth_filter']} assigns to their class "
-            f"(p >= {cfg['synth_filter_threshold']})")
-    t0 = time.time()
-    balanced, info = balance_training_set(train_set, method, int(cfg["balance_target"]), synthesizer, int(cfg["seed"]),
-                                          judge=judge, threshold=float(cfg["synth_filter_threshold"]))
-    info["synth_filter"] = str(cfg["synth_filter"])
-    info["synth_fit_seconds"] = round(synth_seconds, 1)
-    info["sample_seconds"] = round(time.time() - t0, 1)
-    info["synth_model"] = str(cfg["synth_model"] or (out / "synth" if synthesizer else ""))
-    added = balanced.subset(balanced.meta["synthetic"].to_numpy(bool))
-    if len(added):
-        save_wafer_maps(added, out / "synthetic_maps.pkl.xz")
-        real = {c: [m for m, y in zip(train_set.maps, train_set.labels) if y == i][:6]
-                for i, c in enumerate(train_set.class_names)}
-        new = {c: [m for m, y in zip(added.maps, added.labels) if y == i][:6]
-               for i, c in enumerate(train_set.class_names) if info["added"][c]}
-        plot_real_vs_synthetic(real, new, out / "plots" / "synthetic_samples.png",
-                               title=f"training maps (left) vs maps added by {method} (right)")
-    say(f"balance={method}: target {info['target']} maps per class, added "
-        + (", ".join(f"{c} +{n}" for c, n in info["added"].items() if n) or "nothing"))
-    return balanced, info
-
-
-def sinogram_features_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path, say: Printer):
-    """Fit (or take from the cache) the SBAE -> Radon -> selection step on the training maps.
-
-    Writes `features/sbae_history.csv`, `features/selection.json` and `plots/selection_convergence.png`."""
-    from adrcs.features.cache import FeatureCache, fit_with_cache
-    from adrcs.features.sinogram import SinogramFeatures
-    from adrcs.transforms.resize import resize_stack
-
-    feats = SinogramFeatures(encoder=cfg["encoder"], sbae_args=cfg["sbae_args"], radon_angles=int(cfg["radon_angles"]),
-                             selector=cfg["selector"], selector_args=cfg["selector_args"],
-                             select_samples=int(cfg["select_samples"]), seed=int(cfg["seed"]),
-                             device="cuda" if cfg["device"] in ("gpu", "cuda", "auto") and _cuda() else "cpu")
-    maps = resize_stack(train_set.maps, int(cfg["input_size"]), cfg["resize"])
-    try:
-        hits = fit_with_cache(feats, maps, train_set.labels, FeatureCache.from_setting(cfg["feature_cache"]), say=say,
-                              progress=bool(cfg["progress"]))
-    except ValueError as e:  # e.g. an option the encoder or selector does not know
-        raise InputError(None, f"sinogram features: {e}")
-    except TypeError as e:
-        raise InputError(None, f"sinogram features: bad sbae_args/selector_args ({e})")
-    info = {**feats.summary(), "cache_hits": hits}
-    fdir = out / "features"
-    fdir.mkdir(parents=True, exist_ok=True)
-    if feats.sbae_ is not None and feats.sbae_.history_:
-        pd.DataFrame(feats.sbae_.history_).to_csv(fdir / "sbae_history.csv", index=False)
-    selected = np.flatnonzero(feats.support_).tolist()
-    (fdir / "selection.json").write_text(json.dumps({**info, "history": feats.history_, "selected_index": selected},
-                                                    indent=2))
-    if feats.history_:
-        from adrcs.report.selection import plot_convergence
-
-        plot_convergence({feats.selector: feats.history_}, out / "plots" / "selection_convergence.png",
-                         title=f"{feats.selector} feature search (best fitness per iteration)")
-    say(f"features: {feats.encoder} -> Radon -> {feats.selector}: kept {feats.n_features_out} of {feats.n_pool_} "
-        f"sinogram features ({100 * feats.n_features_out / feats.n_pool_:.1f} %)")
-    return feats, info
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | None, title: str, say: Printer,

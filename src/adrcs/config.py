@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
                                # synthetic maps it assigns to their class ("" = keep all)
     "synth_filter_threshold": 0.5,
     "init": None,              # folder written by `adrcs pretrain`: start from its encoder (the head stays fresh)
+    "semi_supervised": "auto",  # auto (fixmatch when --unlabeled maps are given) | none | fixmatch
+    "semi_args": {},           # fixmatch: threshold, mu, lambda_u, dist_align, ema, p_fail, p_drop, cutout
     "features": "none",        # none | sinogram: maps -> SBAE -> Radon -> selected 1-D features -> a 1-D model
     "encoder": "sbae",         # sinogram encoder: sbae | cae (same net, no sparsity term) | none (one-hot map)
     "sbae_args": {},           # SBAE options: channels, hidden, sparsity, gamma, weight_decay, steps, batch_size, lr
@@ -142,6 +144,7 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     cfg["selector_args"] = {}
     cfg["detector_args"] = {}
     cfg["paste_args"] = {}
+    cfg["semi_args"] = {}
     if path is not None:
         p = Path(path)
         unknown = sorted(set(data) - set(DEFAULTS))
@@ -232,6 +235,7 @@ def validate(cfg: dict[str, Any]) -> None:
         "image_mode": ("L", "RGB"),
         "resize": ("nearest", "failmax"),
         "unknown": ("ensemble", "mahalanobis", "knn", "none"),
+        "semi_supervised": ("auto", "none", "fixmatch"),
     }
     for key, allowed in choices.items():
         if cfg[key] not in allowed:
@@ -282,7 +286,8 @@ def validate(cfg: dict[str, Any]) -> None:
 
 
 # Keys that only some tasks read; every other key of DEFAULTS is common to all tasks.
-_WAFER_ONLY = ("multilabel", "init", "balance", "balance_target", "synth_model", "synth_args", "synth_filter",
+_WAFER_ONLY = ("multilabel", "init", "semi_supervised", "semi_args", "balance", "balance_target", "synth_model",
+               "synth_args", "synth_filter",
                "synth_filter_threshold", "features", "encoder", "sbae_args", "radon_angles", "selector",
                "selector_args", "select_samples", "feature_cache", "resize")
 _IMAGE = ("use_template", "image_mode")

@@ -37,6 +37,10 @@ def train(
         None, help="none | oversample | cae | gan: fill classes up to --balance-target."),
     init: Optional[Path] = typer.Option(None, "--init", help="Folder written by `adrcs pretrain`: start from its "
                                         "encoder (same model and input size; the head stays fresh)."),
+    unlabeled: Optional[List[Path]] = typer.Option(
+        None, "--unlabeled", help="Wafer-map files, folders or fab files whose maps (labels ignored) the model also "
+                                  "learns from: FixMatch for wafer-map models (semi_supervised: auto), the SBAE for "
+                                  "the sinogram config. Maps identical to a --val map are left out."),
     reading: Optional[dict] = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
 ) -> None:
@@ -56,7 +60,7 @@ def train(
         raise InputError(None, "no training data: give --train FILE... (wafer maps) or --data PATH")
     task = get_task(cfg["task"])
     req = Request(data=paths, out=out, val=val_paths or None, images=images, annotations=annotations,
-                  reading=reading)
+                  reading=reading, unlabeled=unlabeled or None)
     task.check_image_request(req)
     task.train(cfg, req, _say)
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import lightning as L
+import numpy as np
 import torch
 
 from adrcs.data.wafer_map_set import WaferMapSet
 from adrcs.engine.classifier_module import ClassifierModule
-from adrcs.engine.tensors import (FeatureTensors, WaferTensors, class_counts, class_weights, make_loader,
-                                  sampler_weights_for)
+from adrcs.engine.tensors import (FeatureTensors, MapTensors, WaferTensors, class_counts, class_weights, make_loader,
+                                  sampler_weights_for, unlabeled_loader)
 from adrcs.engine.trainer import (EpochSummary, Trained, build_trainer, quiet_lightning, resolve_accelerator,
                                   train)
 from adrcs.transforms.resize import resize_stack
@@ -36,12 +37,14 @@ class TrainedClassifier(Trained):
 
 def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
                      console_print: Callable[[str], None] = print, features=None,
-                     tensors: tuple[Any, Any] | None = None) -> TrainedClassifier:
+                     tensors: tuple[Any, Any] | None = None, unlabeled: WaferMapSet | None = None,
+                     semi: str = "none") -> TrainedClassifier:
     """Train `cfg['model']` on `train_set`, select on `val` macro-F1; logs in `run_dir/logs`.
 
     With `features` (a fitted `SinogramFeatures`) the model is a 1-D classifier trained on the
     features of the resized maps. With `tensors` (prepared (train, val) `ImageTensors`) the model
-    trains on images. Returns the best epoch's network (CPU, eval mode) and its scores."""
+    trains on images. With `semi` "fixmatch" the maps of `unlabeled` (labels ignored) join every step
+    (`engine.fixmatch`). Returns the best epoch's network (CPU, eval mode) and its scores."""
     quiet_lightning()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -50,13 +53,22 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
     counts = class_counts(train_set)
     weights = (class_weights(counts, cfg["imbalance"], cfg["imbalance_power"])
                if not train_set.multilabel else None)
-    module = ClassifierModule(
+    module_class, extra = ClassifierModule, {}
+    if semi == "fixmatch":
+        from adrcs.engine.fixmatch import FixMatchModule
+
+        real = (~train_set.meta["synthetic"].to_numpy(bool) if "synthetic" in train_set.meta
+                else np.ones(len(train_set), bool))  # the class mix before balancing
+        real_counts = np.bincount(train_set.labels[real], minlength=len(counts))
+        prior = real_counts / max(int(real_counts.sum()), 1)
+        module_class, extra = FixMatchModule, dict(semi_args=dict(cfg["semi_args"]), class_prior=prior.tolist())
+    module = module_class(
         model=cfg["model"], num_classes=len(train_set.class_names), class_names=list(train_set.class_names),
         multilabel=train_set.multilabel, model_args=dict(cfg["model_args"]),
         class_weights=None if weights is None else weights.tolist(), augment=cfg["augment"],
         optimizer=cfg["optimizer"], lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]),
         scheduler=cfg["scheduler"], label_smoothing=float(cfg["label_smoothing"]),
-        inputs="image" if tensors is not None else "map" if features is None else "sequence",
+        inputs="image" if tensors is not None else "map" if features is None else "sequence", **extra,
     )
     if cfg.get("init"):  # `adrcs train --init DIR`: the encoder of `adrcs pretrain`, a fresh head
         from adrcs.engine.pretrain import init_from_encoder
@@ -74,12 +86,22 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
         val_t = FeatureTensors(features.transform(resize_stack(val.maps, size, cfg["resize"])), val)
     sw = sampler_weights_for(train_set) if cfg["imbalance"] == "sampler" else None
     workers = int(cfg["num_workers"])
-    train_loader = make_loader(train_t, int(cfg["batch_size"]), train=True, sampler_weights=sw, num_workers=workers,
-                               seed=int(cfg["seed"]), epoch_size=int(cfg["epoch_size"]))
+    batch, epoch_size = int(cfg["batch_size"]), int(cfg["epoch_size"])
+    if semi == "fixmatch" and not epoch_size:  # an epoch passes over the unlabelled maps once
+        epoch_size = max(len(train_t), -(-len(unlabeled) // int(module.semi["mu"])))
+    train_loader = make_loader(train_t, batch, train=True, sampler_weights=sw, num_workers=workers,
+                               seed=int(cfg["seed"]), epoch_size=epoch_size)
+    if semi == "fixmatch":
+        from lightning.pytorch.utilities import CombinedLoader
+
+        mu = int(module.semi["mu"])
+        u_loader = unlabeled_loader(MapTensors(unlabeled.maps, size, cfg["resize"]), mu * batch,
+                                    len(train_loader), seed=int(cfg["seed"]) + 1)
+        train_loader = CombinedLoader({"labeled": train_loader, "unlabeled": u_loader}, mode="min_size")
     val_loader = make_loader(val_t, int(cfg["eval_batch_size"]), train=False, num_workers=workers)
 
     trainer, checkpoint = build_trainer(
-        run_dir, monitor=MONITOR, summary=EpochSummary(console_print, SUMMARY), epochs=int(cfg["epochs"]),
+        run_dir, monitor=MONITOR, summary=EpochSummary(console_print, SUMMARY + (("mask_rate",) if semi == "fixmatch" else ())), epochs=int(cfg["epochs"]),
         device=cfg["device"], devices=int(cfg["devices"]), precision=cfg["precision"],
         patience=int(cfg["early_stopping_patience"]), scheduler=cfg["scheduler"], progress=bool(cfg["progress"]))
     done = train(trainer, checkpoint, module, train_loader, val_loader, run_dir)

@@ -41,6 +41,23 @@ class FeatureTensors(WaferTensors):
         self.labels = torch.from_numpy(ds.labels.astype(np.float32 if ds.multilabel else np.int64))
 
 
+class MapTensors(WaferTensors):
+    """Maps without labels (a list or array of die-code maps) resized to S x S; the label is a dummy 0."""
+
+    def __init__(self, maps, size: int, resize: str = "nearest") -> None:
+        self.maps = (torch.from_numpy(resize_stack(maps, size, resize)) if len(maps)
+                     else torch.zeros(0, size, size, dtype=torch.uint8))
+        self.labels = torch.zeros(len(self.maps), dtype=torch.int64)
+
+
+def unlabeled_loader(data: WaferTensors, batch_size: int, n_batches: int, seed: int = 0) -> DataLoader:
+    """`n_batches` batches of `batch_size` maps drawn at random (with replacement) from `data`: the unlabelled
+    half of a semi-supervised step, as many batches as the labelled loader has."""
+    g = torch.Generator().manual_seed(seed)
+    sampler = RandomSampler(data, replacement=True, num_samples=max(1, n_batches) * batch_size, generator=g)
+    return DataLoader(data, batch_size=batch_size, sampler=sampler, drop_last=True, collate_fn=_identity_collate)
+
+
 def _identity_collate(batch):
     return batch
 

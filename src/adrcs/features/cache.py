@@ -76,9 +76,12 @@ class FeatureCache:
 
 
 def fit_with_cache(feats: SinogramFeatures, maps: np.ndarray, y: np.ndarray, cache: FeatureCache,
-                   say: Printer = print, progress: bool = False) -> dict[str, bool]:
-    """Fit both stages of `feats` on training maps/labels, reusing cached stages. Returns the cache hits."""
-    k1 = digest(maps, feats.encoder, feats.sbae_args if feats.encoder != "none" else {}, feats.seed)
+                   say: Printer = print, progress: bool = False,
+                   encoder_maps: np.ndarray | None = None) -> dict[str, bool]:
+    """Fit both stages of `feats` on training maps/labels, reusing cached stages. Returns the cache hits.
+    `encoder_maps`: more maps (no labels) the encoder learns from besides the training maps."""
+    fit_maps = maps if encoder_maps is None or not len(encoder_maps) else np.concatenate([maps, encoder_maps])
+    k1 = digest(fit_maps, feats.encoder, feats.sbae_args if feats.encoder != "none" else {}, feats.seed)
     hit1 = cache.get("encoder", k1)
     if hit1 is not None:
         feats.size_ = int(hit1["size"])
@@ -88,7 +91,7 @@ def fit_with_cache(feats: SinogramFeatures, maps: np.ndarray, y: np.ndarray, cac
         feats.info_.update(hit1["info"])
         say(f"features: encoder ({feats.encoder}) from the cache")
     else:
-        feats.fit_encoder(maps, say=say, progress=progress)
+        feats.fit_encoder(fit_maps, say=say, progress=progress)
         cache.put("encoder", k1, feats.encoder_state())
     k2 = digest(k1, np.asarray(y), feats.radon_angles, feats.selector, feats.selector_args,
                 feats.select_samples, feats.seed)

@@ -71,6 +71,7 @@ class SinogramFeatures:
             t0 = time.time()
             self.sbae_ = SBAEEncoder(device=self.device, **args).fit(maps, say=say, progress=progress)
             self.info_["encoder_seconds"] = round(time.time() - t0, 1)
+            self.info_["sbae_maps"] = int(len(maps))
         return self
 
     def pool(self, maps: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -28,6 +28,7 @@ class Request:
     labels: Path | None = None              # lot,wafer,label CSV for files without labels (wafer maps)
     annotated: bool = True                  # detection predict: write annotated images
     alpha: float | None = None              # prediction sets at this level (default: the model's)
+    unlabeled: Sequence[Path] | None = None  # train: wafer-map files whose maps join without labels
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Task:
             extra = req.data[1] if len(req.data) > 1 else req.val[1]
             raise InputError(extra, "image models take one --data path (a list file or a folder) and at most "
                                     "one --val")
-        for flag, value in (("tta", req.tta), ("threshold", req.threshold), ("labels", req.labels)):
+        for flag, value in (("tta", req.tta), ("threshold", req.threshold), ("labels", req.labels),
+                            ("unlabeled", req.unlabeled)):
             if value is not None:
                 raise InputError(None, f"--{flag} is for wafer-map models; this is an image model")

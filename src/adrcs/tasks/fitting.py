@@ -47,11 +47,14 @@ class FitDetectorResult:
 
 def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
         console_print: Callable[[str], None] = print, features=None, tensors: tuple[Any, Any] | None = None,
-        pipeline_factory: Callable[[torch.nn.Module], Any] | None = None) -> FitResult:
+        pipeline_factory: Callable[[torch.nn.Module], Any] | None = None, unlabeled: WaferMapSet | None = None,
+        semi: str = "none") -> FitResult:
     """`train_classifier`, then save `model.ckpt` in `run_dir`: a wafer-map `Pipeline` (with the
-    feature step of `features`), or `pipeline_factory(net)` when given."""
+    feature step of `features`), or `pipeline_factory(net)` when given. `unlabeled` / `semi`: see
+    `train_classifier`."""
     run_dir = Path(run_dir)
-    done = train_classifier(cfg, train, val, run_dir, console_print, features=features, tensors=tensors)
+    done = train_classifier(cfg, train, val, run_dir, console_print, features=features, tensors=tensors,
+                            unlabeled=unlabeled, semi=semi)
     if pipeline_factory is not None:
         pipeline = pipeline_factory(done.net)
     else:

@@ -14,7 +14,8 @@ FORMAT = Pipeline.FORMAT
 def _train(cfg: dict[str, Any], req: Request, say: Printer) -> Any:
     from adrcs.api import train
 
-    return train(cfg, list(req.data), list(req.val) if req.val else None, req.out, say=say, **(req.reading or {}))
+    return train(cfg, list(req.data), list(req.val) if req.val else None, req.out, say=say,
+                 unlabeled_paths=list(req.unlabeled) if req.unlabeled else None, **(req.reading or {}))
 
 
 def _evaluate(model: Path, req: Request, say: Printer) -> Any:

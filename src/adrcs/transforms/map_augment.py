@@ -127,3 +127,32 @@ def two_views(maps: torch.Tensor, aug: MapAugment,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Two independent views of every map of a batch (the positive pairs of contrastive learning)."""
     return augment_view(maps, aug, generator), augment_view(maps, aug, generator)
+
+
+def die_cutout(maps: torch.Tensor, max_side: float = 0.25, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Cutout for die maps: per map one random square (side up to `max_side` of the map, at least one cell) whose
+    failing dies turn good. The wafer outline stays (off-wafer cells never change), so the view stays a wafer
+    map with part of its pattern erased: the strong view of FixMatch (`engine.fixmatch`)."""
+    n, h, w = maps.shape
+    if n == 0 or max_side <= 0:
+        return maps.clone()
+    side = (torch.rand(n, generator=generator) * max_side * min(h, w)).clamp(min=1).long()
+    r0 = (torch.rand(n, generator=generator) * (h - side + 1)).long()
+    c0 = (torch.rand(n, generator=generator) * (w - side + 1)).long()
+    rows = torch.arange(h)[None, :]
+    cols = torch.arange(w)[None, :]
+    in_r = (rows >= r0[:, None]) & (rows < (r0 + side)[:, None])
+    in_c = (cols >= c0[:, None]) & (cols < (c0 + side)[:, None])
+    box = (in_r[:, :, None] & in_c[:, None, :]).to(maps.device)
+    out = maps.clone()
+    out[box & (maps == 2)] = 1
+    return out
+
+
+def strong_view(maps: torch.Tensor, p_fail: float = 0.02, p_drop: float = 0.1, cutout: float = 0.25,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """FixMatch's strong view of die maps: die noise, cutout, a random symmetry (no crop: the weak view's
+    geometry is kept up to symmetry, so the pseudo-label of the weak view stays right)."""
+    x = die_noise(maps, p_fail, p_drop, generator)
+    x = die_cutout(x, cutout, generator)
+    return random_dihedral(x, generator)

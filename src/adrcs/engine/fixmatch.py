@@ -1,0 +1,120 @@
+"""FixMatch for wafer maps (`semi_supervised: fixmatch`): labelled batches plus maps nobody labelled.
+
+Sohn et al., "FixMatch: Simplifying semi-supervised learning with consistency and confidence" (NeurIPS
+2020), with the distribution alignment of ReMixMatch (Berthelot et al., ICLR 2020) for the long tail:
+
+- each step takes a labelled batch (B maps, the usual weighted cross entropy) and ``mu * B`` unlabelled maps;
+- the *weak* view of an unlabelled map (a random dihedral symmetry) is classified without gradient; its class
+  probabilities are aligned, ``p <- normalise(p * prior / running_mean(p))`` (prior: the labelled class mix,
+  running mean: the model's mean prediction on unlabelled maps, an EMA), which keeps the pseudo-labels from
+  collapsing onto the common classes;
+- where the aligned top probability reaches ``threshold`` its argmax becomes the pseudo-label of the *strong*
+  view (die noise + cutout + symmetry, `transforms.map_augment.strong_view`), trained with cross entropy
+  weighted by ``lambda_u``; below the threshold the map adds nothing this step.
+
+The logged ``mask_rate`` (share of unlabelled maps above the threshold) and ``unsup_loss`` show whether the
+unlabelled maps take part. Options (config ``semi_args``) are checked by `semi_options`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from adrcs.engine.classifier_module import ClassifierModule
+from adrcs.errors import InputError
+from adrcs.transforms.dihedral import random_dihedral
+from adrcs.transforms.map_augment import strong_view
+
+METHODS = ("auto", "none", "fixmatch")
+# `semi_args` of the config: defaults of the paper (threshold, mu, lambda_u) and of the strong view.
+OPTIONS: dict[str, Any] = {"threshold": 0.95, "mu": 7, "lambda_u": 1.0, "dist_align": True, "ema": 0.999,
+                           "p_fail": 0.02, "p_drop": 0.1, "cutout": 0.25}
+
+
+def semi_options(given: dict[str, Any] | None) -> dict[str, Any]:
+    """`OPTIONS` updated by `given` (config ``semi_args``); one-line InputError naming a bad option."""
+    opts = dict(OPTIONS)
+    for key, value in (given or {}).items():
+        if key not in OPTIONS:
+            raise InputError(None, f"semi_args: unknown option {key!r}; known: {sorted(OPTIONS)}")
+        want = type(OPTIONS[key])
+        if want is bool:
+            if not isinstance(value, bool):
+                raise InputError(None, f"semi_args.{key}: {value!r} is not true or false")
+            opts[key] = value
+            continue
+        try:
+            opts[key] = want(value)
+        except (TypeError, ValueError):
+            raise InputError(None, f"semi_args.{key}: cannot read {value!r} as a number")
+    checks = {"threshold": 0 < opts["threshold"] <= 1, "mu": opts["mu"] >= 1, "lambda_u": opts["lambda_u"] >= 0,
+              "ema": 0 <= opts["ema"] < 1, "p_fail": 0 <= opts["p_fail"] <= 1, "p_drop": 0 <= opts["p_drop"] <= 1,
+              "cutout": 0 <= opts["cutout"] <= 1}
+    for key, ok in checks.items():
+        if not ok:
+            raise InputError(None, f"semi_args.{key}: {opts[key]!r} is out of range")
+    return opts
+
+
+def resolve_method(cfg: dict[str, Any], n_unlabeled: int) -> str:
+    """The semi-supervised method a run uses: ``auto`` is FixMatch when unlabelled maps are given to a wafer-map
+    network (the sinogram pipeline gives them to its SBAE instead), else none."""
+    method = str(cfg.get("semi_supervised", "auto")).lower()
+    if method not in METHODS:
+        raise InputError(None, f"semi_supervised must be one of {', '.join(METHODS)} (got {method!r})")
+    if method == "auto":
+        method = "fixmatch" if n_unlabeled and cfg.get("features", "none") == "none" else "none"
+    if method == "fixmatch":
+        if cfg.get("features", "none") != "none":
+            raise InputError(None, "semi_supervised: fixmatch is for wafer-map networks (features: none)")
+        if not n_unlabeled:
+            raise InputError("--unlabeled", "semi_supervised: fixmatch needs maps without labels (--unlabeled)")
+    return method
+
+
+class FixMatchModule(ClassifierModule):
+    """`ClassifierModule` whose training batches are ``{"labeled": (maps, y), "unlabeled": (maps, _)}``."""
+
+    def __init__(self, *args: Any, semi_args: dict[str, Any] | None = None,
+                 class_prior: list[float] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.hparams.multilabel or self.hparams.inputs != "map":
+            raise InputError(None, "semi_supervised: fixmatch needs single-label wafer maps")
+        self.semi = semi_options(semi_args)
+        k = int(self.hparams.num_classes)
+        prior = torch.full((k,), 1.0 / k) if class_prior is None else torch.tensor(class_prior, dtype=torch.float32)
+        prior = prior.clamp(min=1e-6)
+        self.register_buffer("prior", prior / prior.sum(), persistent=False)
+        self.register_buffer("p_model", self.prior.clone(), persistent=False)
+
+    def pseudo_labels(self, weak_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pseudo-label, mask) of unlabelled maps from their weak views' logits (distribution-aligned)."""
+        p = weak_logits.float().softmax(dim=1)
+        if self.semi["dist_align"]:
+            m = self.semi["ema"]
+            self.p_model.mul_(m).add_((1 - m) * p.mean(dim=0))
+            p = p * (self.prior / self.p_model.clamp(min=1e-6))
+            p = p / p.sum(dim=1, keepdim=True)
+        conf, label = p.max(dim=1)
+        return label, (conf >= self.semi["threshold"]).float()
+
+    def training_step(self, batch, batch_idx):
+        maps, y = batch["labeled"]
+        umaps = batch["unlabeled"][0]
+        if self.hparams.augment == "dihedral":
+            maps = random_dihedral(maps)
+        sup = self.loss(self(maps), y)
+        with torch.no_grad():
+            label, mask = self.pseudo_labels(self(random_dihedral(umaps)))
+        s = self.semi
+        strong = strong_view(umaps, s["p_fail"], s["p_drop"], s["cutout"])
+        unsup = (F.cross_entropy(self(strong), label, reduction="none") * mask).mean()
+        loss = sup + s["lambda_u"] * unsup
+        n = len(y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("sup_loss", sup, on_step=False, on_epoch=True, batch_size=n)
+        self.log("unsup_loss", unsup, on_step=False, on_epoch=True, batch_size=n)
+        self.log("mask_rate", mask.mean(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
+        return loss

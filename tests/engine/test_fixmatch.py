@@ -1,0 +1,157 @@
+"""FixMatch (`semi_supervised: fixmatch`) and `adrcs train --unlabeled`: views, pseudo-labels, runs, errors."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.cli import run_cli as run
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SMALL = ["--input-size", "16", "--device", "cpu", "--batch-size", "8", "--model-args",
+         "{width: 4, deep_mult: 2, hidden: 16}", "--calibrate", "false", "--early-stopping-patience", "0"]
+
+
+def _maps(n=6, s=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    maps = torch.ones(n, s, s, dtype=torch.uint8)
+    maps[:, :2] = 0  # off-wafer rows
+    maps[torch.rand(n, s, s, generator=g) < 0.4] = 2
+    maps[:, :2] = 0
+    return maps
+
+
+def test_cutout_only_turns_failing_dies_good_inside_one_square():
+    from adrcs.transforms.map_augment import die_cutout
+
+    maps = _maps()
+    out = die_cutout(maps, max_side=0.5, generator=torch.Generator().manual_seed(1))
+    changed = out != maps
+    assert out.shape == maps.shape and out.dtype == torch.uint8
+    assert torch.all(maps[changed] == 2) and torch.all(out[changed] == 1)
+    assert torch.all(out[maps == 0] == 0)
+    for k in range(len(maps)):  # the changed cells of a map fit in a square of side <= 6
+        r, c = torch.nonzero(changed[k], as_tuple=True)
+        if len(r):
+            assert r.max() - r.min() < 6 and c.max() - c.min() < 6
+    assert changed.any()
+
+
+def test_strong_view_keeps_the_wafer_outline_up_to_symmetry():
+    from adrcs.transforms.dihedral import dihedral_views
+    from adrcs.transforms.map_augment import strong_view
+
+    maps = _maps()
+    out = strong_view(maps, generator=torch.Generator().manual_seed(2))
+    for k in range(len(maps)):
+        outlines = [v[0] > 0 for v in dihedral_views((maps[k:k + 1] > 0).to(torch.uint8))]
+        assert any(torch.equal(o, out[k] > 0) for o in outlines)
+
+
+def test_semi_options_check_every_value():
+    from adrcs.engine.fixmatch import semi_options
+    from adrcs.errors import InputError
+
+    assert semi_options({"mu": "3", "threshold": 0.9}) == {**semi_options(None), "mu": 3, "threshold": 0.9}
+    for bad, match in [({"tau": 1}, "unknown option 'tau'"), ({"threshold": 0}, "threshold"),
+                       ({"mu": 0}, "mu"), ({"dist_align": "yes"}, "true or false"), ({"mu": "x"}, "number")]:
+        with pytest.raises(InputError, match=match):
+            semi_options(bad)
+
+
+def test_distribution_alignment_lifts_the_rare_class_pseudo_labels():
+    from adrcs.engine.fixmatch import FixMatchModule
+
+    args = dict(model="ffn", num_classes=2, class_names=["a", "b"], model_args={"width": 4, "deep_mult": 2,
+                                                                              "hidden": 8})
+    logits = torch.tensor([[3.0, 0.0]] * 9 + [[0.0, 3.0]])  # the model says "a" far more often than the prior
+    plain = FixMatchModule(**args, semi_args={"dist_align": False, "threshold": 0.5}, class_prior=[0.5, 0.5])
+    aligned = FixMatchModule(**args, semi_args={"ema": 0.0, "threshold": 0.5}, class_prior=[0.5, 0.5])
+    label0, mask0 = plain.pseudo_labels(logits)
+    label1, mask1 = aligned.pseudo_labels(logits)
+    assert label0.tolist() == label1.tolist() == [0] * 9 + [1]  # no flip of confident answers ...
+    p = logits.softmax(1)
+    assert torch.allclose(aligned.p_model, p.mean(0))  # ... the running mean is the batch mean with ema 0
+    assert mask1.sum() == mask0.sum() == 10
+
+
+@pytest.fixture
+def files(tmp_path):
+    from helpers.frames import make_wm811k_frame
+
+    paths = {}
+    for name, seed, n in [("unlabeled", 1, 12), ("train", 2, 4), ("val", 3, 4)]:
+        rng = np.random.default_rng(seed)
+        frame = make_wm811k_frame(rng, classes=["Center", "Donut", "Edge-Ring", "none"], per_class=n, sizes=(16, 22))
+        for m in frame["waferMap"]:
+            m[(m == 128) & (rng.random(m.shape) < 0.05)] = 255
+        p = tmp_path / f"{name}.pkl.xz"
+        frame.to_pickle(p)
+        paths[name] = p
+    return paths
+
+
+def test_train_with_unlabeled_runs_fixmatch_and_records_it(files, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = run(["train", "--train", files["train"], "--val", files["val"], "--unlabeled",
+                             files["unlabeled"], files["val"], "--out", out, "--epochs", "2", "--semi-args",
+                             "{mu: 2, threshold: 0.3}", *SMALL], capsys)
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    u = m["unlabeled"]
+    assert u["method"] == "fixmatch" and u["n_read"] == 48 + 16 and u["dropped_as_val"] == 16
+    assert u["n_maps"] == 48 and u["files"] == [str(files["unlabeled"]), str(files["val"])]
+    import pandas as pd
+
+    hist = pd.read_csv(out / "logs" / "metrics.csv")
+    assert {"mask_rate", "unsup_loss", "sup_loss"} <= set(hist.columns)
+    assert "fixmatch with 48 unlabeled maps" in stdout and "mask_rate" in stdout
+    import yaml
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["semi_supervised"] == "auto" and cfg["unlabeled"] == u["files"]
+    code, _, err = run(["predict", "--model", out, "--data", files["val"], "--out", tmp_path / "p.csv"], capsys)
+    assert code == 0, err
+
+
+def test_semi_supervised_none_ignores_the_pool_and_says_so(files, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = run(["train", "--train", files["train"], "--val", files["val"], "--unlabeled", files["unlabeled"],
+                        "--semi-supervised", "none", "--out", out, "--epochs", "1", *SMALL], capsys)
+    assert code == 0, err
+    assert json.loads((out / "metrics.json").read_text())["unlabeled"]["method"] == "none"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--semi-supervised", "fixmatch"], "needs maps without labels"),
+    (["--semi-supervised", "mean_teacher"], "semi_supervised"),
+    (["--unlabeled", "missing.pkl"], "missing.pkl"),
+    (["--semi-args", "{tau: 0.9}"], "unknown option 'tau'"),
+])
+def test_bad_semi_supervised_requests_are_one_line_errors(files, tmp_path, capsys, extra, message):
+    code, _, err = run(["train", "--train", files["train"], "--val", files["val"], "--out", tmp_path / "r",
+                        "--epochs", "1", *SMALL, *extra], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_sinogram_config_gives_unlabeled_maps_to_the_sbae(tmp_path):
+    from adrcs.api import train
+    from adrcs.config import load_config
+    from adrcs.data.writer import save_wafer_maps
+    from helpers.wafers import make_wafer_set
+
+    kinds = ("center", "donut", "edge_ring", "scratch")
+    save_wafer_maps(make_wafer_set(5, 0, kinds), tmp_path / "train.pkl.xz")
+    save_wafer_maps(make_wafer_set(3, 1, kinds), tmp_path / "val.pkl.xz")
+    save_wafer_maps(make_wafer_set(6, 2, kinds), tmp_path / "more.pkl.xz")
+    cfg = load_config(None, {"features": "sinogram", "model": "cnn1d", "input_size": 16, "epochs": 1,
+                             "batch_size": 8, "model_args": {"width": 8, "hidden": 16}, "device": "cpu",
+                             "progress": False, "sbae_args": {"steps": 5, "channels": 4, "hidden": 8},
+                             "selector": "none", "feature_cache": "none", "calibrate": False})
+    train(cfg, [tmp_path / "train.pkl.xz"], [tmp_path / "val.pkl.xz"], tmp_path / "run", say=lambda m: None,
+          unlabeled_paths=[tmp_path / "more.pkl.xz"])
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    u = m["unlabeled"]
+    assert u["method"] == "sbae" and u["n_read"] == 24 and 0 < u["n_maps"] <= 24
+    assert m["features"]["sbae_maps"] == 20 + u["n_maps"]  # training maps + the pool
