@@ -16,7 +16,9 @@ val maps (macro-F1 and F1 per class).
     python bench/suggest.py --seeds 0 1 2            # 3 seeds
     python bench/suggest.py --pool-limit 2000 --epochs 2 --rounds 2 --tag _smoke   # minutes, a smoke test
 
-Writes bench/results/suggest<tag>.{json,md} and suggest<tag>_curve.png (macro-F1 vs labelled maps).
+Writes bench/results/suggest<tag>.{json,md} and suggest<tag>_curve.png (macro-F1 vs labelled maps). A finished
+simulation (strategy, seed) is kept in bench/runs/suggest<tag>/<strategy>_seed<seed>/records.json and read back
+instead of rerun, so seeds can be added in later sittings (same settings).
 """
 from __future__ import annotations
 
@@ -128,6 +130,10 @@ def simulate(a: argparse.Namespace, method: str, seed: int, start: WaferMapSet, 
              select: WaferMapSet, val: WaferMapSet) -> list[dict[str, Any]]:
     """One strategy, one seed: rounds + 1 trainings; one record per training."""
     work = REPO / "bench" / "runs" / f"suggest{a.tag}" / f"{method}_seed{seed}"
+    cache = work / "records.json"  # a finished simulation is kept: more seeds can be added later
+    if cache.is_file():
+        print(f"{method} seed {seed}: from {cache}", flush=True)
+        return json.loads(cache.read_text())
     labelled, rest = start, pool
     out: list[dict[str, Any]] = []
     for rnd in range(a.rounds + 1):
@@ -148,6 +154,7 @@ def simulate(a: argparse.Namespace, method: str, seed: int, start: WaferMapSet, 
               f"{rec['macro_f1']:.4f} ({rec['round_seconds']:.0f}s)"
               + (f"; picked {rec['picked_classes']}" if "picked_classes" in rec else ""), flush=True)
         out.append(rec)
+    cache.write_text(json.dumps(out, indent=2))
     return out
 
 

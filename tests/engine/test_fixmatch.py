@@ -155,3 +155,18 @@ def test_sinogram_config_gives_unlabeled_maps_to_the_sbae(tmp_path):
     u = m["unlabeled"]
     assert u["method"] == "sbae" and u["n_read"] == 24 and 0 < u["n_maps"] <= 24
     assert m["features"]["sbae_maps"] == 20 + u["n_maps"]  # training maps + the pool
+
+
+def test_fixmatch_starts_from_a_pretrained_encoder(files, tmp_path, capsys):
+    pre = tmp_path / "pre"
+    code, _, err = run(["pretrain", "--unlabeled", files["unlabeled"], "--out", pre, "--epochs", "1",
+                        "--input-size", "16", "--device", "cpu", "--batch-size", "16", "--model-args",
+                        "{width: 4, deep_mult: 2, hidden: 16}"], capsys)
+    assert code == 0, err
+    out = tmp_path / "run"
+    code, stdout, err = run(["train", "--train", files["train"], "--val", files["val"], "--unlabeled",
+                             files["unlabeled"], "--init", pre, "--out", out, "--epochs", "1", "--semi-args",
+                             "{mu: 2}", *SMALL], capsys)
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["init"] == str(pre) and m["unlabeled"]["method"] == "fixmatch"
