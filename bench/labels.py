@@ -155,8 +155,9 @@ def run_cell(a: argparse.Namespace, labels: str, method: str, seed: int, parts: 
 
 def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
+    extra = sorted({c["method"] for c in cells} - set(METHODS))  # ablations kept under their own name
     for labels in ("1", "10", "all"):
-        for method in METHODS:
+        for method in (*METHODS, *extra):
             got = [c for c in cells if c["labels"] == labels and c["method"] == method]
             if not got:
                 continue

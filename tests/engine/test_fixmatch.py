@@ -170,3 +170,18 @@ def test_fixmatch_starts_from_a_pretrained_encoder(files, tmp_path, capsys):
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
     assert m["init"] == str(pre) and m["unlabeled"]["method"] == "fixmatch"
+
+
+def test_logit_adjustment_bridges_the_balanced_training_mix_and_the_real_one():
+    from adrcs.engine.fixmatch import FixMatchModule
+
+    args = dict(model="ffn", num_classes=2, class_names=["common", "rare"],
+                model_args={"width": 4, "deep_mult": 2, "hidden": 8})
+    m = FixMatchModule(**args, semi_args={"dist_align": False, "threshold": 0.6}, class_prior=[0.9, 0.1],
+                       train_prior=[0.5, 0.5])
+    assert torch.allclose(m.adjust, torch.tensor([0.9 / 0.5, 0.1 / 0.5]).log())
+    label, mask = m.pseudo_labels(torch.tensor([[0.0, 0.0], [0.0, 5.0]]))
+    assert label.tolist() == [0, 1]  # a tie in the balanced mix is the common class in the real one
+    assert mask.tolist() == [1.0, 1.0]
+    plain = FixMatchModule(**args, class_prior=[0.9, 0.1])  # no balancing: no offset
+    assert torch.count_nonzero(plain.adjust) == 0

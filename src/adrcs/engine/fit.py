@@ -61,7 +61,8 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
                 else np.ones(len(train_set), bool))  # the class mix before balancing
         real_counts = np.bincount(train_set.labels[real], minlength=len(counts))
         prior = real_counts / max(int(real_counts.sum()), 1)
-        module_class, extra = FixMatchModule, dict(semi_args=dict(cfg["semi_args"]), class_prior=prior.tolist())
+        module_class, extra = FixMatchModule, dict(semi_args=dict(cfg["semi_args"]), class_prior=prior.tolist(),
+                                                   train_prior=(counts / max(int(counts.sum()), 1)).tolist())
     module = module_class(
         model=cfg["model"], num_classes=len(train_set.class_names), class_names=list(train_set.class_names),
         multilabel=train_set.multilabel, model_args=dict(cfg["model_args"]),

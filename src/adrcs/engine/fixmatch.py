@@ -4,10 +4,15 @@ Sohn et al., "FixMatch: Simplifying semi-supervised learning with consistency an
 2020), with the distribution alignment of ReMixMatch (Berthelot et al., ICLR 2020) for the long tail:
 
 - each step takes a labelled batch (B maps, the usual weighted cross entropy) and ``mu * B`` unlabelled maps;
-- the *weak* view of an unlabelled map (a random dihedral symmetry) is classified without gradient; its class
-  probabilities are aligned, ``p <- normalise(p * prior / running_mean(p))`` (prior: the labelled class mix,
-  running mean: the model's mean prediction on unlabelled maps, an EMA), which keeps the pseudo-labels from
-  collapsing onto the common classes;
+- the *weak* view of an unlabelled map (a random dihedral symmetry) is classified without gradient;
+- long tail: the labelled batches may be balanced (``balance: oversample``), so the network's outputs follow the
+  training mix ``pi_train``, while the unlabelled maps come in the real mix ``pi`` (the labelled maps' before
+  balancing). Logit adjustment (Menon et al., ICLR 2021) bridges the two: the weak view's probabilities are
+  taken at ``logits + log(pi / pi_train)`` (the posterior in the real mix, right for the pool), and the strong
+  view is trained with the same offset added, so the network itself keeps answering in the training mix and the
+  common classes do not swallow the rare ones. Without balancing the offset is zero: plain FixMatch;
+- the probabilities are then aligned, ``p <- normalise(p * pi / running_mean(p))`` (running mean: the model's
+  mean prediction on unlabelled maps, an EMA), which keeps the pseudo-labels in the real class mix;
 - where the aligned top probability reaches ``threshold`` its argmax becomes the pseudo-label of the *strong*
   view (die noise + cutout + symmetry, `transforms.map_augment.strong_view`), trained with cross entropy
   weighted by ``lambda_u``; below the threshold the map adds nothing this step.
@@ -78,7 +83,8 @@ class FixMatchModule(ClassifierModule):
     """`ClassifierModule` whose training batches are ``{"labeled": (maps, y), "unlabeled": (maps, _)}``."""
 
     def __init__(self, *args: Any, semi_args: dict[str, Any] | None = None,
-                 class_prior: list[float] | None = None, **kwargs: Any) -> None:
+                 class_prior: list[float] | None = None, train_prior: list[float] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.hparams.multilabel or self.hparams.inputs != "map":
             raise InputError(None, "semi_supervised: fixmatch needs single-label wafer maps")
@@ -88,10 +94,12 @@ class FixMatchModule(ClassifierModule):
         prior = prior.clamp(min=1e-6)
         self.register_buffer("prior", prior / prior.sum(), persistent=False)
         self.register_buffer("p_model", self.prior.clone(), persistent=False)
+        mix = self.prior if train_prior is None else torch.tensor(train_prior, dtype=torch.float32).clamp(min=1e-6)
+        self.register_buffer("adjust", (self.prior / (mix / mix.sum())).log(), persistent=False)
 
     def pseudo_labels(self, weak_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(pseudo-label, mask) of unlabelled maps from their weak views' logits (distribution-aligned)."""
-        p = weak_logits.float().softmax(dim=1)
+        p = (weak_logits.float() + self.adjust).softmax(dim=1)
         if self.semi["dist_align"]:
             m = self.semi["ema"]
             self.p_model.mul_(m).add_((1 - m) * p.mean(dim=0))
@@ -110,7 +118,7 @@ class FixMatchModule(ClassifierModule):
             label, mask = self.pseudo_labels(self(random_dihedral(umaps)))
         s = self.semi
         strong = strong_view(umaps, s["p_fail"], s["p_drop"], s["cutout"])
-        unsup = (F.cross_entropy(self(strong), label, reduction="none") * mask).mean()
+        unsup = (F.cross_entropy(self(strong) + self.adjust, label, reduction="none") * mask).mean()
         loss = sup + s["lambda_u"] * unsup
         n = len(y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=n)
