@@ -1,0 +1,1 @@
+"""Deployment: exporting trained models for other runtimes (`export_onnx`)."""
