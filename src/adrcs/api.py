@@ -197,11 +197,15 @@ def _evaluate_set(pipe: Pipeline, ds: WaferMapSet, plot_dir: Path, tta: bool | N
 def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path | None = None,
              tta: bool | None = None, say: Printer = print, *, trust_pickle: bool = False,
              limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop",
-             labels: str | Path | None = None, alpha: float | None = None) -> dict[str, Any]:
+             labels: str | Path | None = None, alpha: float | None = None, runtime: str = "torch") -> dict[str, Any]:
     """Evaluate a trained model on labeled data; write the report JSON to `out` and plots beside it.
     labels: a ``lot,wafer,label`` CSV giving the labels of maps whose files carry none (fab formats).
-    alpha: prediction sets at this level (default: the one the model was trained with)."""
-    pipe = Pipeline.load(model_dir)
+    alpha: prediction sets at this level (default: the one the model was trained with).
+    runtime: torch | onnx (the run's checked model.onnx, exported first when missing); recorded as ``runtime``."""
+    from adrcs.inference.onnx_runtime import check_runtime, load_wafer_model
+
+    runtime = check_runtime(runtime)
+    pipe = load_wafer_model(model_dir, runtime, say)
     paths = [data] if isinstance(data, (str, Path)) else list(data)
     ds = _with_labels(read_maps(paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab, on_error=on_error),
                       labels, pipe, say)
@@ -219,6 +223,7 @@ def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out
                            alpha=alpha)
     report["model_dir"] = str(model_dir)
     report["data"] = [str(p) for p in paths]
+    report["runtime"] = runtime
     out_path.write_text(json.dumps(report, indent=2))
     say(f"report: {out_path}; plots: {plot_dir}")
     return report
@@ -241,14 +246,17 @@ def _with_labels(ds: WaferMapSet, labels: str | Path | None, pipe: Pipeline, say
 def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path,
             tta: bool | None = None, threshold: float = 0.5, say: Printer = print, *, trust_pickle: bool = False,
             limits: InputLimits | None = None, fab: FabOptions | None = None, on_error: str = "stop",
-            labels: str | Path | None = None, alpha: float | None = None) -> pd.DataFrame:
+            labels: str | Path | None = None, alpha: float | None = None, runtime: str = "torch") -> pd.DataFrame:
     """Classify every map (labeled or not) and write one CSV row per map: index, source, source_index, lot,
     wafer, die_count, fail_count, yield, predicted, confidence, decision, unknown_score, set, [true],
     prob_<class>... (decision / set / unknown_score: `inference.trust`; alpha: sets at this level).
-    labels: a ``lot,wafer,label`` CSV filling the ``true`` column for files that carry no labels."""
+    labels: a ``lot,wafer,label`` CSV filling the ``true`` column for files that carry no labels.
+    runtime: torch | onnx (the run's checked model.onnx, exported first when missing; named in the summary)."""
     from adrcs.data.wafer_ids import wafer_columns
+    from adrcs.inference.onnx_runtime import check_runtime, load_wafer_model
 
-    pipe = Pipeline.load(model_dir)
+    runtime = check_runtime(runtime)
+    pipe = load_wafer_model(model_dir, runtime, say)
     paths = [data] if isinstance(data, (str, Path)) else list(data)
     ds = read_maps(paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab, on_error=on_error)
     ds = _with_labels(ds, labels, pipe, say)
@@ -277,7 +285,8 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     out.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out, index=False)
     counts = rows["predicted"].value_counts()
-    say(f"{len(rows)} maps classified -> {out}; predicted: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    say(f"{len(rows)} maps classified -> {out} (runtime {runtime}); predicted: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items()))
     sent = rows["decision"].isin(["review", "unknown"])
     if sent.any():
         say(f"decision: {int((rows['decision'] == 'review').sum())} to review, "

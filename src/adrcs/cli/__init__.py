@@ -1,5 +1,5 @@
-"""`adrcs` command line: train, evaluate, predict, info, convert, synth, serve, token, adapt (thin wrappers over
-the Python API). One module per group of verbs; importing them registers the verbs on `app`."""
+"""`adrcs` command line: train, evaluate, predict, info, convert, synth, export, serve, token, adapt (thin
+wrappers over the Python API). One module per group of verbs; importing them registers the verbs on `app`."""
 from __future__ import annotations
 
 import sys
@@ -11,6 +11,7 @@ from adrcs.cli import synth_verbs  # noqa: F401
 from adrcs.cli import pretrain_verbs  # noqa: F401
 from adrcs.cli import report_verbs  # noqa: F401
 from adrcs.cli import explain_verbs  # noqa: F401
+from adrcs.cli import export_verbs  # noqa: F401
 from adrcs.cli import suggest_verbs  # noqa: F401
 from adrcs.cli import service_verbs  # noqa: F401
 from adrcs.cli.common import app, expand_multi_value

@@ -69,11 +69,21 @@ ALPHA = typer.Option(None, "--alpha", help="Prediction sets cover the true class
                      "(default: the model's, 0.05).")
 
 
+RUNTIME = typer.Option("torch", "--runtime", help="torch | onnx: run the network in PyTorch, or in ONNX Runtime "
+                       "from the run's checked model.onnx (exported first when missing; wafer-map models).")
+
+
 def _check_alpha(alpha: float | None) -> None:
     from adrcs.errors import InputError
 
     if alpha is not None and not 0.0 < alpha < 1.0:
         raise InputError("--alpha", f"must be between 0 and 1 (got {alpha})")
+
+
+def _check_runtime(runtime: str) -> str:
+    from adrcs.inference.onnx_runtime import check_runtime
+
+    return check_runtime(runtime)
 
 
 def _run_on_model(verb: str, model: Path, **request: object) -> None:
@@ -97,12 +107,13 @@ def evaluate(
     annotations: Optional[Path] = typer.Option(None, "--annotations", help="Pascal VOC: the XML annotations folder."),
     labels: Optional[Path] = LABELS,
     alpha: Optional[float] = ALPHA,
+    runtime: str = RUNTIME,
     reading: Optional[dict] = None,
 ) -> None:
     """Evaluate a trained model: metrics table, report JSON and plots."""
     _check_alpha(alpha)
     _run_on_model("evaluate", model, data=list(data), out=out, images=images, annotations=annotations, tta=tta,
-                  labels=labels, alpha=alpha, reading=reading)
+                  labels=labels, alpha=alpha, reading=reading, runtime=_check_runtime(runtime))
 
 
 @app.command()
@@ -122,12 +133,13 @@ def predict(
     annotated: bool = typer.Option(True, "--annotated/--no-annotated", help="Detection: write annotated/ images "
                                    "with the boxes drawn (off: only predictions.json / .csv)."),
     alpha: Optional[float] = ALPHA,
+    runtime: str = RUNTIME,
     reading: Optional[dict] = None,
 ) -> None:
     """Classify maps; one CSV row per map with the predicted class, its decision, set and probabilities."""
     _check_alpha(alpha)
     _run_on_model("predict", model, data=list(data), out=out, images=images, annotations=annotations, tta=tta,
                   threshold=threshold, score_threshold=score_threshold, labels=labels, annotated=annotated,
-                  alpha=alpha, reading=reading)
+                  alpha=alpha, reading=reading, runtime=_check_runtime(runtime))
 
 

@@ -29,6 +29,7 @@ class Request:
     annotated: bool = True                  # detection predict: write annotated images
     alpha: float | None = None              # prediction sets at this level (default: the model's)
     unlabeled: Sequence[Path] | None = None  # train: wafer-map files whose maps join without labels
+    runtime: str = "torch"                  # evaluate / predict: torch | onnx (wafer maps; `inference.onnx_runtime`)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class Task:
 
     def check_image_request(self, req: Request) -> None:
         """Image tasks read one data path and have no TTA / multi-label threshold: say so, never ignore."""
+        if req.runtime != "torch" and self.image:
+            raise InputError(None, f"--runtime {req.runtime} is for wafer-map models so far; this is an image model "
+                                   "(`adrcs export` writes its model.onnx)")
         if not self.image:
             if req.images or req.annotations:
                 raise InputError(None, "--images/--annotations are for image data (task: detect or image_classify)")

@@ -22,7 +22,7 @@ def _evaluate(model: Path, req: Request, say: Printer) -> Any:
     from adrcs.api import evaluate
 
     return evaluate(model, list(req.data), req.out, tta=req.tta, say=say, labels=req.labels, alpha=req.alpha,
-                    **(req.reading or {}))
+                    runtime=req.runtime, **(req.reading or {}))
 
 
 def _predict(model: Path, req: Request, say: Printer) -> Any:
@@ -30,7 +30,7 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
 
     threshold = 0.5 if req.threshold is None else req.threshold
     return predict(model, list(req.data), req.out, tta=req.tta, threshold=threshold, say=say, labels=req.labels,
-                   alpha=req.alpha, **(req.reading or {}))
+                   alpha=req.alpha, runtime=req.runtime, **(req.reading or {}))
 
 
 def _load(run_dir: str | Path, device: str = "cpu") -> Any:
