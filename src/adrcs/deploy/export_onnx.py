@@ -3,7 +3,8 @@
 
 What is checked (and recorded under ``check`` in the metadata): the ONNX checker passes, and ONNX Runtime's
 outputs (logits, probabilities, features) on sample data (`onnx_graphs.sample_inputs`) equal PyTorch's within
-``TOLERANCE`` (max abs difference; features relative to their largest magnitude). An export that fails the
+``TOLERANCE``: max abs difference of the probabilities; of logits and features divided by their largest
+magnitude when that is over 1 (``max_rel_diff``; fp32 sums of large values differ in their last bits). An export that fails the
 check is kept for inspection but ``check.passed`` is false and ``--runtime onnx`` refuses it.
 
 INT8 (``--int8``): ONNX Runtime's static quantisation (QDQ, per-channel int8 weights, uint8 activations: the
@@ -93,7 +94,7 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, int8: bool =
     say(f"exported {out / ONNX_NAME} ({_mb(out / ONNX_NAME)}): ONNX checker passed; on {what} max abs difference "
         f"to PyTorch: probabilities {check['max_abs_diff']['probabilities']:.2e}, logits "
         f"{check['max_abs_diff']['logits']:.2e}, features {check['max_abs_diff']['features']:.2e} (relative "
-        f"{check['max_rel_diff_features']:.2e}) -> {'passed' if check['passed'] else 'FAILED'} (tolerance "
+        f"{check['max_rel_diff']['features']:.2e}) -> {'passed' if check['passed'] else 'FAILED'} (tolerance "
         f"{TOLERANCE:g})")
     if int8:
         meta["int8"] = quantize_int8(out / ONNX_NAME, out / INT8_NAME, input_name, x, labels, pipe.multilabel)
@@ -134,10 +135,11 @@ def check_model(path: Path, input_name: str, x: np.ndarray, ref: list[np.ndarray
     onnx.checker.check_model(str(path))  # raises on an invalid model
     got = run_session(make_session(path, threads=1), input_name, x)
     diff = {n: float(np.abs(a - b).max()) if a.size else 0.0 for n, a, b in zip(OUTPUT_NAMES, got, ref)}
-    scale = max(1.0, float(np.abs(ref[2]).max())) if ref[2].size else 1.0
-    rel = diff["features"] / scale
-    passed = diff["probabilities"] <= TOLERANCE and diff["logits"] <= TOLERANCE and rel <= TOLERANCE
-    return {"onnx_checker": "passed", "n": int(len(x)), "max_abs_diff": diff, "max_rel_diff_features": rel,
+    # logits and features: relative to their largest magnitude when that is over 1 (fp32 sums of large values)
+    rel = {n: diff[n] / max(1.0, float(np.abs(r).max()) if r.size else 1.0)
+           for n, r in zip(OUTPUT_NAMES, ref) if n != "probabilities"}
+    passed = diff["probabilities"] <= TOLERANCE and max(rel.values()) <= TOLERANCE
+    return {"onnx_checker": "passed", "n": int(len(x)), "max_abs_diff": diff, "max_rel_diff": rel,
             "tolerance": TOLERANCE, "passed": bool(passed)}
 
 
@@ -161,7 +163,7 @@ def _metadata(kind: str, pipe: Any, run_dir: Path, input_name: str, x: np.ndarra
         inp["codes"] = {"off_wafer": 0, "good": 1, "fail": 2}
         inp["note"] = ("die codes resized to input_size as preprocessing.resize says; the one-hot encoding is in "
                        "the graph")
-    elif input_name == "features":
+    elif input_name == "sinogram_features":
         inp["note"] = ("selected sinogram features: the feature step (SBAE encoder, Radon, standardise + select) "
                        "runs before the graph, from model.ckpt (PyTorch / NumPy)")
     else:

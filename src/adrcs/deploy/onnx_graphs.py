@@ -3,7 +3,7 @@ checked on.
 
 Wafer-map models take the prepared die codes uint8 (N, S, S) (0 off-wafer, 1 good, 2 failing; resized as the
 checkpoint says) and do the one-hot encoding inside the graph, so the ONNX model runs from codes to logits.
-Sinogram-feature models take the selected features float32 (N, L): the feature step (SBAE encoder, Radon,
+Sinogram-feature models take the selected features float32 (N, L) (input ``sinogram_features``): the feature step (SBAE encoder, Radon,
 standardise + select) runs before the graph, from ``model.ckpt``. Image classifiers take the prepared uint8
 images (N, C, S, S) and scale by 1/255 inside. Every graph has three outputs: ``logits`` (N, K),
 ``probabilities`` (N, K) (softmax, or sigmoid when multi-label; before temperature scaling) and ``features``
@@ -59,7 +59,7 @@ def graph_for(kind: str, pipe: Any) -> tuple[nn.Module, str]:
     if kind == "image_classify":
         return ImageGraph(pipe.net, False).eval(), "images"
     if pipe.features is not None:
-        return _Outputs(pipe.net, pipe.multilabel).eval(), "features"
+        return _Outputs(pipe.net, pipe.multilabel).eval(), "sinogram_features"
     return WaferGraph(pipe.net, pipe.multilabel).eval(), "maps"
 
 
