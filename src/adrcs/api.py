@@ -202,7 +202,8 @@ def evaluate(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out
     labels: a ``lot,wafer,label`` CSV giving the labels of maps whose files carry none (fab formats).
     alpha: prediction sets at this level (default: the one the model was trained with).
     runtime: torch | onnx (the run's checked model.onnx, exported first when missing); recorded as ``runtime``."""
-    from adrcs.inference.onnx_runtime import check_runtime, load_wafer_model
+    from adrcs.deploy.runtime import load_wafer_model
+    from adrcs.inference.onnx_runtime import check_runtime
 
     runtime = check_runtime(runtime)
     pipe = load_wafer_model(model_dir, runtime, say)
@@ -253,7 +254,8 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     labels: a ``lot,wafer,label`` CSV filling the ``true`` column for files that carry no labels.
     runtime: torch | onnx (the run's checked model.onnx, exported first when missing; named in the summary)."""
     from adrcs.data.wafer_ids import wafer_columns
-    from adrcs.inference.onnx_runtime import check_runtime, load_wafer_model
+    from adrcs.deploy.runtime import load_wafer_model
+    from adrcs.inference.onnx_runtime import check_runtime
 
     runtime = check_runtime(runtime)
     pipe = load_wafer_model(model_dir, runtime, say)

@@ -57,10 +57,10 @@ def _sample_maps(n: int) -> list[np.ndarray]:
 
 def _same_outputs(run: Path, maps: list, tta: bool, tol: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """ONNX Runtime and PyTorch give the same probabilities and features for `maps`; returns both probabilities."""
-    from adrcs.inference.onnx_runtime import OnnxPredictor
+    from adrcs.deploy.runtime import load_onnx
     from adrcs.pipeline import Pipeline
 
-    onnx_model, torch_model = OnnxPredictor.load(run, say=lambda s: None), Pipeline.load(run)
+    onnx_model, torch_model = load_onnx(run, say=lambda s: None), Pipeline.load(run)
     p1, f1 = onnx_model.predict_outputs(onnx_model.prepare(maps), tta=tta)
     p2, f2 = torch_model.predict_outputs(torch_model.prepare(maps), tta=tta)
     assert p1.shape == p2.shape and f1.shape == f2.shape
@@ -130,7 +130,7 @@ def test_predict_and_evaluate_runtime_onnx(trained_run: Path, tmp_path: Path, ca
 @pytest.mark.slow
 def test_stale_export_is_redone(trained_run: Path, tmp_path: Path) -> None:
     from adrcs.deploy.export_onnx import export_onnx, is_current, read_metadata
-    from adrcs.inference.onnx_runtime import OnnxPredictor
+    from adrcs.deploy.runtime import load_onnx
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
@@ -141,7 +141,7 @@ def test_stale_export_is_redone(trained_run: Path, tmp_path: Path) -> None:
     (run / "model.onnx.json").write_text(json.dumps(meta))
     assert not is_current(run)
     said: list[str] = []
-    OnnxPredictor.load(run, say=said.append)
+    load_onnx(run, say=said.append)
     assert any("exporting" in s for s in said) and is_current(run)
 
 

@@ -4,7 +4,8 @@
 ``predict_tensor``, ``predict_proba``, ``decide``, ``class_names``, ``multilabel``, ``trust``): the network's
 forward pass runs in ONNX Runtime; everything around it is the checkpoint's own code (map resizing, the
 sinogram feature step, the trust layer's temperature, sets and unknown score, TTA by the 8 dihedral views of
-the die codes), so its answers equal PyTorch's within the export's checked tolerance.
+the die codes), so its answers equal PyTorch's within the export's checked tolerance. `deploy.runtime` loads
+one for a run folder (exporting ``model.onnx`` first when it is missing or stale).
 
 Threads: ``intra_op_num_threads`` = ``ADRCS_ONNX_THREADS`` when set, else ``torch.get_num_threads()`` (what
 PyTorch uses in this process, so both runtimes compare at the same thread count; set it with
@@ -15,14 +16,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from adrcs.errors import InputError
 
-Printer = Callable[[str], None]
 RUNTIMES = ("torch", "onnx")
 THREADS_ENV = "ADRCS_ONNX_THREADS"
 
@@ -89,19 +89,6 @@ class OnnxPredictor:
         self.trust, self.tta, self.input_size = base.trust, base.tta, base.input_size
         self.features, self.extra = base.features, base.extra
 
-    @classmethod
-    def load(cls, run_dir: str | Path, say: Printer = print, threads: int | None = None) -> "OnnxPredictor":
-        """The run folder's checked ``model.onnx``; exported (and checked) first when missing, failed or older
-        than the checkpoint."""
-        from adrcs.deploy.export_onnx import ONNX_NAME, export_onnx, is_current
-        from adrcs.pipeline import Pipeline
-
-        run_dir = Path(run_dir)
-        if not is_current(run_dir):
-            say(f"runtime onnx: no checked {ONNX_NAME} for the current model.ckpt in {run_dir}; exporting it")
-            export_onnx(run_dir, say=say)
-        return cls(Pipeline.load(run_dir), run_dir / ONNX_NAME, threads)
-
     def describe(self) -> str:
         """One line for the output summary."""
         return f"runtime: onnx ({self.onnx_path.name}, ONNX Runtime CPU, {self.threads} intra-op thread(s))"
@@ -150,14 +137,3 @@ def check_runtime(runtime: str | None) -> str:
     if runtime not in RUNTIMES:
         raise InputError(None, f"--runtime must be {' or '.join(RUNTIMES)} (got {runtime!r})")
     return runtime
-
-
-def load_wafer_model(run_dir: str | Path, runtime: str = "torch", say: Printer = print) -> Any:
-    """The wafer-map model of a run folder for `runtime` (torch: `Pipeline`; onnx: `OnnxPredictor`)."""
-    from adrcs.pipeline import Pipeline
-
-    if check_runtime(runtime) == "torch":
-        return Pipeline.load(run_dir)
-    model = OnnxPredictor.load(run_dir, say=say)
-    say(model.describe())
-    return model
