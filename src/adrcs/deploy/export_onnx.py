@@ -4,8 +4,9 @@
 What is checked (and recorded under ``check`` in the metadata): the ONNX checker passes, and ONNX Runtime's
 outputs (logits, probabilities, features) on sample data (`onnx_graphs.sample_inputs`) equal PyTorch's within
 ``TOLERANCE``: max abs difference of the probabilities; of logits and features divided by their largest
-magnitude when that is over 1 (``max_rel_diff``; fp32 sums of large values differ in their last bits). An export that fails the
-check is kept for inspection but ``check.passed`` is false and ``--runtime onnx`` refuses it.
+magnitude when that is over 1 (``max_rel_diff``; fp32 sums of large values differ in their last bits). An
+export that fails the check is kept for inspection but ``check.passed`` is false and ``--runtime onnx``
+refuses it (and exports again).
 
 INT8 (``--int8``): ONNX Runtime's static quantisation (QDQ, per-channel int8 weights, uint8 activations: the
 VNNI path on x86) calibrated on half of the sample data; the metadata's ``int8`` block reports, on the other
