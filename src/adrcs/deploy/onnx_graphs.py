@@ -4,8 +4,8 @@ checked on.
 Wafer-map models take the prepared die codes uint8 (N, S, S) (0 off-wafer, 1 good, 2 failing; resized as the
 checkpoint says) and do the one-hot encoding inside the graph, so the ONNX model runs from codes to logits.
 Sinogram-feature models take the selected features float32 (N, L) (input ``sinogram_features``): the feature
-step (SBAE encoder, Radon, standardise + select) runs before the graph, from ``model.ckpt``. Image classifiers take the prepared uint8
-images (N, C, S, S) and scale by 1/255 inside. Every graph has three outputs: ``logits`` (N, K),
+step (SBAE encoder, Radon, standardise + select) runs before the graph, from ``model.ckpt``. Image classifiers
+take the prepared uint8 images (N, C, S, S) and scale by 1/255 inside. Every graph has three outputs: ``logits`` (N, K),
 ``probabilities`` (N, K) (softmax, or sigmoid when multi-label; before temperature scaling) and ``features``
 (N, F) (what the unknown score reads).
 """
