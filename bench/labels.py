@@ -60,6 +60,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--pretrain", type=Path, default=None, help="an `adrcs pretrain` folder to reuse")
     ap.add_argument("--pretrain-epochs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--semi-args", default="", help="YAML mapping of FixMatch options for the semi / both cells")
+    ap.add_argument("--variant", default="", help="name suffix of the cells (an ablation: semi-<variant>)")
     ap.add_argument("--report-only", action="store_true")
     return ap.parse_args(argv)
 
@@ -118,7 +120,8 @@ def score(pipe: Pipeline, ds: WaferMapSet) -> dict[str, Any]:
 
 def run_cell(a: argparse.Namespace, labels: str, method: str, seed: int, parts: dict[str, WaferMapSet],
              confirm: WaferMapSet, val: WaferMapSet) -> dict[str, Any] | None:
-    run = RUNS / f"{labels}_{method}_s{seed}"
+    name = f"{method}-{a.variant}" if a.variant else method
+    run = RUNS / f"{labels}_{name}_s{seed}"
     cached = run / "cell.json"
     if cached.is_file():
         return json.loads(cached.read_text())
@@ -129,6 +132,10 @@ def run_cell(a: argparse.Namespace, labels: str, method: str, seed: int, parts: 
                             "semi_supervised": "fixmatch" if method in ("semi", "both") else "none"}
     if labels != "all":
         over["balance"] = "oversample"
+    if a.semi_args:
+        import yaml
+
+        over["semi_args"] = yaml.safe_load(a.semi_args)
     if a.epochs:
         over["epochs"] = a.epochs
     if method in ("pre", "both"):
@@ -145,7 +152,7 @@ def run_cell(a: argparse.Namespace, labels: str, method: str, seed: int, parts: 
     seconds = time.perf_counter() - t
     pipe = Pipeline.load(run)
     metrics = json.loads((run / "metrics.json").read_text())
-    cell = {"labels": labels, "method": method, "seed": seed, "n_labelled": len(labelled),
+    cell = {"labels": labels, "method": name, "seed": seed, "semi_args": over.get("semi_args", {}), "n_labelled": len(labelled),
             "n_unlabelled": 0 if unlabeled is None else len(unlabeled), "train_seconds": metrics["train_seconds"],
             "wall_seconds": round(seconds, 1), "best_epoch": metrics["best_epoch"],
             "val": score(pipe, val), "confirm": score(pipe, confirm)}

@@ -13,7 +13,7 @@ LAYERS = {
     **dict.fromkeys(("errors", "data", "transforms", "models", "metrics", "report", "monitoring", "samples"), 0),
     **dict.fromkeys(("features", "engine", "config", "checkpoint"), 1),
     **dict.fromkeys(("pipeline", "detector_pipeline", "image_classifier_pipeline", "inference"), 2),
-    **dict.fromkeys(("api", "api_images", "api_image_classify", "api_synth", "api_reading", "api_lots", "api_trust", "api_explain", "api_suggest", "api_pretrain", "tasks", "synth", "adapt", "deploy"), 3),
+    **dict.fromkeys(("api", "api_images", "api_image_classify", "api_synth", "api_reading", "api_lots", "api_trust", "api_explain", "api_suggest", "api_pretrain", "api_unlabeled", "api_train_steps", "tasks", "synth", "adapt", "deploy"), 3),
     **dict.fromkeys(("cli", "serve"), 4),
 }
 ALLOWED = {("adapt", "serve.store")}

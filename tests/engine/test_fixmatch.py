@@ -185,3 +185,20 @@ def test_logit_adjustment_bridges_the_balanced_training_mix_and_the_real_one():
     assert mask.tolist() == [1.0, 1.0]
     plain = FixMatchModule(**args, class_prior=[0.9, 0.1])  # no balancing: no offset
     assert torch.count_nonzero(plain.adjust) == 0
+
+
+def test_flex_thresholds_let_the_rare_class_in_below_the_fixed_threshold():
+    from adrcs.engine.fixmatch import FixMatchModule
+
+    args = dict(model="ffn", num_classes=2, class_names=["common", "rare"],
+                model_args={"width": 4, "deep_mult": 2, "hidden": 8})
+    m = FixMatchModule(**args, semi_args={"dist_align": False, "flex": True, "threshold": 0.9},
+                       class_prior=[0.5, 0.5])
+    common = torch.tensor([[6.0, 0.0]] * 8)  # confident "common" for pool rows 0..7
+    label, mask = m.pseudo_labels(common, torch.arange(8))
+    assert mask.tolist() == [1.0] * 8 and m.memory.tolist() == [0] * 8
+    rare = torch.tensor([[0.0, 0.5]])  # p(rare) = 0.62 < 0.9, but no map is assigned to "rare" yet
+    label, mask = m.pseudo_labels(rare, torch.tensor([8]))
+    assert label.tolist() == [1] and mask.tolist() == [1.0] and m.memory[8] == -1  # taken, not remembered
+    label, mask = m.pseudo_labels(torch.tensor([[1.0, 0.0]]), torch.tensor([9]))  # p = 0.73 for "common"
+    assert mask.tolist() == [0.0]  # "common" is well learnt: its threshold stays 0.9

@@ -16,6 +16,10 @@ Sohn et al., "FixMatch: Simplifying semi-supervised learning with consistency an
 - where the aligned top probability reaches ``threshold`` its argmax becomes the pseudo-label of the *strong*
   view (die noise + cutout + symmetry, `transforms.map_augment.strong_view`), trained with cross entropy
   weighted by ``lambda_u``; below the threshold the map adds nothing this step.
+- ``flex: true``: FlexMatch's class-wise thresholds (Zhang et al., NeurIPS 2021): each pool map's latest
+  confident prediction is remembered; a class that few maps are confidently assigned to yet gets a lower
+  threshold, ``threshold * b / (2 - b)`` with ``b`` its count over the largest count (or over the maps not yet
+  assigned, while those are more: the warm-up), so the rare classes take part before they reach 0.95.
 
 The logged ``mask_rate`` (share of unlabelled maps above the threshold) and ``unsup_loss`` show whether the
 unlabelled maps take part. Options (config ``semi_args``) are checked by `semi_options`.
@@ -35,7 +39,7 @@ from adrcs.transforms.map_augment import strong_view
 METHODS = ("auto", "none", "fixmatch")
 # `semi_args` of the config: defaults of the paper (threshold, mu, lambda_u) and of the strong view.
 OPTIONS: dict[str, Any] = {"threshold": 0.95, "mu": 7, "lambda_u": 1.0, "dist_align": True, "ema": 0.999,
-                           "p_fail": 0.02, "p_drop": 0.1, "cutout": 0.25}
+                           "p_fail": 0.02, "p_drop": 0.1, "cutout": 0.25, "flex": False}
 
 
 def semi_options(given: dict[str, Any] | None) -> dict[str, Any]:
@@ -94,10 +98,12 @@ class FixMatchModule(ClassifierModule):
         prior = prior.clamp(min=1e-6)
         self.register_buffer("prior", prior / prior.sum(), persistent=False)
         self.register_buffer("p_model", self.prior.clone(), persistent=False)
+        self.register_buffer("memory", torch.zeros(0, dtype=torch.long), persistent=False)  # flex: pool map -> class
         mix = self.prior if train_prior is None else torch.tensor(train_prior, dtype=torch.float32).clamp(min=1e-6)
         self.register_buffer("adjust", (self.prior / (mix / mix.sum())).log(), persistent=False)
 
-    def pseudo_labels(self, weak_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def pseudo_labels(self, weak_logits: torch.Tensor,
+                      index: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(pseudo-label, mask) of unlabelled maps from their weak views' logits (distribution-aligned)."""
         p = (weak_logits.float() + self.adjust).softmax(dim=1)
         if self.semi["dist_align"]:
@@ -106,16 +112,34 @@ class FixMatchModule(ClassifierModule):
             p = p * (self.prior / self.p_model.clamp(min=1e-6))
             p = p / p.sum(dim=1, keepdim=True)
         conf, label = p.max(dim=1)
-        return label, (conf >= self.semi["threshold"]).float()
+        if not self.semi["flex"] or index is None:
+            return label, (conf >= self.semi["threshold"]).float()
+        return label, self.flex_mask(conf, label, index)
+
+    def flex_mask(self, conf: torch.Tensor, label: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """FlexMatch: class-wise thresholds from the remembered confident predictions of the pool maps."""
+        k = int(self.hparams.num_classes)
+        if len(self.memory) <= int(index.max()):
+            grown = torch.full((int(index.max()) + 1,), -1, dtype=torch.long, device=conf.device)
+            grown[:len(self.memory)] = self.memory
+            self.memory = grown
+        assigned = self.memory[self.memory >= 0]
+        sigma = torch.bincount(assigned, minlength=k).float()
+        unused = float((self.memory < 0).sum())
+        beta = sigma / max(float(sigma.max()), unused, 1.0)
+        tau = self.semi["threshold"] * beta / (2 - beta)
+        confident = conf >= self.semi["threshold"]
+        self.memory[index[confident]] = label[confident]
+        return (conf >= tau[label]).float()
 
     def training_step(self, batch, batch_idx):
         maps, y = batch["labeled"]
-        umaps = batch["unlabeled"][0]
+        umaps, index = batch["unlabeled"]  # the pool rows (MapTensors' labels are row numbers)
         if self.hparams.augment == "dihedral":
             maps = random_dihedral(maps)
         sup = self.loss(self(maps), y)
         with torch.no_grad():
-            label, mask = self.pseudo_labels(self(random_dihedral(umaps)))
+            label, mask = self.pseudo_labels(self(random_dihedral(umaps)), index)
         s = self.semi
         strong = strong_view(umaps, s["p_fail"], s["p_drop"], s["cutout"])
         unsup = (F.cross_entropy(self(strong) + self.adjust, label, reduction="none") * mask).mean()

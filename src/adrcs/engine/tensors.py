@@ -42,12 +42,12 @@ class FeatureTensors(WaferTensors):
 
 
 class MapTensors(WaferTensors):
-    """Maps without labels (a list or array of die-code maps) resized to S x S; the label is a dummy 0."""
+    """Maps without labels (a list or array of die-code maps) resized to S x S; the "label" is the row number."""
 
     def __init__(self, maps, size: int, resize: str = "nearest") -> None:
         self.maps = (torch.from_numpy(resize_stack(maps, size, resize)) if len(maps)
                      else torch.zeros(0, size, size, dtype=torch.uint8))
-        self.labels = torch.zeros(len(self.maps), dtype=torch.int64)
+        self.labels = torch.arange(len(self.maps), dtype=torch.int64)
 
 
 def unlabeled_loader(data: WaferTensors, batch_size: int, n_batches: int, seed: int = 0) -> DataLoader:
