@@ -63,7 +63,9 @@ DEFAULTS: dict[str, Any] = {
     "unknown_false_alarm": 0.05,  # share of known maps (calib) flagged unknown
     "seed": 0,
     "device": "auto",          # auto | cpu | gpu
-    "devices": 1,              # >1 trains with DDP
+    "devices": 1,              # processes (CPU) or GPUs per machine; devices x num_nodes > 1 trains with DDP
+    "num_nodes": 1,            # machines taking part in the run (each starts `adrcs train`; see README)
+    "strategy": "auto",        # auto (ddp for several processes) | ddp | ddp_spawn | ddp_fork | ... (STRATEGIES)
     "precision": "32-true",    # 32-true | bf16-mixed | 16-mixed
     "num_workers": 0,
     "eval_batch_size": 1024,
@@ -167,7 +169,8 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "weight_decay": (0, None, True), "imbalance_power": (0, None, True), "balance_target": (0, None, True),
     "synth_filter_threshold": (0, 1, True), "radon_angles": (0, None, True), "select_samples": (1, None, True),
     "epoch_size": (0, None, True), "label_smoothing": (0, 1, True), "early_stopping_patience": (0, None, True),
-    "val_fraction": (0, 1, False), "devices": (1, None, True), "num_workers": (0, None, True),
+    "val_fraction": (0, 1, False), "devices": (1, None, True), "num_nodes": (1, None, True),
+    "num_workers": (0, None, True),
     "eval_batch_size": (1, None, True), "calib_fraction": (0, 1, False), "alpha": (0, 1, False),
     "unknown_false_alarm": (0, 1, False),
 }
@@ -216,6 +219,19 @@ def check_device(device: str) -> None:
         raise InputError(None, "--device mps: Apple MPS is not available here; use --device auto or cpu")
 
 
+# Lightning strategies `adrcs train --strategy` takes (DDP launches); "auto" is ddp for several processes.
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
+              "ddp_spawn_find_unused_parameters_true")
+
+
+def check_distributed(cfg: dict[str, Any]) -> None:
+    """`strategy` is one the trainer knows; detection trains in one process (one line otherwise)."""
+    if cfg["strategy"] not in STRATEGIES:
+        raise InputError(None, f"{_key_text('strategy')}: {cfg['strategy']!r} is not one of {list(STRATEGIES)}")
+    if cfg["task"] == "detect" and int(cfg["devices"]) * int(cfg["num_nodes"]) > 1:
+        raise InputError(None, "detection trains in one process: use devices 1 and num_nodes 1")
+
+
 def validate(cfg: dict[str, Any]) -> None:
     """Raise InputError on values that would only fail deep inside training."""
     from adrcs.models import list_models
@@ -241,6 +257,7 @@ def validate(cfg: dict[str, Any]) -> None:
         if cfg[key] not in allowed:
             raise InputError(None, f"config {key}={cfg[key]!r} is not one of {list(allowed)}")
     check_device(cfg["device"])
+    check_distributed(cfg)
     if cfg.get("init") is not None:  # a folder; `--init` passes a Path
         if not isinstance(cfg["init"], (str, Path)):
             raise InputError(None, f"init (config key or --init): {cfg['init']!r} is not a folder name")

@@ -45,7 +45,8 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
         raise InputError(champion_dir, "no config.yaml: adapt needs the champion's run folder")
     champ = Pipeline.load(champion_dir)
     raw = read_yaml_mapping(champion_dir / "config.yaml")  # the run's resolved config + its data paths
-    cfg = load_config(None, {**{k: v for k, v in raw.items() if k in DEFAULTS}, **(overrides or {})})
+    one_process = {"devices": 1, "num_nodes": 1, "strategy": "auto"}  # a DDP launch would restart the caller
+    cfg = load_config(None, {**{k: v for k, v in raw.items() if k in DEFAULTS}, **one_process, **(overrides or {})})
     train_files = list(original or raw.get("train") or [])
     val_files = list(val or raw.get("val") or [])
     added = new_classes(store, champ.class_names, champ.multilabel)

@@ -41,6 +41,12 @@ def train(
         None, "--unlabeled", help="Wafer-map files, folders or fab files whose maps (labels ignored) the model also "
                                   "learns from: FixMatch for wafer-map models (semi_supervised: auto), the SBAE for "
                                   "the sinogram config. Maps identical to a --val map are left out."),
+    devices: Optional[int] = typer.Option(None, "--devices", help="Processes (CPU) or GPUs per machine; more than "
+                                          "one trains with DDP (gloo on CPU). batch_size is per process."),
+    num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="Machines in the run, each running this "
+                                            "command (MASTER_ADDR, MASTER_PORT, NODE_RANK; see README)."),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="auto | ddp | ddp_spawn | ddp_fork | ... "
+                                           "(auto: ddp when devices x num-nodes > 1)."),
     reading: Optional[dict] = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
 ) -> None:
@@ -52,7 +58,7 @@ def train(
     from adrcs.tasks import Request, get_task
 
     overrides = dict(epochs=epochs, device=device, model=model, input_size=input_size, batch_size=batch_size, seed=seed,
-                     balance=balance, init=init)
+                     balance=balance, init=init, devices=devices, num_nodes=num_nodes, strategy=strategy)
     overrides.update(_extra_overrides(list(ctx.args)))
     cfg = load_config(config, overrides)
     paths = list(train_paths or []) + list(data or [])
@@ -62,7 +68,18 @@ def train(
     req = Request(data=paths, out=out, val=val_paths or None, images=images, annotations=annotations,
                   reading=reading, unlabeled=unlabeled or None)
     task.check_image_request(req)
-    task.train(cfg, req, _say)
+    task.train(cfg, req, _say if _launch_rank_zero() else _silent)
+
+
+def _launch_rank_zero() -> bool:
+    """False in the extra processes of a DDP launch (they train but print nothing)."""
+    from adrcs.engine.trainer import is_launch_rank_zero
+
+    return is_launch_rank_zero()
+
+
+def _silent(msg: str) -> None:
+    """The printer of a DDP process of rank > 0 (a function, so that ``ddp_spawn`` can pickle it)."""
 
 
 ALPHA = typer.Option(None, "--alpha", help="Prediction sets cover the true class with probability >= 1 - alpha "

@@ -65,7 +65,8 @@ class ClassifierModule(L.LightningModule):
         elif self.hparams.augment != "none" and self.hparams.inputs == "image":
             maps = augment_images(maps)
         loss = self.loss(self(maps), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y),
+                 sync_dist=True)  # the mean over every DDP process
         return loss
 
     def on_validation_epoch_start(self) -> None:

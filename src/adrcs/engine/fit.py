@@ -104,6 +104,7 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
     trainer, checkpoint = build_trainer(
         run_dir, monitor=MONITOR, summary=EpochSummary(console_print, SUMMARY + (("mask_rate",) if semi == "fixmatch" else ())), epochs=int(cfg["epochs"]),
         device=cfg["device"], devices=int(cfg["devices"]), precision=cfg["precision"],
+        num_nodes=int(cfg.get("num_nodes", 1)), strategy=str(cfg.get("strategy", "auto")),
         patience=int(cfg["early_stopping_patience"]), scheduler=cfg["scheduler"], progress=bool(cfg["progress"]))
     done = train(trainer, checkpoint, module, train_loader, val_loader, run_dir)
     net = module.net.cpu().to(memory_format=torch.contiguous_format).eval()

@@ -8,6 +8,8 @@ runs the fit, restores the best weights and returns the scores (`Trained`).
 """
 from __future__ import annotations
 
+import os
+import pickle
 import shutil
 import sys
 import time
@@ -32,6 +34,15 @@ class EpochSummary(Callback):
         self._metrics = tuple(metrics)
         self._epoch_seconds = epoch_seconds
         self._t0 = self._t_epoch = time.time()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for ``ddp_spawn``: a printer that cannot cross to a spawned process becomes `print`."""
+        state = dict(self.__dict__)
+        try:
+            pickle.dumps(self._say)
+        except Exception:  # a lambda or a closure
+            state["_say"] = print
+        return state
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._t_epoch = time.time()
@@ -65,6 +76,23 @@ def resolve_accelerator(device: str) -> str:
     return "gpu" if device == "cuda" else device
 
 
+def resolve_strategy(strategy: str, devices: int, num_nodes: int = 1) -> str:
+    """Lightning's strategy name (one of `adrcs.config.STRATEGIES`): "auto" -> "ddp" for more than one
+    process (devices x num_nodes), else "auto"."""
+    if strategy == "auto" and devices * num_nodes > 1:
+        return "ddp"
+    return strategy
+
+
+def is_launch_rank_zero() -> bool:
+    """False in a process a launcher started as a rank other than 0 (torchrun's ``RANK``, SLURM's
+    ``SLURM_PROCID``, Lightning's ``LOCAL_RANK`` / ``NODE_RANK``): such a process should print nothing."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").strip().isdigit():
+            return int(os.environ[name]) == 0
+    return all(os.environ.get(name, "0").strip() in ("", "0") for name in ("LOCAL_RANK", "NODE_RANK"))
+
+
 def quiet_lightning() -> None:
     """Keep Lightning's banner lines (GPU available, tips) out of the user's console."""
     import logging
@@ -78,11 +106,13 @@ def quiet_lightning() -> None:
 
 def build_trainer(run_dir: Path, *, monitor: str, summary: Callback, epochs: int, device: str = "auto",
                   devices: int = 1, precision: Any = "32-true", patience: int = 0, scheduler: str = "none",
-                  progress: bool = True, log_every_n_steps: int = 10) -> tuple[L.Trainer, ModelCheckpoint]:
+                  progress: bool = True, log_every_n_steps: int = 10, num_nodes: int = 1,
+                  strategy: str = "auto") -> tuple[L.Trainer, ModelCheckpoint]:
     """A Trainer selecting on `monitor` (higher is better) and the checkpoint callback keeping its best epoch.
 
     `patience` > 0 adds early stopping on `monitor`; a `scheduler` other than "none" logs the LR per
-    epoch; `devices` > 1 trains with DDP; the progress bar shows when `progress` and stderr is a terminal.
+    epoch; `devices` processes on each of `num_nodes` machines train with `strategy` (see
+    `resolve_strategy`; DDP uses gloo on CPU); the progress bar shows when `progress` and stderr is a terminal.
     """
     checkpoint = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, filename="best", monitor=monitor, mode="max",
                                  save_last=False, save_top_k=1, auto_insert_metric_name=False)
@@ -93,8 +123,8 @@ def build_trainer(run_dir: Path, *, monitor: str, summary: Callback, epochs: int
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
     loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
     trainer = L.Trainer(
-        max_epochs=epochs, accelerator=resolve_accelerator(device), devices=devices,
-        strategy="ddp" if devices > 1 else "auto", precision=precision, callbacks=callbacks, logger=loggers,
+        max_epochs=epochs, accelerator=resolve_accelerator(device), devices=devices, num_nodes=num_nodes,
+        strategy=resolve_strategy(strategy, devices, num_nodes), precision=precision, callbacks=callbacks, logger=loggers,
         enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
         log_every_n_steps=log_every_n_steps, deterministic=False, default_root_dir=run_dir, num_sanity_val_steps=0,
     )
@@ -119,12 +149,16 @@ def train(trainer: L.Trainer, checkpoint: ModelCheckpoint, module: L.LightningMo
 
 
 def restore_best(module: torch.nn.Module, checkpoint_callback: ModelCheckpoint) -> float | None:
-    """Load the best weights a Lightning `ModelCheckpoint` kept into `module`; returns its score."""
+    """Load the best weights a Lightning `ModelCheckpoint` kept into `module`; returns its score (after
+    ``ddp_spawn`` only the path comes back to the main process: the score is read from the file)."""
     best = checkpoint_callback.best_model_path
-    if best and Path(best).is_file():
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state, strict=False)
     score = checkpoint_callback.best_model_score
+    if best and Path(best).is_file():
+        saved = torch.load(best, map_location="cpu", weights_only=True)
+        module.load_state_dict(saved["state_dict"], strict=False)
+        if score is None:
+            score = next((s.get("best_model_score") for k, s in saved.get("callbacks", {}).items()
+                          if k.startswith("ModelCheckpoint") and isinstance(s, dict)), None)
     return None if score is None else float(score)
 
 
