@@ -128,6 +128,25 @@ def test_predict_and_evaluate_runtime_onnx(trained_run: Path, tmp_path: Path, ca
 
 
 @pytest.mark.slow
+def test_runtime_onnx_int8_exports_int8_once_and_records_it(trained_run: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "model.int8.onnx").unlink(missing_ok=True)  # a current fp32 export without INT8: exported again
+    code, out, err = run_cli(["evaluate", "--model", run, "--data", SAMPLE, "--out", tmp_path / "ev.json",
+                              "--runtime", "onnx-int8"], capsys)
+    assert code == 0, err
+    assert "exporting it" in out and "runtime: onnx-int8 (model.int8.onnx" in out
+    assert (run / "model.int8.onnx").is_file() and "int8" in json.loads((run / "model.onnx.json").read_text())
+    assert json.loads((tmp_path / "ev.json").read_text())["runtime"] == "onnx-int8"
+    code, out, err = run_cli(["predict", "--model", run, "--data", SAMPLE, "--out", tmp_path / "q.csv",
+                              "--runtime", "onnx-int8"], capsys)
+    assert code == 0, err
+    assert "exporting" not in out and "(runtime onnx-int8)" in out
+    probs = pd.read_csv(tmp_path / "q.csv").filter(like="prob_").to_numpy()
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-3)
+
+
+@pytest.mark.slow
 def test_stale_export_is_redone(trained_run: Path, tmp_path: Path) -> None:
     from adrcs.deploy.export_onnx import export_onnx, is_current, read_metadata
     from adrcs.deploy.runtime import load_onnx
@@ -223,8 +242,9 @@ def test_detector_export_not_supported(tmp_path: Path, capsys) -> None:
 @pytest.mark.parametrize("argv, message", [
     (["export", "--model", "nowhere", "--format", "tflite"], "--format must be onnx"),
     (["predict", "--model", "nowhere", "--data", "x.pkl", "--out", "p.csv", "--runtime", "tensorrt"],
-     "--runtime must be torch or onnx"),
-    (["evaluate", "--model", "nowhere", "--data", "x.pkl", "--runtime", "tf"], "--runtime must be torch or onnx"),
+     "--runtime must be torch, onnx or onnx-int8"),
+    (["evaluate", "--model", "nowhere", "--data", "x.pkl", "--runtime", "tf"],
+     "--runtime must be torch, onnx or onnx-int8"),
 ])
 def test_bad_format_or_runtime_is_one_line(argv: list[str], message: str, capsys) -> None:
     code, out, err = run_cli(argv, capsys)

@@ -86,8 +86,9 @@ ALPHA = typer.Option(None, "--alpha", help="Prediction sets cover the true class
                      "(default: the model's, 0.05).")
 
 
-RUNTIME = typer.Option("torch", "--runtime", help="torch | onnx: run the network in PyTorch, or in ONNX Runtime "
-                       "from the run's checked model.onnx (exported first when missing; wafer-map models).")
+RUNTIME = typer.Option("torch", "--runtime", help="torch | onnx | onnx-int8: run the network in PyTorch, or in ONNX "
+                       "Runtime from the run's checked model.onnx / model.int8.onnx (exported first when missing; "
+                       "wafer-map models).")
 
 
 def _check_alpha(alpha: float | None) -> None:

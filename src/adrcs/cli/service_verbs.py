@@ -36,10 +36,14 @@ def serve(
                                              "to hand over the GIL."),
     fast_path: bool = typer.Option(True, "--fast-path/--no-fast-path", help="Answer JSON wafer-map inspections "
                                    "on plain ASGI, skipping the FastAPI layers (same responses)."),
+    runtime: str = typer.Option("torch", "--runtime", help="Wafer-map models: torch (frozen TorchScript) | onnx | "
+                                "onnx-int8 (ONNX Runtime on the run's checked model.onnx / model.int8.onnx, "
+                                "exported first when missing). Shown in /health and /v1/models."),
 ) -> None:
     """Run the inspection service (REST API under /v1, review page at /, docs at /docs)."""
     from adrcs.serve.app import ServiceConfig
     from adrcs.monitoring.drift import DriftConfig
+    from adrcs.inference.onnx_runtime import check_runtime
     from adrcs.serve.launch import launch
 
     for flag, value in (("--max-request-mb", max_request_mb), ("--batch-max", batch_max), ("--port", port)):
@@ -47,7 +51,8 @@ def serve(
             raise InputError(None, f"{flag} must be > 0 (got {value})")
     cfg = ServiceConfig(db=db, models=[str(m) for m in model], batch_max=batch_max, batch_wait_ms=batch_wait_ms,
                         low_confidence=low_confidence, max_request_bytes=int(max_request_mb * 1024 * 1024),
-                        drift=DriftConfig(window=drift_window, method=drift_method), fast_path=fast_path)
+                        drift=DriftConfig(window=drift_window, method=drift_method), fast_path=fast_path,
+                        runtime=check_runtime(runtime))
     launch(cfg, host=host, port=port, admin_token_file=admin_token_file, log_level=log_level,
            torch_threads=torch_threads, switch_interval_ms=switch_interval_ms, say=_say)
 

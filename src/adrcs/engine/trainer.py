@@ -124,7 +124,8 @@ def build_trainer(run_dir: Path, *, monitor: str, summary: Callback, epochs: int
     loggers = [CSVLogger(run_dir, name="logs", version=""), TensorBoardLogger(run_dir, name="logs", version="tb")]
     trainer = L.Trainer(
         max_epochs=epochs, accelerator=resolve_accelerator(device), devices=devices, num_nodes=num_nodes,
-        strategy=resolve_strategy(strategy, devices, num_nodes), precision=precision, callbacks=callbacks, logger=loggers,
+        strategy=resolve_strategy(strategy, devices, num_nodes), precision=precision, callbacks=callbacks,
+        logger=loggers,
         enable_progress_bar=progress and sys.stderr.isatty(), enable_model_summary=False,
         log_every_n_steps=log_every_n_steps, deterministic=False, default_root_dir=run_dir, num_sanity_val_steps=0,
     )

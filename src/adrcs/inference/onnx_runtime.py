@@ -23,7 +23,7 @@ import torch
 
 from adrcs.errors import InputError
 
-RUNTIMES = ("torch", "onnx")
+RUNTIMES = ("torch", "onnx", "onnx-int8")  # onnx-int8: the run's model.int8.onnx (`adrcs export --int8`)
 THREADS_ENV = "ADRCS_ONNX_THREADS"
 
 
@@ -77,10 +77,8 @@ def _views(x: np.ndarray, tta: bool) -> list[np.ndarray]:
 class OnnxPredictor:
     """A wafer-map `Pipeline` whose network runs in ONNX Runtime (see the module docs)."""
 
-    runtime = "onnx"
-
-    def __init__(self, base: Any, onnx_path: str | Path, threads: int | None = None) -> None:
-        self.base = base
+    def __init__(self, base: Any, onnx_path: str | Path, threads: int | None = None, runtime: str = "onnx") -> None:
+        self.base, self.runtime = base, runtime  # runtime: onnx | onnx-int8 (recorded in the outputs)
         self.onnx_path = Path(onnx_path)
         self.threads = default_threads() if threads is None else int(threads)
         self.session = make_session(self.onnx_path, self.threads)
@@ -88,10 +86,12 @@ class OnnxPredictor:
         self.class_names, self.multilabel = list(base.class_names), bool(base.multilabel)
         self.trust, self.tta, self.input_size = base.trust, base.tta, base.input_size
         self.features, self.extra = base.features, base.extra
+        self.resize = getattr(base, "resize", "nearest")  # how the service prepares maps on its own threads
 
     def describe(self) -> str:
         """One line for the output summary."""
-        return f"runtime: onnx ({self.onnx_path.name}, ONNX Runtime CPU, {self.threads} intra-op thread(s))"
+        return (f"runtime: {self.runtime} ({self.onnx_path.name}, ONNX Runtime CPU, {self.threads} intra-op "
+                f"thread(s))")
 
     # ---------------------------------------------------------------- the Pipeline interface
     def prepare(self, maps: list[np.ndarray]) -> torch.Tensor:
@@ -135,5 +135,5 @@ def check_runtime(runtime: str | None) -> str:
     """`runtime` validated (default torch); one-line error otherwise."""
     runtime = "torch" if runtime is None else str(runtime).lower()
     if runtime not in RUNTIMES:
-        raise InputError(None, f"--runtime must be {' or '.join(RUNTIMES)} (got {runtime!r})")
+        raise InputError(None, f"--runtime must be {', '.join(RUNTIMES[:-1])} or {RUNTIMES[-1]} (got {runtime!r})")
     return runtime

@@ -99,6 +99,7 @@ class ServiceConfig:
     retrain: dict[str, Any] = field(default_factory=dict)  # options for `adrcs.adapt.adapt` (admin retrain)
     token_cache_s: float = 5.0                          # a checked token is trusted this long (revocation delay)
     fast_path: bool = True                              # JSON wafer-map inspections skip the FastAPI layers
+    runtime: str = "torch"                              # wafer-map models: torch | onnx | onnx-int8 (model_host)
 
 
 class ServiceApp(FastAPI):
@@ -123,7 +124,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     """The service app; `store` defaults to ``Store(config.db)``. Run folders in `config.models` are registered."""
     config = config or ServiceConfig()
     store = store or Store(config.db)
-    host = ModelHost(store, device=config.device)
+    host = ModelHost(store, device=config.device, runtime=config.runtime)
     for m in config.models:
         host.register(m)
     metrics = ServiceMetrics()

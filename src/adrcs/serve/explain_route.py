@@ -51,7 +51,7 @@ def explanation_png(model: Any, kind: str, content: bytes) -> bytes:
         from adrcs.report import cam_overlay
     except ImportError:  # pragma: no cover - an installation without grad-cam / the explain modules
         raise NotExplainable("explanations are not available on this server") from None
-    pipe = model.pipeline
+    pipe = getattr(model.pipeline, "base", model.pipeline)  # --runtime onnx: the checkpoint's PyTorch network
     try:
         if kind == "wafer":
             from adrcs.data.map_blob import decode_map

@@ -34,13 +34,15 @@ def launch(cfg: ServiceConfig, *, host: str, port: int, admin_token_file: Path |
     from adrcs.serve.startup import check_startup
     from adrcs.serve.store import Store
 
+    # latency under load: one intra-op thread (two spin against the event loop on small batches), and a
+    # shorter GIL switch interval so the forward-pass and store threads get the GIL back quickly; set before
+    # any model loads, so that ONNX Runtime sessions take the same count (`inference.onnx_runtime`)
+    torch.set_num_threads(max(1, torch_threads))
     store = Store(cfg.db)          # one-line InputError for a database it cannot open or migrate
     check_startup(cfg, store)      # every --model and registered champion loads; the database takes a write
     first_admin_token(store, admin_token_file, say)
     application = create_app(cfg, store=store)
-    # latency under load: one intra-op thread (two spin against the event loop on small batches), and a
-    # shorter GIL switch interval so the forward-pass and store threads get the GIL back quickly
-    torch.set_num_threads(max(1, torch_threads))
     sys.setswitchinterval(max(switch_interval_ms, 0.01) / 1000.0)
-    say(f"ADRCS service on http://{host}:{port} (review page /, API docs /docs), store {cfg.db}")
+    say(f"ADRCS service on http://{host}:{port} (review page /, API docs /docs), store {cfg.db}, runtime "
+        f"{cfg.runtime}")
     uvicorn.run(application, host=host, port=port, log_level=log_level)

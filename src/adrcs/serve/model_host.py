@@ -5,6 +5,11 @@ Kinds: "wafer" (wafer-map classifier, `Pipeline`), "detect" (`DetectorPipeline`)
 registry under the name ``<kind>-<first 12 hex of the checkpoint's sha256>``, so the same run
 folder always gets the same version. The loaded champion is cached and reloaded when the
 registry's champion changes (checked on every `current` call: one indexed query).
+
+Runtime (``adrcs serve --runtime``): "torch" serves wafer-map models as frozen TorchScript (the fused forward
+pass + unknown scores); "onnx" / "onnx-int8" run their network in ONNX Runtime from the run folder's checked
+``model.onnx`` / ``model.int8.onnx`` (`deploy.runtime`: exported first when missing or stale). Image models
+always run in PyTorch; `LoadedModel.runtime` says what a loaded champion runs on.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from adrcs.inference.onnx_runtime import check_runtime
 from adrcs.monitoring.drift import Reference
 from adrcs.serve.trust_answers import Answer, trust_answers
 from adrcs.serve.trust_scoring import calibrate, fused_forward, scored_features, served_trust
@@ -94,6 +100,11 @@ class LoadedModel:
     trust: Any = None  # the pipeline's trust layer ready for serving (`trust_scoring.served_trust`), or None
     fused: Any = None  # forward pass + feature scores in one traced call (`trust_scoring.fused_forward`), or None
 
+    @property
+    def runtime(self) -> str:
+        """What the network runs on: torch, onnx or onnx-int8."""
+        return str(getattr(self.pipeline, "runtime", "torch"))
+
     def __post_init__(self) -> None:
         if self.trust is None:
             self.trust = served_trust(self.pipeline)
@@ -131,11 +142,16 @@ class LoadedModel:
         return probs, trust_answers(self.trust, self.class_names, self.multilabel, probs, feats)
 
 
-def load_pipeline(kind: str, path: str | Path, device: str = "cpu") -> Any:
+def load_pipeline(kind: str, path: str | Path, device: str = "cpu", runtime: str = "torch") -> Any:
     """Load the saved model of a run folder of `kind`; wafer-map models are frozen for serving (the forward
-    pass then runs without the GIL, so the event loop keeps serving)."""
+    pass then runs without the GIL, so the event loop keeps serving), or with `runtime` onnx / onnx-int8 run
+    in ONNX Runtime (exported first when missing or stale; session.run releases the GIL too)."""
     from adrcs.tasks import get_task
 
+    if kind == "wafer" and runtime != "torch":
+        from adrcs.deploy.runtime import load_wafer_model
+
+        return load_wafer_model(path, runtime, say=log.info)
     pipeline = get_task(kind).load(path, device)
     if kind == "wafer":
         pipeline.freeze()
@@ -145,9 +161,10 @@ def load_pipeline(kind: str, path: str | Path, device: str = "cpu") -> Any:
 class ModelHost:
     """Registers run folders in `store` and serves each kind's champion."""
 
-    def __init__(self, store: Any, device: str = "cpu", refresh_s: float = 2.0) -> None:
+    def __init__(self, store: Any, device: str = "cpu", refresh_s: float = 2.0, runtime: str = "torch") -> None:
         self.store = store
         self.device = device
+        self.runtime = check_runtime(runtime)  # wafer-map models: torch | onnx | onnx-int8 (see the module docs)
         self.refresh_s = float(refresh_s)  # how often the registry's champion is re-read (promotions elsewhere)
         self._loaded: dict[str, LoadedModel] = {}
         self._failed: dict[str, tuple[str, float]] = {}  # kind -> (version, when it failed)
@@ -181,7 +198,7 @@ class ModelHost:
         """Load registered version `model` (a ``ModelVersion``) ahead of promoting it; the next `current` call
         that finds it champion uses this copy. ModelUnavailable (nothing changed) when it cannot be loaded."""
         try:
-            pipe = load_pipeline(model.kind, model.path, self.device)
+            pipe = load_pipeline(model.kind, model.path, self.device, self.runtime)
         except Exception as e:  # noqa: BLE001 - logged with the path; the caller answers without it
             log.error("cannot load %s model %s from %s: %s", model.kind, model.version, model.path, e)
             raise ModelUnavailable(model.kind, model.version) from None
@@ -201,6 +218,10 @@ class ModelHost:
             except LookupError:
                 pass  # nothing deployed of this kind
         return out
+
+    def runtimes(self) -> dict[str, str]:
+        """Kind -> the runtime its loaded champion runs on (kinds not loaded yet are left out)."""
+        return {kind: m.runtime for kind, m in list(self._loaded.items())}
 
     def kinds(self) -> list[str]:
         """Kinds that have a champion."""
@@ -235,7 +256,7 @@ class ModelHost:
                 if failed is not None and failed[0] == champ.version and time.monotonic() - failed[1] < RETRY_FAILED_S:
                     raise ModelUnavailable(kind, champ.version)
                 try:
-                    pipe = load_pipeline(kind, champ.path, self.device)
+                    pipe = load_pipeline(kind, champ.path, self.device, self.runtime)
                 except Exception as e:  # noqa: BLE001 - any load failure: logged with the path, 503 to clients
                     log.error("cannot load the %s champion %s from %s: %s", kind, champ.version, champ.path, e)
                     self._failed[kind] = (champ.version, time.monotonic())

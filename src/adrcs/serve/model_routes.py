@@ -46,10 +46,12 @@ def add_model_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: 
 
     @app.get("/v1/models", tags=["models"])
     def models(caller: Caller = Depends(require(INSPECTOR))) -> dict:
-        """Registered versions, champions and the last 50 registry events (server paths for admins only)."""
+        """Registered versions, champions, the runtime (`runtime`: wafer-map models as configured; `runtimes`: what
+        each loaded champion runs on) and the last 50 registry events (server paths for admins only)."""
         admin = caller.role == ADMIN
         return {"models": [_public(m.to_dict(), admin) for m in store.list_models()],
                 "champions": {k: (c.version if (c := store.champion(k)) else None) for k in CHAMPION_KINDS},
+                "runtime": host.runtime, "runtimes": host.runtimes(),
                 "events": [_public_event(e, admin) for e in store.model_events()[-50:]]}
 
     @app.post("/v1/models/{version}/promote", tags=["models"])

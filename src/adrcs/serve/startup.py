@@ -4,8 +4,9 @@ The CLI's ``serve`` command calls :func:`check_startup` after opening the store 
 the app: every ``--model`` folder and every registered champion must load, and the database must take
 a write. A problem stops the server with one line (`InputError`, exit 2) naming the folder or the
 database URL (password hidden). After start-up, :func:`health_report` is what ``GET /health`` answers:
-``"status": "ok"`` or ``"degraded"`` with the reasons (the database is probed with a real write that is
-rolled back, so a read-only file or a lock held elsewhere shows up, not only an unreachable server).
+``"status": "ok"`` or ``"degraded"`` with the reasons, and the wafer-map runtime (``"runtime"``); the database
+is probed with a real write that is rolled back, so a read-only file or a lock held elsewhere shows up, not only
+an unreachable server.
 """
 from __future__ import annotations
 
@@ -22,9 +23,9 @@ def _first_line(e: BaseException) -> str:
     return (text[0] if text else "unreadable")[:200]
 
 
-def _try_load(kind: str, path: str | Path, device: str, what: str) -> None:
+def _try_load(kind: str, path: str | Path, device: str, what: str, runtime: str = "torch") -> None:
     try:
-        load_pipeline(kind, path, device)
+        load_pipeline(kind, path, device, runtime)
     except Exception as e:  # noqa: BLE001 - any failure stops the start with one line
         raise InputError(path, f"{what} cannot be loaded ({_first_line(e)})") from None
 
@@ -39,12 +40,13 @@ def check_startup(config: Any, store: Any) -> None:
     given = set()
     for m in config.models:
         kind = checkpoint_kind(m)  # InputError naming the folder when it is not a run folder
-        _try_load(kind, m, config.device, f"the {kind} model")
+        _try_load(kind, m, config.device, f"the {kind} model", config.runtime)
         given.add(str(Path(m).resolve()))
     for kind in KINDS:
         champ = store.champion(kind)
         if champ is not None and str(Path(champ.path).resolve()) not in given:
-            _try_load(kind, champ.path, config.device, f"the registered {kind} champion {champ.version}")
+            _try_load(kind, champ.path, config.device, f"the registered {kind} champion {champ.version}",
+                      config.runtime)
 
 
 def health_report(store: Any, host: Any, timeout_s: float = 1.0) -> tuple[dict[str, Any], int]:
@@ -65,5 +67,5 @@ def health_report(store: Any, host: Any, timeout_s: float = 1.0) -> tuple[dict[s
         if reason not in problems:
             problems.append(reason)
     body = {"status": "degraded" if problems else "ok", "db": db_reason is None, "models": models,
-            "problems": problems}
+            "runtime": getattr(host, "runtime", "torch"), "problems": problems}
     return body, 503 if problems else 200

@@ -29,7 +29,7 @@ class Request:
     annotated: bool = True                  # detection predict: write annotated images
     alpha: float | None = None              # prediction sets at this level (default: the model's)
     unlabeled: Sequence[Path] | None = None  # train: wafer-map files whose maps join without labels
-    runtime: str = "torch"                  # evaluate / predict: torch | onnx (wafer maps; `inference.onnx_runtime`)
+    runtime: str = "torch"                  # evaluate / predict: torch | onnx | onnx-int8 (wafer maps)
 
 
 @dataclass(frozen=True)
