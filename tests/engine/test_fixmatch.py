@@ -94,7 +94,8 @@ def files(tmp_path):
 def test_train_with_unlabeled_runs_fixmatch_and_records_it(files, tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, err = run(["train", "--train", files["train"], "--val", files["val"], "--unlabeled",
-                             files["unlabeled"], files["val"], "--out", out, "--epochs", "2", "--semi-args",
+                             files["unlabeled"], files["val"], "--out", out, "--epochs", "2",
+                             "--semi-supervised", "fixmatch", "--semi-args",
                              "{mu: 2, threshold: 0.3}", *SMALL], capsys)
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
@@ -109,17 +110,23 @@ def test_train_with_unlabeled_runs_fixmatch_and_records_it(files, tmp_path, caps
     import yaml
 
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["semi_supervised"] == "auto" and cfg["unlabeled"] == u["files"]
+    assert cfg["semi_supervised"] == "fixmatch" and cfg["unlabeled"] == u["files"]
     code, _, err = run(["predict", "--model", out, "--data", files["val"], "--out", tmp_path / "p.csv"], capsys)
     assert code == 0, err
 
 
-def test_semi_supervised_none_ignores_the_pool_and_says_so(files, tmp_path, capsys):
+@pytest.mark.parametrize("method", ["none", "auto"])
+def test_semi_supervised_none_or_auto_keeps_the_network_on_labels_and_records_it(files, tmp_path, capsys, method):
+    from adrcs.engine.fixmatch import AUTO_METHOD, AUTO_NOTE
+
     out = tmp_path / "run"
-    code, _, err = run(["train", "--train", files["train"], "--val", files["val"], "--unlabeled", files["unlabeled"],
-                        "--semi-supervised", "none", "--out", out, "--epochs", "1", *SMALL], capsys)
+    code, stdout, err = run(["train", "--train", files["train"], "--val", files["val"], "--unlabeled",
+                             files["unlabeled"], "--semi-supervised", method, "--out", out, "--epochs", "1", *SMALL],
+                            capsys)
     assert code == 0, err
-    assert json.loads((out / "metrics.json").read_text())["unlabeled"]["method"] == "none"
+    u = json.loads((out / "metrics.json").read_text())["unlabeled"]
+    assert u["method"] == (AUTO_METHOD if method == "auto" else "none") and u["n_maps"] == 48
+    assert (AUTO_NOTE in " ".join(stdout.split())) == (method == "auto" and AUTO_METHOD == "none")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -165,7 +172,8 @@ def test_fixmatch_starts_from_a_pretrained_encoder(files, tmp_path, capsys):
     assert code == 0, err
     out = tmp_path / "run"
     code, stdout, err = run(["train", "--train", files["train"], "--val", files["val"], "--unlabeled",
-                             files["unlabeled"], "--init", pre, "--out", out, "--epochs", "1", "--semi-args",
+                             files["unlabeled"], "--init", pre, "--out", out, "--epochs", "1",
+                             "--semi-supervised", "fixmatch", "--semi-args",
                              "{mu: 2}", *SMALL], capsys)
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
