@@ -199,7 +199,8 @@ def markdown(rec: dict[str, Any]) -> str:
              f"epochs of {cfg['epoch_size']} maps, batch {cfg['batch_size']} (the config: 30 epochs over the training set, "
              f"batch 256), best epoch on "
              f"{rec['n_select']} val maps, scored on all {rec['n_val']} val maps. Device {cfg['device']}; "
-             f"{rec['wall_minutes']:.0f} min in all.", "",
+             f"{rec['wall_minutes']:.0f} min for this call (simulations finished before are read back from "
+             "bench/runs/suggest*/).", "",
              f"Command: `{command(cfg)}`", "",
              "## Val macro-F1 by labelled maps (mean over seeds; min - max when several)", "",
              "| labelled | " + " | ".join(cfg["strategies"]) + " |", "|---|" + "---|" * len(cfg["strategies"])]
