@@ -258,7 +258,6 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     prob_<class>... (decision / set / unknown_score: `inference.trust`; alpha: sets at this level).
     labels: a ``lot,wafer,label`` CSV filling the ``true`` column for files that carry no labels.
     runtime: torch | onnx (the run's checked model.onnx, exported first when missing; named in the summary)."""
-    from adrcs.data.wafer_ids import wafer_columns
     from adrcs.deploy.runtime import load_wafer_model
     from adrcs.inference.onnx_runtime import check_runtime
 
@@ -268,10 +267,50 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     ds = read_maps(paths, say, trust_pickle=trust_pickle, limits=limits, fab=fab, on_error=on_error)
     ds = _with_labels(ds, labels, pipe, say)
     probs, feats = pipe.predict_outputs(pipe.prepare(ds.maps), tta=tta)
-    names = pipe.class_names
+    rows = prediction_rows(pipe, ds, probs, feats, threshold, alpha)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(out, index=False)
+    say_predictions(rows, out, runtime, say)
+    return rows
+
+
+def say_predictions(rows: pd.DataFrame, out: str | Path, runtime: str, say: Printer) -> None:
+    """predict's closing lines: how many maps went where, the predicted classes and the decisions."""
+    counts = rows["predicted"].value_counts()
+    say(f"{len(rows)} maps classified -> {out} (runtime {runtime}); predicted: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    sent = rows["decision"].isin(["review", "unknown"])
+    if sent.any():
+        say(f"decision: {int((rows['decision'] == 'review').sum())} to review, "
+            f"{int((rows['decision'] == 'unknown').sum())} unknown pattern(s), {int((~sent).sum())} decided")
+
+
+def map_rows(ds: WaferMapSet) -> pd.DataFrame:
+    """The columns of predict's CSV that come from the maps alone: index (0..N-1), source, source_index, lot,
+    wafer, die_count, fail_count, yield (counted on the maps as read, before any resizing)."""
+    from adrcs.data.wafer_ids import wafer_columns
+
     rows = pd.DataFrame({"index": np.arange(len(ds)), "source": ds.meta["source"].values,
                          "source_index": ds.meta["index"].values})
-    rows = pd.concat([rows, wafer_columns(ds)], axis=1)
+    return pd.concat([rows, wafer_columns(ds)], axis=1)
+
+
+def true_labels(ds: WaferMapSet) -> list[str] | None:
+    """predict's ``true`` column (the label names; "" where a map has none), None when no map is labeled."""
+    if not ds.labeled_mask.any():
+        return None
+    if ds.multilabel:
+        return [";".join(n for n, h in zip(ds.class_names, r) if h > 0) or ("none" if m else "")
+                for r, m in zip(ds.labels, ds.labeled_mask)]
+    return [ds.class_names[i] if i >= 0 else "" for i in ds.labels]
+
+
+def answer_rows(pipe: Any, rows: pd.DataFrame, probs: np.ndarray, feats: np.ndarray | None, threshold: float = 0.5,
+                alpha: float | None = None, true: Sequence[str] | None = None) -> pd.DataFrame:
+    """`rows` (`map_rows`) with the model's answers added in predict's column order: predicted, confidence,
+    decision, unknown_score, set, [true], prob_<class>... (modified in place and returned)."""
+    names = pipe.class_names
     decided = decide(probs, pipe.multilabel, threshold)
     if pipe.multilabel:
         rows["predicted"] = [";".join(n for n, h in zip(names, r) if h) or "none" for r in decided]
@@ -280,25 +319,17 @@ def predict(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out:
     rows["confidence"] = confidence(probs, pipe.multilabel, threshold)
     for col, values in answer_columns(pipe, probs, feats, alpha).items():
         rows[col] = values
-    if ds.labeled_mask.any():
-        if ds.multilabel:
-            rows["true"] = [";".join(n for n, h in zip(ds.class_names, r) if h > 0) or ("none" if m else "")
-                            for r, m in zip(ds.labels, ds.labeled_mask)]
-        else:
-            rows["true"] = [ds.class_names[i] if i >= 0 else "" for i in ds.labels]
+    if true is not None:
+        rows["true"] = list(true)
     for j, n in enumerate(names):
         rows[f"prob_{n}"] = probs[:, j].round(6)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows.to_csv(out, index=False)
-    counts = rows["predicted"].value_counts()
-    say(f"{len(rows)} maps classified -> {out} (runtime {runtime}); predicted: "
-        + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    sent = rows["decision"].isin(["review", "unknown"])
-    if sent.any():
-        say(f"decision: {int((rows['decision'] == 'review').sum())} to review, "
-            f"{int((rows['decision'] == 'unknown').sum())} unknown pattern(s), {int((~sent).sum())} decided")
     return rows
+
+
+def prediction_rows(pipe: Any, ds: WaferMapSet, probs: np.ndarray, feats: np.ndarray | None,
+                    threshold: float = 0.5, alpha: float | None = None) -> pd.DataFrame:
+    """predict's output table for `ds` and the model's outputs on it (one row per map)."""
+    return answer_rows(pipe, map_rows(ds), probs, feats, threshold, alpha, true_labels(ds))
 
 
 def info(paths: Sequence[str | Path] | str | Path, *, trust_pickle: bool = False,

@@ -89,6 +89,10 @@ ALPHA = typer.Option(None, "--alpha", help="Prediction sets cover the true class
 RUNTIME = typer.Option("torch", "--runtime", help="torch | onnx | onnx-int8: run the network in PyTorch, or in ONNX "
                        "Runtime from the run's checked model.onnx / model.int8.onnx (exported first when missing; "
                        "wafer-map models).")
+PREDICT_RUNTIME = typer.Option(None, "--runtime", help="torch | onnx | onnx-int8: run the network in PyTorch, or in "
+                               "ONNX Runtime from the run's checked model.onnx / model.int8.onnx (exported first when "
+                               "missing; wafer-map models). Default torch; with --engine ray onnx where the model "
+                               "exports, else torch.")
 
 
 def _check_alpha(alpha: float | None) -> None:
@@ -98,7 +102,7 @@ def _check_alpha(alpha: float | None) -> None:
         raise InputError("--alpha", f"must be between 0 and 1 (got {alpha})")
 
 
-def _check_runtime(runtime: str) -> str:
+def _check_runtime(runtime: str | None) -> str:
     from adrcs.inference.onnx_runtime import check_runtime
 
     return check_runtime(runtime)
@@ -151,13 +155,39 @@ def predict(
     annotated: bool = typer.Option(True, "--annotated/--no-annotated", help="Detection: write annotated/ images "
                                    "with the boxes drawn (off: only predictions.json / .csv)."),
     alpha: Optional[float] = ALPHA,
-    runtime: str = RUNTIME,
+    runtime: Optional[str] = PREDICT_RUNTIME,
+    engine: str = typer.Option("local", "--engine", help="local | ray: score in this process, or stream the "
+                               "files through Ray Data into Parquet shards in the folder --out (wafer maps; "
+                               "pip install 'adrcs[ray]')."),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: the Ray cluster (auto | HOST:PORT); "
+                                          "default: start a local Ray on this machine."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="--engine ray: scoring actors, one model each "
+                                          "(default: the CPUs of this machine or of the cluster)."),
     reading: Optional[dict] = None,
 ) -> None:
     """Classify maps; one CSV row per map with the predicted class, its decision, set and probabilities."""
     _check_alpha(alpha)
+    engine = _check_engine(engine, address, workers)
+    runtime = "auto" if engine == "ray" and runtime is None else _check_runtime(runtime)
     _run_on_model("predict", model, data=list(data), out=out, images=images, annotations=annotations, tta=tta,
                   threshold=threshold, score_threshold=score_threshold, labels=labels, annotated=annotated,
-                  alpha=alpha, reading=reading, runtime=_check_runtime(runtime))
+                  alpha=alpha, reading=reading, runtime=runtime, engine=engine, address=address, workers=workers)
+
+
+def _check_engine(engine: str, address: str | None, workers: int | None) -> str:
+    """--engine validated; --address / --workers only with --engine ray; Ray installed (one line, exit 2)."""
+    engine = engine.lower()
+    if engine not in ("local", "ray"):
+        raise InputError(None, f"--engine must be local or ray (got {engine!r})")
+    if engine == "local":
+        if address is not None or workers is not None:
+            raise InputError(None, "--address / --workers are for --engine ray")
+        return engine
+    if workers is not None and workers < 1:
+        raise InputError(None, f"--workers must be at least 1 (got {workers})")
+    from adrcs.deploy.ray_predict import require_ray
+
+    require_ray()
+    return engine
 
 

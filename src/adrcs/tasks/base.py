@@ -30,6 +30,9 @@ class Request:
     alpha: float | None = None              # prediction sets at this level (default: the model's)
     unlabeled: Sequence[Path] | None = None  # train: wafer-map files whose maps join without labels
     runtime: str = "torch"                  # evaluate / predict: torch | onnx | onnx-int8 (wafer maps)
+    engine: str = "local"                   # predict: local | ray (wafer maps; `deploy.ray_predict`)
+    address: str | None = None              # predict --engine ray: the cluster (auto | HOST:PORT); None: local Ray
+    workers: int | None = None              # predict --engine ray: scoring actors
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class Task:
 
     def check_image_request(self, req: Request) -> None:
         """Image tasks read one data path and have no TTA / multi-label threshold: say so, never ignore."""
+        if req.engine != "local" and self.image:
+            raise InputError(None, f"--engine {req.engine} is for wafer-map models so far; this is an image model "
+                                   "(use --engine local)")
         if req.runtime != "torch" and self.image:
             raise InputError(None, f"--runtime {req.runtime} is for wafer-map models so far; this is an image model "
                                    "(`adrcs export` writes its model.onnx)")

@@ -29,6 +29,12 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
     from adrcs.api import predict
 
     threshold = 0.5 if req.threshold is None else req.threshold
+    if req.engine == "ray":
+        from adrcs.deploy.ray_predict import predict_ray
+
+        return predict_ray(model, list(req.data), req.out, tta=req.tta, threshold=threshold, say=say,
+                           labels=req.labels, alpha=req.alpha, runtime=req.runtime, address=req.address,
+                           workers=req.workers, **(req.reading or {}))
     return predict(model, list(req.data), req.out, tta=req.tta, threshold=threshold, say=say, labels=req.labels,
                    alpha=req.alpha, runtime=req.runtime, **(req.reading or {}))
 
