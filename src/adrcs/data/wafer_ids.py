@@ -17,7 +17,15 @@ MAX_LABEL_ROWS = 5_000_000
 
 
 def _first(meta: pd.DataFrame, names: tuple[str, ...]) -> pd.Series | None:
-    return next((meta[c] for c in names if c in meta.columns), None)
+    """Per map, the first of the `names` columns that has a value (files of different formats joined into one
+    set fill different columns)."""
+    cols = [meta[c] for c in names if c in meta.columns]
+    if not cols:
+        return None
+    out = cols[0]
+    for c in cols[1:]:
+        out = out.where(out.notna(), c)
+    return out
 
 
 def wafer_columns(ds: WaferMapSet) -> pd.DataFrame:
@@ -30,12 +38,27 @@ def wafer_columns(ds: WaferMapSet) -> pd.DataFrame:
     if all(c in ds.meta.columns for c in ("die_count", "fail_count", "yield")):
         for c in ("die_count", "fail_count", "yield"):
             out[c] = ds.meta[c].to_numpy()
+        _count_missing(ds, out)
     else:
         counts = pd.DataFrame([map_counts(m) for m in ds.maps])
         for c in ("die_count", "fail_count", "yield"):
             out[c] = counts[c].to_numpy() if n else []
     out["yield"] = pd.to_numeric(out["yield"], errors="coerce").round(6)
     return out
+
+
+def _count_missing(ds: WaferMapSet, out: pd.DataFrame) -> None:
+    """Fill the counts of maps whose reader gave none (files of another format joined into the set) from the maps,
+    in place; die / fail counts stay integers when every map has them."""
+    cols = ["die_count", "fail_count", "yield"]
+    missing = np.flatnonzero(out[cols[:2]].isna().any(axis=1).to_numpy())  # a NaN yield alone: no die tested
+    if not len(missing):
+        return
+    counts = pd.DataFrame([map_counts(ds.maps[i]) for i in missing])
+    for c in cols:
+        col = pd.to_numeric(out[c], errors="coerce").to_numpy(float, copy=True)
+        col[missing] = counts[c].to_numpy(float)
+        out[c] = col.astype(np.int64) if c != "yield" and np.isfinite(col).all() else col
 
 
 def read_labels_csv(path: str | Path) -> pd.DataFrame:
