@@ -123,7 +123,7 @@ class Scorer:
 
         from adrcs.api import answer_rows
 
-        maps = torch.from_numpy(np.ascontiguousarray(batch["map"], np.uint8))
+        maps = torch.from_numpy(np.require(batch["map"], np.uint8, ["C", "W"]))  # Arrow buffers are read-only
         probs, feats = self.model.predict_outputs(maps, tta=self.tta)
         rows = pd.DataFrame({c: batch[c] for c in META})
         return arrow_table(answer_rows(self.model, rows, probs, feats, self.threshold, self.alpha,
