@@ -93,7 +93,8 @@ def main() -> None:
             out = tmp / f"out_w{w}"
             s = predict_ray(run, [tmp / "maps"], out, runtime=args.runtime, workers=w, say=print)
             rows.append({"workers": w, "maps": s["maps"], "seconds": round(s["seconds"], 2),
-                         "maps_per_s": round(s["maps_per_s"], 1), "maps_per_s_per_worker": round(s["maps_per_s"] / w, 1),
+                         "maps_per_s": round(s["maps_per_s"], 1),
+                         "maps_per_s_per_worker": round(s["maps_per_s"] / w, 1),
                          "runtime": s["runtime"], "shards": s["shards"]})
             print(f"workers {w}: {s['maps_per_s']:.0f} maps/s")
             shutil.rmtree(out, ignore_errors=True)
