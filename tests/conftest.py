@@ -9,10 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from helpers.frames import make_lswmd_frame, make_mixed_arrays, make_mixed_frame, make_wm811k_frame
 from helpers.wafers import make_wafer
+
+# With pyarrow installed (the `ray` extra) pandas keeps text in Arrow arrays, which the strict unpickler refuses;
+# the frames the tests pickle keep plain Python strings, like the public datasets.
+pd.set_option("mode.string_storage", "python")
 
 
 @pytest.fixture

@@ -102,3 +102,22 @@ def test_cli_convert_round_trip_and_trust_pickle(tmp_path, capsys, rng):
     assert b.labels.tolist() == a.labels.tolist()
     code, _, err = run_cli(["convert", legacy, tmp_path / "out.pkl"], capsys)
     assert code == 2 and "must be an .npz" in err and len(err.strip().splitlines()) == 1
+
+
+def test_written_pickles_hold_plain_strings_whatever_pandas_stores_text_in(tmp_path):
+    """pandas with pyarrow keeps text in Arrow arrays, which the strict unpickler refuses: the writer stores
+    plain object strings (column names included) so its pickles load everywhere."""
+    import pandas as pd
+
+    from adrcs.data.loader import load
+    from adrcs.data.writer import plain_strings, save_wafer_maps
+
+    df = plain_strings(pd.DataFrame({"lot": pd.array(["L1", "L2"], dtype="str"), "n": [1, 2]}))
+    assert df["lot"].dtype == object and df.columns.dtype == object
+    from pathlib import Path
+
+    ds = load(Path(__file__).parents[2] / "src" / "adrcs" / "samples" / "wm811k_sample_val.pkl.xz")
+    ds.meta["lotName"] = pd.array(["L1"] * len(ds), dtype="str")
+    out = save_wafer_maps(ds, tmp_path / "w.pkl")
+    assert b"Arrow" not in out.read_bytes()
+    assert len(load(out)) == len(ds)

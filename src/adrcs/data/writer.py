@@ -31,8 +31,20 @@ def save_wafer_maps(ds: WaferMapSet, path: str | Path) -> Path:
         if col not in ("source", "index") and col not in df.columns:
             df[col] = ds.meta[col].to_numpy()
     df["origin"] = ds.meta["source"].astype(str).to_numpy()
-    df.to_pickle(path)
+    plain_strings(df).to_pickle(path)
     return path
+
+
+def plain_strings(df: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as plain object arrays of str: with pyarrow installed pandas stores text as Arrow arrays,
+    which the strict unpickler (rightly) refuses, so pickles written here would not load anywhere else."""
+    for col in df.columns:
+        if pd.api.types.is_string_dtype(df[col].dtype) and df[col].dtype != object:
+            df[col] = df[col].astype(object)
+    df.columns = pd.Index(list(df.columns), dtype=object)  # the column names are text too
+    if pd.api.types.is_string_dtype(df.index.dtype):
+        df.index = pd.Index(list(df.index), dtype=object)
+    return df
 
 
 # meta columns that hold the lot / wafer id, by format (first found wins)
