@@ -176,15 +176,6 @@ def explain_doubtful(pipe: Any, ds: WaferMapSet, wafers: pd.DataFrame, low_confi
     return {int(i): wafer_cam_png(ds.maps[i], cams[k], max_px=THUMB_PX) for k, i in enumerate(rows)}
 
 
-def _true_labels(ds: WaferMapSet) -> list[str] | None:
-    if not ds.labeled_mask.any():
-        return None
-    if ds.multilabel:
-        return [";".join(n for n, h in zip(ds.class_names, r) if h > 0) or ("none" if m else "")
-                for r, m in zip(ds.labels, ds.labeled_mask)]
-    return [ds.class_names[i] if i >= 0 else "" for i in ds.labels]
-
-
 def write_report(model_dir: str | Path, data: Sequence[str | Path] | str | Path, out: str | Path,
                  low_confidence: float = 0.7, tta: bool | None = None, title: str | None = None,
                  say: Printer = print, **reading: Any) -> dict[str, Any]:
@@ -205,7 +196,9 @@ def write_report(model_dir: str | Path, data: Sequence[str | Path] | str | Path,
     table = wafer_table(ds)
     wafers = pd.concat([table, classify(pipe, ds, tta)], axis=1)
     wafers["wafer"] = wafers["shown"]
-    true = _true_labels(ds)
+    from adrcs.api import true_labels
+
+    true = true_labels(ds)
     if true is not None:
         wafers["true"] = true
     n = len(ds)

@@ -38,9 +38,10 @@ def train(
     init: Optional[Path] = typer.Option(None, "--init", help="Folder written by `adrcs pretrain`: start from its "
                                         "encoder (same model and input size; the head stays fresh)."),
     unlabeled: Optional[List[Path]] = typer.Option(
-        None, "--unlabeled", help="Wafer-map files, folders or fab files whose maps (labels ignored) the model also "
-                                  "learns from: FixMatch for wafer-map models (semi_supervised: auto), the SBAE for "
-                                  "the sinogram config. Maps identical to a --val map are left out."),
+        None, "--unlabeled", help="Wafer-map files, folders or fab files whose maps (labels ignored) the model may "
+                                  "also learn from: with --semi-supervised fixmatch (auto: the benchmark's best, "
+                                  "see README), the SBAE of the sinogram config. Maps identical to a --val map are "
+                                  "left out."),
     devices: Optional[int] = typer.Option(None, "--devices", help="Processes (CPU) or GPUs per machine; more than "
                                           "one trains with DDP (gloo on CPU). batch_size is per process."),
     num_nodes: Optional[int] = typer.Option(None, "--num-nodes", help="Machines in the run, each running this "
