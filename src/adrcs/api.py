@@ -109,12 +109,7 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
     from adrcs.engine.fixmatch import resolve_method
     from adrcs.tasks.fitting import fit
 
-    semi = resolve_method(cfg, 0 if unlabeled is None else len(unlabeled))
-    if unlabeled is not None and len(unlabeled) and semi == "none" and cfg["features"] == "none" \
-            and str(cfg["semi_supervised"]).lower() == "auto":
-        from adrcs.engine.fixmatch import AUTO_NOTE
-
-        say(AUTO_NOTE)
+    semi = resolve_method(cfg, 0 if unlabeled is None else len(unlabeled), say)
     if semi == "fixmatch" and train_set.multilabel:
         raise InputError(None, "semi_supervised: fixmatch is for single-label maps (this training data is "
                                "multi-label); use `adrcs pretrain` + --init for multi-label data")

@@ -16,18 +16,9 @@ SMALL = ["--input-size", "16", "--device", "cpu", "--batch-size", "16", "--model
 
 @pytest.fixture
 def data(tmp_path):
-    from helpers.frames import make_wm811k_frame
+    from helpers.frames import write_noisy_splits
 
-    paths = {}
-    for name, seed, n in [("unlabeled", 1, 10), ("train", 2, 4), ("val", 3, 4)]:
-        rng = np.random.default_rng(seed)
-        frame = make_wm811k_frame(rng, classes=["Center", "Donut", "Edge-Ring", "none"], per_class=n, sizes=(16, 22))
-        for m in frame["waferMap"]:  # a few random failing dies: no two maps alike
-            m[(m == 128) & (rng.random(m.shape) < 0.05)] = 255
-        p = tmp_path / f"{name}.pkl.xz"
-        frame.to_pickle(p)
-        paths[name] = p
-    return paths
+    return write_noisy_splits(tmp_path, {"unlabeled": 10, "train": 4, "val": 4})
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """FixMatch (`semi_supervised: fixmatch`) and `adrcs train --unlabeled`: views, pseudo-labels, runs, errors."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -77,18 +76,9 @@ def test_distribution_alignment_lifts_the_rare_class_pseudo_labels():
 
 @pytest.fixture
 def files(tmp_path):
-    from helpers.frames import make_wm811k_frame
+    from helpers.frames import write_noisy_splits
 
-    paths = {}
-    for name, seed, n in [("unlabeled", 1, 12), ("train", 2, 4), ("val", 3, 4)]:
-        rng = np.random.default_rng(seed)
-        frame = make_wm811k_frame(rng, classes=["Center", "Donut", "Edge-Ring", "none"], per_class=n, sizes=(16, 22))
-        for m in frame["waferMap"]:
-            m[(m == 128) & (rng.random(m.shape) < 0.05)] = 255
-        p = tmp_path / f"{name}.pkl.xz"
-        frame.to_pickle(p)
-        paths[name] = p
-    return paths
+    return write_noisy_splits(tmp_path, {"unlabeled": 12, "train": 4, "val": 4})
 
 
 def test_train_with_unlabeled_runs_fixmatch_and_records_it(files, tmp_path, capsys):

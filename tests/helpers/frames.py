@@ -29,6 +29,23 @@ def make_wm811k_frame(rng: np.random.Generator, classes: list[str] | None = None
     return df
 
 
+def write_noisy_splits(folder, per_class: dict[str, int], seeds: dict[str, int] | None = None) -> dict:
+    """One pickle per split name (`per_class[name]` maps of Center, Donut, Edge-Ring and none, 16-22 px), with a
+    few random failing dies so no two maps are alike; split i uses seed i + 1 unless `seeds` says otherwise.
+    Returns {name: path}."""
+    from pathlib import Path
+
+    paths = {}
+    for i, (name, n) in enumerate(per_class.items()):
+        rng = np.random.default_rng((seeds or {}).get(name, i + 1))
+        frame = make_wm811k_frame(rng, classes=["Center", "Donut", "Edge-Ring", "none"], per_class=n, sizes=(16, 22))
+        for m in frame["waferMap"]:
+            m[(m == 128) & (rng.random(m.shape) < 0.05)] = 255
+        paths[name] = Path(folder) / f"{name}.pkl.xz"
+        frame.to_pickle(paths[name])
+    return paths
+
+
 def _nested(s: str) -> np.ndarray:
     return np.array([[s]], dtype=object)
 

@@ -26,7 +26,7 @@ unlabelled maps take part. Options (config ``semi_args``) are checked by `semi_o
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -77,14 +77,18 @@ AUTO_NOTE = ("unlabeled: bench/labels.py found no gain from FixMatch over superv
              "counts, so the network trains on the labelled maps (--semi-supervised fixmatch to use them anyway)")
 
 
-def resolve_method(cfg: dict[str, Any], n_unlabeled: int) -> str:
+def resolve_method(cfg: dict[str, Any], n_unlabeled: int, say: Callable[[str], None] | None = None) -> str:
     """The semi-supervised method a run uses: ``auto`` is `AUTO_METHOD` for a wafer-map network given unlabelled
-    maps (the sinogram pipeline gives them to its SBAE instead), else none."""
+    maps (the sinogram pipeline gives them to its SBAE instead), else none. `say` gets `AUTO_NOTE` when auto
+    leaves given maps out of the network's training."""
     method = str(cfg.get("semi_supervised", "auto")).lower()
     if method not in METHODS:
         raise InputError(None, f"semi_supervised must be one of {', '.join(METHODS)} (got {method!r})")
     if method == "auto":
-        method = AUTO_METHOD if n_unlabeled and cfg.get("features", "none") == "none" else "none"
+        for_network = bool(n_unlabeled) and cfg.get("features", "none") == "none"
+        method = AUTO_METHOD if for_network else "none"
+        if for_network and method == "none" and say is not None:
+            say(AUTO_NOTE)
     if method == "fixmatch":
         if cfg.get("features", "none") != "none":
             raise InputError(None, "semi_supervised: fixmatch is for wafer-map networks (features: none)")
