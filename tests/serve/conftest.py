@@ -22,7 +22,7 @@ import pytest
 PG_ENV = "ADRCS_TEST_POSTGRES_URL"
 PG_START_TIMEOUT_S = 20
 OUR_TABLES = ("reviews", "inspections", "blobs", "model_events", "model_versions", "api_tokens", "defect_classes",
-              "alembic_version")
+              "retrain_jobs", "rate_counters", "alembic_version")
 _pg_skip_reason: list[str] = []
 _db_counter = itertools.count()
 

@@ -16,6 +16,7 @@ from adrcs.serve.store.schema import ApiTokenRow, Base, BlobRow
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
 TABLES = {"blobs", "inspections", "reviews", "model_versions", "model_events", "api_tokens", "defect_classes",
+          "retrain_jobs", "rate_counters",
           "alembic_version"}
 
 
@@ -39,7 +40,7 @@ def test_migrations_create_tables_and_rerun(db_url: str) -> None:
     try:
         assert TABLES <= set(inspect(engine).get_table_names())
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0005"]
             # the migrations build exactly the ORM schema
             assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
     finally:

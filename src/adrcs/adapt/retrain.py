@@ -26,12 +26,14 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
           overrides: dict[str, Any] | None = None, audit_fraction: float = DEFAULT_AUDIT_FRACTION,
           recall_margin: float = 0.05, f1_tolerance: float = 0.0, min_support: int = 5, min_reviewed: int = 1,
           say: Callable[[str], None] = print, trust_pickle: bool = False, limits: Any = None, fab: Any = None,
-          on_error: str = "stop") -> dict[str, Any]:
+          on_error: str = "stop", model_store: Any = None) -> dict[str, Any]:
     """Train a challenger from original + reviewed data and promote it if it is not worse (see module docs).
 
     original / val: training and validation files (default: those in the champion's config.yaml).
     overrides: config keys for the challenger (e.g. ``{"epochs": 10}``). Returns the report dict.
     trust_pickle, limits, fab, on_error: how the data files are read (see `adrcs.data.load_many`).
+    model_store: a `serve.model_store.ModelStore` the challenger is registered in (copied there unless `out_dir`
+    is inside it), so that every replica of the service can load it.
     """
     from adrcs.api import train_sets
     from adrcs.config import DEFAULTS, load_config, read_yaml_mapping
@@ -91,7 +93,7 @@ def adapt(store: Any, champion_dir: str | Path, out_dir: str | Path, *, actor: s
     champ_version = version_name(champion_dir, "wafer")
     metrics = {"audit": decision.challenger, "champion_audit": decision.champion, "n_audit": decision.n_audit}
     version = register_run(store, out, "wafer", actor=actor, parent=champ_version, metrics=metrics,
-                           promote_if_first=False)
+                           promote_if_first=False, model_store=model_store)
     if decision.promote:
         current = store.champion("wafer")
         if current is None or current.version != version:

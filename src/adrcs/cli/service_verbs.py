@@ -39,22 +39,37 @@ def serve(
     runtime: str = typer.Option("torch", "--runtime", help="Wafer-map models: torch (frozen TorchScript) | onnx | "
                                 "onnx-int8 (ONNX Runtime on the run's checked model.onnx / model.int8.onnx, "
                                 "exported first when missing). Shown in /health and /v1/models."),
+    workers: int = typer.Option(1, "--workers", help="Service processes on this host (uvicorn workers); more than "
+                                "1 needs a PostgreSQL --db. Replicas on other hosts may share the same --db."),
+    model_store: Optional[Path] = typer.Option(None, "--model-store", help="Folder shared by every replica "
+                                               "(e.g. an NFS mount): registered run folders are copied here and "
+                                               "the registry keeps paths relative to it; retraining writes here."),
+    trusted_proxy: List[str] = typer.Option([], "--trusted-proxy", help="Address or network of a load balancer "
+                                            "/ reverse proxy (repeatable, or comma-separated): only requests from "
+                                            "these may give the client address in X-Forwarded-For."),
+    rate_limit: int = typer.Option(0, "--rate-limit", help="Requests per minute per API token, counted across "
+                                   "all replicas (0: no limit)."),
 ) -> None:
     """Run the inspection service (REST API under /v1, review page at /, docs at /docs)."""
     from adrcs.serve.app import ServiceConfig
     from adrcs.monitoring.drift import DriftConfig
     from adrcs.inference.onnx_runtime import check_runtime
     from adrcs.serve.launch import launch
+    from adrcs.serve.replicas import check_proxies, check_workers
 
     for flag, value in (("--max-request-mb", max_request_mb), ("--batch-max", batch_max), ("--port", port)):
         if not value > 0:
             raise InputError(None, f"{flag} must be > 0 (got {value})")
+    if rate_limit < 0:
+        raise InputError(None, f"--rate-limit must be >= 0 (got {rate_limit})")
+    check_workers(workers, db)  # --workers > 1 on SQLite: one line, exit 2
     cfg = ServiceConfig(db=db, models=[str(m) for m in model], batch_max=batch_max, batch_wait_ms=batch_wait_ms,
                         low_confidence=low_confidence, max_request_bytes=int(max_request_mb * 1024 * 1024),
                         drift=DriftConfig(window=drift_window, method=drift_method), fast_path=fast_path,
-                        runtime=check_runtime(runtime))
+                        runtime=check_runtime(runtime), model_store=str(model_store) if model_store else None,
+                        trusted_proxies=check_proxies(trusted_proxy), rate_limit=rate_limit)
     launch(cfg, host=host, port=port, admin_token_file=admin_token_file, log_level=log_level,
-           torch_threads=torch_threads, switch_interval_ms=switch_interval_ms, say=_say)
+           torch_threads=torch_threads, switch_interval_ms=switch_interval_ms, say=_say, workers=workers)
 
 
 token_app = typer.Typer(add_completion=False, no_args_is_help=True, help="API tokens of the inspection service.")
@@ -101,17 +116,22 @@ def adapt(
     val: Optional[List[Path]] = typer.Option(None, "--val", help="Validation files (default: the champion's)."),
     recall_margin: float = typer.Option(0.05, "--recall-margin", help="Largest allowed per-class recall drop."),
     audit_fraction: float = typer.Option(0.3, "--audit-fraction", help="Share of reviewed inspections kept for audit."),
+    model_store: Optional[Path] = typer.Option(None, "--model-store", help="The service's shared model store: the "
+                                               "challenger is registered there (as `adrcs serve --model-store`)."),
     reading: Optional[dict] = None,
 ) -> None:
     """Retrain on original + reviewed data; promote the challenger only if it is not worse on the audit set.
     Config overrides for the challenger as --key value (e.g. --epochs 10)."""
     from adrcs.adapt import adapt as api_adapt
+    from adrcs.serve.model_store import ModelStore
     from adrcs.serve.store import Store
 
     overrides = _extra_overrides(list(ctx.args))  # strings: load_config parses them as YAML values
+    paths = ModelStore(model_store)
+    paths.check()
     report = api_adapt(Store(db), model, out, original=train or None, val=val or None, overrides=overrides,
                        recall_margin=recall_margin, audit_fraction=audit_fraction, say=_say,
-                       **reading)
+                       model_store=paths, **reading)
     _say(json.dumps({k: report[k] for k in ("challenger", "champion", "promoted", "n_pool", "n_audit")}))
 
 

@@ -41,6 +41,7 @@ store / host / config: `review_routes.py`, `lot_routes.py`, `classes.py`, `monit
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from contextlib import asynccontextmanager
@@ -70,11 +71,13 @@ from adrcs.serve.inputs import encode_map, service_limits, upload_kind
 from adrcs.serve.lot_routes import add_lot_routes, wafer_id
 from adrcs.serve.middleware import BodyLimit, RequestMetrics
 from adrcs.serve.model_host import KINDS, ModelHost
+from adrcs.serve.model_store import ModelStore
 from adrcs.serve.monitor_routes import add_monitor_routes
 from adrcs.serve.model_routes import add_model_routes
 from adrcs.serve.prometheus import ServiceMetrics
 from adrcs.serve.review_routes import add_review_routes
 from adrcs.serve.security import INSPECTOR, Caller, require
+from adrcs.serve.shared_limits import sync_loop
 from adrcs.serve.store import NewInspection, Store
 from adrcs.serve.uploads import read_upload
 from adrcs.serve.web import install_web
@@ -100,17 +103,36 @@ class ServiceConfig:
     token_cache_s: float = 5.0                          # a checked token is trusted this long (revocation delay)
     fast_path: bool = True                              # JSON wafer-map inspections skip the FastAPI layers
     runtime: str = "torch"                              # wafer-map models: torch | onnx | onnx-int8 (model_host)
+    # replicas (several `adrcs serve` processes on one PostgreSQL store; see `serve/replicas.py`)
+    model_store: str | None = None                      # shared folder of registered run folders (model_store.py)
+    trusted_proxies: list[str] = field(default_factory=list)  # X-Forwarded-For is honoured from these only
+    rate_limit: int = 0                                 # requests per minute per token, all replicas (0: off)
+    limits_sync_s: float = 1.0                          # how often rate-limit counts are shared (shared_limits.py)
 
 
 class ServiceApp(FastAPI):
-    """The FastAPI app, with the hot route answered on plain ASGI first (see `serve/fast_path.py`)."""
+    """The FastAPI app, with the hot route answered on plain ASGI first (see `serve/fast_path.py`), behind
+    uvicorn's `ProxyHeadersMiddleware` when proxies are trusted (client address from ``X-Forwarded-For``)."""
 
     fast_path: JsonRouteFastPath | None = None
+    proxy_headers: Any = None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if self.proxy_headers is not None and scope["type"] in ("http", "websocket"):
+            return await self.proxy_headers(scope, receive, send)
+        await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: dict, receive: Callable, send: Callable) -> None:
         if self.fast_path is not None and self.fast_path.handles(scope):
             return await self.fast_path(scope, receive, send)
         await super().__call__(scope, receive, send)
+
+    def trust_proxies(self, hosts: list[str]) -> None:
+        """Take the client address from ``X-Forwarded-For`` on requests whose peer is one of `hosts` (addresses
+        or networks); every other request keeps its peer address, whatever headers it sends."""
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        self.proxy_headers = ProxyHeadersMiddleware(self._dispatch, trusted_hosts=list(hosts)) if hosts else None
 
 
 def _counts(m: np.ndarray) -> tuple[int, int, float | None]:
@@ -124,7 +146,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     """The service app; `store` defaults to ``Store(config.db)``. Run folders in `config.models` are registered."""
     config = config or ServiceConfig()
     store = store or Store(config.db)
-    host = ModelHost(store, device=config.device, runtime=config.runtime)
+    host = ModelHost(store, device=config.device, runtime=config.runtime, model_store=ModelStore(config.model_store))
     for m in config.models:
         host.register(m)
     metrics = ServiceMetrics()
@@ -156,7 +178,9 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     async def lifespan(app: FastAPI):
         batcher.start()
         writer.start()
+        limits_task = asyncio.create_task(sync_loop(app.state))  # rate-limit counts shared with other replicas
         yield
+        limits_task.cancel()
         await batcher.stop()
         await writer.stop()
         parser.close()
@@ -164,10 +188,10 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     app = ServiceApp(title="ADRCS inspection service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                      description="Wafer-map and inspection-image defect classification with review and retraining.")
     app.state.store, app.state.host, app.state.config, app.state.metrics = store, host, config, metrics
-    app.state.jobs = {}
     app.state.token_cache = {}
     app.state.limits, app.state.parser = limits, parser
     app.add_middleware(BodyLimit, limit=config.max_request_bytes)
+    app.trust_proxies(config.trusted_proxies)
 
     # ------------------------------------------------------------ errors and request metrics
 

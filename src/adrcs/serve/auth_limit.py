@@ -6,8 +6,8 @@ is looked at, so a guess made while blocked tells nothing. Successful checks cos
 delayed. Memory is bounded: at most `max_clients` buckets are kept (full buckets are dropped first, then
 the least recently failed); IPv6 clients are grouped by /64, the block one host usually owns.
 
-Behind a reverse proxy every request comes from the proxy's address unless uvicorn is told to trust its
-``X-Forwarded-For`` (``--forwarded-allow-ips``); requests without a client address share one bucket.
+Behind a reverse proxy every request comes from the proxy's address unless the service is told to trust its
+``X-Forwarded-For`` (``adrcs serve --trusted-proxy``); requests without a client address share one bucket.
 """
 from __future__ import annotations
 

@@ -10,6 +10,9 @@ Runtime (``adrcs serve --runtime``): "torch" serves wafer-map models as frozen T
 pass + unknown scores); "onnx" / "onnx-int8" run their network in ONNX Runtime from the run folder's checked
 ``model.onnx`` / ``model.int8.onnx`` (`deploy.runtime`: exported first when missing or stale). Image models
 always run in PyTorch; `LoadedModel.runtime` says what a loaded champion runs on.
+
+Replicas: registry paths are resolved in the model store (`serve.model_store`), and a promote or rollback made
+by another replica is picked up within `refresh_s` seconds (2 s by default).
 """
 from __future__ import annotations
 
@@ -161,8 +164,12 @@ def load_pipeline(kind: str, path: str | Path, device: str = "cpu", runtime: str
 class ModelHost:
     """Registers run folders in `store` and serves each kind's champion."""
 
-    def __init__(self, store: Any, device: str = "cpu", refresh_s: float = 2.0, runtime: str = "torch") -> None:
+    def __init__(self, store: Any, device: str = "cpu", refresh_s: float = 2.0, runtime: str = "torch",
+                 model_store: Any = None) -> None:
+        from adrcs.serve.model_store import ModelStore
+
         self.store = store
+        self.model_store = model_store if model_store is not None else ModelStore(None)  # resolves registry paths
         self.device = device
         self.runtime = check_runtime(runtime)  # wafer-map models: torch | onnx | onnx-int8 (see the module docs)
         self.refresh_s = float(refresh_s)  # how often the registry's champion is re-read (promotions elsewhere)
@@ -192,20 +199,25 @@ class ModelHost:
         """Add a run folder to the registry (idempotent); the first model of its kind becomes champion."""
         model_dir = Path(model_dir).resolve()
         return register_run(self.store, model_dir, checkpoint_kind(model_dir), actor=actor, parent=parent,
-                            metrics=metrics, promote_if_first=promote_if_first)
+                            metrics=metrics, promote_if_first=promote_if_first, model_store=self.model_store)
+
+    def _load(self, model: Any) -> LoadedModel:
+        """Load registered version `model` (its path resolved in the model store); ModelUnavailable (logged with
+        the path and the cause) when it cannot be loaded."""
+        try:
+            path = self.model_store.resolve(model.path)
+            pipe = load_pipeline(model.kind, path, self.device, self.runtime)
+        except Exception as e:  # noqa: BLE001 - any load failure: logged with the path, 503 / 409 to clients
+            log.error("cannot load the %s model %s from %s: %s", model.kind, model.version, model.path, e)
+            raise ModelUnavailable(model.kind, model.version) from None
+        names = list(pipe.class_names)
+        return LoadedModel(version=model.version, kind=model.kind, path=str(path), pipeline=pipe, class_names=names,
+                           multilabel=bool(getattr(pipe, "multilabel", False)), reference=drift_reference(path, names))
 
     def stage(self, model: Any) -> None:
         """Load registered version `model` (a ``ModelVersion``) ahead of promoting it; the next `current` call
         that finds it champion uses this copy. ModelUnavailable (nothing changed) when it cannot be loaded."""
-        try:
-            pipe = load_pipeline(model.kind, model.path, self.device, self.runtime)
-        except Exception as e:  # noqa: BLE001 - logged with the path; the caller answers without it
-            log.error("cannot load %s model %s from %s: %s", model.kind, model.version, model.path, e)
-            raise ModelUnavailable(model.kind, model.version) from None
-        names = list(pipe.class_names)
-        self._staged[model.version] = LoadedModel(
-            version=model.version, kind=model.kind, path=model.path, pipeline=pipe, class_names=names,
-            multilabel=bool(getattr(pipe, "multilabel", False)), reference=drift_reference(model.path, names))
+        self._staged[model.version] = self._load(model)
 
     def problems(self) -> dict[str, str]:
         """Kind -> reason for each deployed kind whose champion cannot be loaded (loads it when needed)."""
@@ -256,17 +268,12 @@ class ModelHost:
                 if failed is not None and failed[0] == champ.version and time.monotonic() - failed[1] < RETRY_FAILED_S:
                     raise ModelUnavailable(kind, champ.version)
                 try:
-                    pipe = load_pipeline(kind, champ.path, self.device, self.runtime)
-                except Exception as e:  # noqa: BLE001 - any load failure: logged with the path, 503 to clients
-                    log.error("cannot load the %s champion %s from %s: %s", kind, champ.version, champ.path, e)
+                    loaded = self._load(champ)
+                except ModelUnavailable:
                     self._failed[kind] = (champ.version, time.monotonic())
                     self._loaded.pop(kind, None)  # never keep answering with a model that is no longer champion
-                    raise ModelUnavailable(kind, champ.version) from None
+                    raise
                 self._failed.pop(kind, None)
-                names = list(pipe.class_names)
-                loaded = LoadedModel(version=champ.version, kind=kind, path=champ.path, pipeline=pipe,
-                                     class_names=names, multilabel=bool(getattr(pipe, "multilabel", False)),
-                                     reference=drift_reference(champ.path, names))
                 self._loaded[kind] = loaded
             self._mark(kind, generation)
         return loaded

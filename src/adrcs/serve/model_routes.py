@@ -3,9 +3,10 @@ refused with 409 and the champion stays), roll back, retrain."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -84,31 +85,35 @@ def add_model_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: 
 
     @app.post("/v1/models/retrain", tags=["models"], status_code=202)
     def retrain(caller: Caller = Depends(require(ADMIN))) -> dict:
-        """Start adaptive retraining (challenger vs champion on the audit set) in the background."""
+        """Start adaptive retraining (challenger vs champion on the audit set) in the background, on this replica;
+        the job is recorded in the store, so any replica reports it. With a model store the challenger's run
+        folder is written there (``runs/<job>``), so every replica can load it once promoted."""
         champ = store.champion("wafer")
         if champ is None:
             raise HTTPException(503, "no wafer model is deployed")
-        job = uuid.uuid4().hex[:12]
-        app.state.jobs[job] = {"job": job, "status": "running", "started": datetime.now(timezone.utc).isoformat()}
+        job = uuid.uuid4().hex  # 128 random bits: no collision between replicas
+        started = store.create_job(job, actor=caller.name, replica=f"{socket.gethostname()}:{os.getpid()}")
+        paths = host.model_store
 
         def work() -> None:
             from adrcs.adapt import adapt
 
             try:
-                out_dir = Path(config.retrain.get("out", "runs/adapt")) / job
-                res = adapt(store, champ.path, out_dir, actor=caller.name, **{k: v for k, v in config.retrain.items()
-                                                                              if k != "out"})
-                app.state.jobs[job].update(status="done", result=res)
+                out_dir = paths.run_dir(job) if paths else Path(config.retrain.get("out", "runs/adapt")) / job
+                res = adapt(store, paths.resolve(champ.path), out_dir, actor=caller.name, model_store=paths,
+                            **{k: v for k, v in config.retrain.items() if k != "out"})
+                store.finish_job(job, status="done", result=res)
             except Exception as e:  # reported in the job, logged in full
                 log.exception("retrain job %s failed", job)
-                app.state.jobs[job].update(status="failed", error=str(e)[:500])
+                store.finish_job(job, status="failed", error=str(e)[:500])
 
-        threading.Thread(target=work, daemon=True, name=f"retrain-{job}").start()
-        return app.state.jobs[job]
+        threading.Thread(target=work, daemon=True, name=f"retrain-{job[:12]}").start()
+        return started
 
     @app.get("/v1/models/retrain/{job}", tags=["models"])
     def retrain_status(job: str, caller: Caller = Depends(require(ADMIN))) -> dict:
-        """A retrain job's status and result."""
-        if job not in app.state.jobs:
+        """A retrain job's status and result (whichever replica runs it)."""
+        found = store.get_job(job) if len(job) <= 64 else None
+        if found is None:
             raise HTTPException(404, f"no retrain job {job[:64]!r}")
-        return app.state.jobs[job]
+        return found

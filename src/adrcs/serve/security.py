@@ -1,7 +1,9 @@
 """API tokens with roles: `inspector` may inspect and read; `engineer` may also review; `admin` may also
 promote, roll back and retrain. Tokens travel as ``Authorization: Bearer <token>`` (or ``X-API-Token``)
 and are checked against the store, which keeps only their SHA-256. Failed checks are throttled per client
-(`adrcs.serve.auth_limit`): past ``config.auth_max_failures`` per ``config.auth_window_s`` a client gets 429."""
+(`adrcs.serve.auth_limit`): past ``config.auth_max_failures`` per ``config.auth_window_s`` a client gets 429.
+Through `adrcs.serve.shared_limits` the failures also count across replicas, and each token
+may make at most ``config.rate_limit`` requests per minute (0: no limit)."""
 from __future__ import annotations
 
 import time
@@ -11,7 +13,8 @@ from typing import Any, Awaitable, Callable
 from fastapi import HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 
-from adrcs.serve.auth_limit import DEFAULT_MAX_FAILURES, DEFAULT_WINDOW_S, FailedAuthLimiter
+from adrcs.serve.auth_limit import DEFAULT_MAX_FAILURES, DEFAULT_WINDOW_S, FailedAuthLimiter, client_key
+from adrcs.serve.shared_limits import shared_limits
 from adrcs.serve.store import ROLES, hash_token
 
 INSPECTOR, ENGINEER, ADMIN = ROLES
@@ -79,20 +82,31 @@ async def authorize(state: Any, token: str | None, role: str, *, client: str | N
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing API token (Authorization: Bearer <token>)",
                             headers={"WWW-Authenticate": "Bearer"})
     limiter = auth_limiter(state)
-    if limiter is not None and (wait := limiter.retry_after(client)):
-        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,
-                            f"too many failed token checks from this client: retry in {wait} s",
-                            headers={"Retry-After": str(wait)})
+    shared = shared_limits(state) if hasattr(state, "store") else None  # counted across replicas too
+    if limiter is not None and (wait := limiter.retry_after(client) or (
+            shared.auth.retry_after(client_key(client)) if shared is not None else 0)):
+        raise _too_many(f"too many failed token checks from this client: retry in {wait} s", wait)
     found = await _check(state, token)
     if found is None:
         if limiter is not None:
             limiter.failed(client)
+            if shared is not None:
+                shared.auth.hit(client_key(client))
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid or revoked API token",
                             headers={"WWW-Authenticate": "Bearer"})
     name, have = found
     if ROLES.index(have) < ROLES.index(role):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {have!r} may not do this (needs {role!r})")
+    if shared is not None and shared.tokens.limit > 0:
+        if wait := shared.tokens.retry_after(name):
+            raise _too_many(f"this token's rate limit ({shared.tokens.limit} requests per minute) is used up: "
+                            f"retry in {wait} s", wait)
+        shared.tokens.hit(name)
     return Caller(name, have)
+
+
+def _too_many(detail: str, wait: int) -> HTTPException:
+    return HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, detail, headers={"Retry-After": str(wait)})
 
 
 def require(role: str) -> Callable[[Request], Awaitable[Caller]]:

@@ -42,11 +42,21 @@ def check_startup(config: Any, store: Any) -> None:
         kind = checkpoint_kind(m)  # InputError naming the folder when it is not a run folder
         _try_load(kind, m, config.device, f"the {kind} model", config.runtime)
         given.add(str(Path(m).resolve()))
+    from adrcs.serve.model_store import ModelStore
+
+    model_store = ModelStore(getattr(config, "model_store", None))
+    model_store.check()  # InputError naming --model-store when it cannot be made or written
     for kind in KINDS:
         champ = store.champion(kind)
-        if champ is not None and str(Path(champ.path).resolve()) not in given:
-            _try_load(kind, champ.path, config.device, f"the registered {kind} champion {champ.version}",
-                      config.runtime)
+        if champ is None:
+            continue
+        what = f"the registered {kind} champion {champ.version}"
+        try:
+            path = model_store.resolve(champ.path)
+        except LookupError as e:
+            raise InputError(None, f"{what} cannot be loaded: {e}") from None
+        if str(path.resolve()) not in given:
+            _try_load(kind, path, config.device, what, config.runtime)
 
 
 def health_report(store: Any, host: Any, timeout_s: float = 1.0) -> tuple[dict[str, Any], int]:

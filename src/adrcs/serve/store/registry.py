@@ -1,5 +1,6 @@
 """The model registry of the results store (a `Store` mixin): versions, champions per kind, promote / rollback
-(replayed from the event history) and the event log."""
+(replayed from the event history) and the event log. A version's ``status`` and ``path`` (`move_model`: the
+same checkpoint copied into the shared model store) are its only mutable columns."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -40,6 +41,18 @@ class RegistryMixin:
                 return _model(row)
         except IntegrityError as e:  # lost a race with another registration
             raise ValueError(f"model version {version!r} already registered") from e
+
+    def move_model(self, version: str, path: str, *, actor: str = "system") -> ModelVersion:
+        """Point a registered version at another copy of the same run folder (e.g. into the shared model store:
+        same checkpoint, same version); logged as "move". NotFound for an unknown version."""
+        with self._session(write=True) as s:
+            row = s.get(ModelVersionRow, version)
+            if row is None:
+                raise NotFound(f"no model version {version!r}")
+            old, row.path = row.path, str(path)
+            self._log(s, version, "move", actor, {"path": str(path), "from": old})
+            s.flush()
+            return _model(row)
 
     def get_model(self, version: str) -> ModelVersion | None:
         """One model version, or None."""

@@ -111,7 +111,7 @@ class ReviewRow(Base):
 
 
 class ModelVersionRow(Base):
-    """A registered model; ``status`` is the only mutable column."""
+    """A registered model; ``status`` and ``path`` (moved into the model store) are its mutable columns."""
 
     __tablename__ = "model_versions"
     version: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -159,5 +159,28 @@ class ClassRow(Base):
     actor: Mapped[str] = mapped_column(String(255))
 
 
+class RetrainJobRow(Base):
+    """A retrain job (0005): started by one replica, readable from every replica."""
+
+    __tablename__ = "retrain_jobs"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed
+    actor: Mapped[str] = mapped_column(String(255))
+    replica: Mapped[str] = mapped_column(String(255))  # host:pid of the replica that runs it
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class RateCounterRow(Base):
+    """A fixed-window rate-limit counter shared by the replicas (0005); old windows are pruned."""
+
+    __tablename__ = "rate_counters"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)  # epoch seconds
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 __all__ = ["Base", "BlobRow", "InspectionRow", "ReviewRow", "ModelVersionRow", "ModelEventRow", "ApiTokenRow",
-           "ClassRow", "UTCDateTime", "utcnow", "NAMING"]
+           "ClassRow", "RetrainJobRow", "RateCounterRow", "UTCDateTime", "utcnow", "NAMING"]

@@ -10,8 +10,9 @@ acknowledged record is lost across ``kill -9`` or power loss, foreign keys on, w
 (``postgresql://user:pw@host/db``, driven by psycopg 3).
 
 Split by concern: `records.py` (the returned dataclasses and helpers), `registry.py` (model versions,
-promote / rollback), `tokens.py` (API tokens), `classes.py` (registered defect classes), `sqlite_writer.py`
-(the lean SQLite write path), `inspections.py` (blobs, inspections, reviews and counts), `lots.py` (a lot's
+promote / rollback), `tokens.py` (API tokens), `classes.py` (registered defect classes), `jobs.py` (retrain
+jobs), `counters.py` (rate-limit counters shared by replicas), `sqlite_writer.py` (the lean SQLite write
+path), `inspections.py` (blobs, inspections, reviews and counts), `lots.py` (a lot's
 summary and stored maps); this module is the facade: the engine, sessions, migrations and health probes.
 
 Labels: ``predicted`` and review ``label`` hold one class name; a multi-label result is stored as
@@ -36,7 +37,9 @@ from sqlalchemy.pool import StaticPool
 from adrcs.errors import InputError
 from adrcs.serve.store import sqlite_writer
 from adrcs.serve.store.classes import ClassesMixin
+from adrcs.serve.store.counters import CountersMixin
 from adrcs.serve.store.inspections import InspectionsMixin
+from adrcs.serve.store.jobs import JobsMixin
 from adrcs.serve.store.lots import LotsMixin
 from adrcs.serve.store.records import (INSPECTION_KINDS, MAX_OFFSET, MAX_PG_ID, MAX_SQLITE_ID, MIGRATIONS_DIR,
                                        MODEL_ACTIONS, MODEL_KINDS, MODEL_STATUSES, REVIEW_ACTIONS, ROLES,
@@ -95,7 +98,7 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
 
 
 # --------------------------------------------------------------------------------------------- store
-class Store(InspectionsMixin, LotsMixin, ClassesMixin, RegistryMixin, TokensMixin):
+class Store(InspectionsMixin, LotsMixin, ClassesMixin, RegistryMixin, TokensMixin, JobsMixin, CountersMixin):
     """Thread-safe results store over SQLAlchemy (SQLite file or PostgreSQL)."""
 
     def __init__(self, url: str = "sqlite:///adrcs.db", migrate: bool = True,
