@@ -8,6 +8,9 @@ Splits (../shared/data/wm811k):
   of train_29.
 - **unlabelled pool** (FixMatch): every other training map (labels hidden), never a confirm map; maps identical to
   a val map are dropped by `adrcs.api_unlabeled.honest_pool`. ``all`` has no pool, so its ``semi`` cells are skipped.
+- **distill** (issue 19 item 5): the ``sup`` cells of seeds ``--teacher-seeds`` (trained first when missing)
+  teach one student of the same config (`adrcs train --teacher RUN ...`); the cell also scores the teachers'
+  ensemble.
 - **pretraining**: one SimCLR run (`adrcs pretrain`) on every training map except the confirm split serves every
   ``pre`` / ``both`` cell (`--pretrain DIR` reuses one).
 
@@ -19,6 +22,7 @@ sittings; every call rewrites the results from all cached cells.
 
     python bench/labels.py --labels 1 --methods sup semi --seeds 0          # two cells
     python bench/labels.py --labels 1 10 all --methods sup pre semi both --seeds 0 1 2
+    python bench/labels.py --labels all --methods distill --seeds 0         # 3 sup teachers -> 1 student
     python bench/labels.py --report-only                                   # tables + plot from the cache
 
 Writes bench/results/labels.{json,md} and labels_curve.png (macro-F1 against labelled maps, one line per method).
@@ -48,13 +52,17 @@ RESULTS = REPO / "bench" / "results"
 SPLITS = {"1": "train_1_split.pkl.xz", "10": "train_10_split.pkl.xz", "20": "train_20_split.pkl.xz",
           "29": "train_29_split.pkl.xz"}
 METHODS = ("sup", "pre", "semi", "both")
+DISTILL = "distill"  # issue 19 item 5: the supervised cells' seeds (--teacher-seeds) distilled into one student
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=SHARED)
     ap.add_argument("--labels", nargs="+", default=["1", "10", "all"], choices=["1", "10", "all"])
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=[*METHODS, DISTILL])
+    ap.add_argument("--teacher-seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="distill: the sup cells (same labels) whose runs teach the student (trained if missing)")
+    ap.add_argument("--distill-args", default="", help="YAML mapping: alpha, temperature of the distill cells")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=0, help="override the config's epochs (0: keep)")
     ap.add_argument("--pretrain", type=Path, default=None, help="an `adrcs pretrain` folder to reuse")
@@ -140,6 +148,15 @@ def run_cell(a: argparse.Namespace, labels: str, method: str, seed: int, parts: 
         over["epochs"] = a.epochs
     if method in ("pre", "both"):
         over["init"] = str(pretrained(a, parts))
+    teachers: list[Path] = []
+    if method == DISTILL:
+        import yaml
+
+        for k in a.teacher_seeds:  # the teachers are the supervised cells (trained first when missing)
+            run_cell(a, labels, "sup", k, parts, confirm, val)
+            teachers.append(RUNS / f"{labels}_sup_s{k}")
+        over["distill_from"] = [str(t) for t in teachers]
+        over["distill_args"] = yaml.safe_load(a.distill_args) if a.distill_args else {}
     cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml", over)
     unlabeled, info = None, None
     if method in ("semi", "both"):
@@ -156,8 +173,20 @@ def run_cell(a: argparse.Namespace, labels: str, method: str, seed: int, parts: 
             "n_unlabelled": 0 if unlabeled is None else len(unlabeled), "train_seconds": metrics["train_seconds"],
             "wall_seconds": round(seconds, 1), "best_epoch": metrics["best_epoch"],
             "val": score(pipe, val), "confirm": score(pipe, confirm)}
+    if teachers:  # the ensemble the student learnt from (mean probabilities, no TTA), for comparison
+        cell["distill"] = metrics.get("distill", {})
+        cell["teachers"] = {split: ensemble_score(teachers, ds) for split, ds in (("val", val), ("confirm", confirm))}
     cached.write_text(json.dumps(cell, indent=2))
     return cell
+
+
+def ensemble_score(runs: list[Path], ds: WaferMapSet) -> dict[str, Any]:
+    """Macro-F1 / accuracy / F1 per class of the runs' mean probabilities (no TTA)."""
+    pipes = [Pipeline.load(r) for r in runs]
+    probs = np.mean([p.predict_proba(ds, tta=False) for p in pipes], axis=0)
+    rep = report_for(ds.labels, probs, pipes[0].class_names, False)
+    return {"macro_f1": rep["macro_f1"], "accuracy": rep["accuracy"],
+            "f1": {c: rep["per_class"][c]["f1"] for c in rep["class_names"]}}
 
 
 def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -177,6 +206,11 @@ def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     row[f"{split}_{k}"], row[f"{split}_{k}_sd"] = float(np.mean(v)), float(np.std(v))
                 names = list(got[0][split]["f1"])
                 row[f"{split}_f1"] = {n: float(np.mean([c[split]["f1"][n] for c in got])) for n in names}
+            if all("teachers" in c for c in got):  # distill cells: their teachers' ensemble
+                row["n_teachers"] = len(got[0].get("distill", {}).get("teachers", []))
+                for split in ("val", "confirm"):
+                    for k in ("macro_f1", "accuracy"):
+                        row[f"teachers_{split}_{k}"] = float(np.mean([c["teachers"][split][k] for c in got]))
             rows.append(row)
     return rows
 
@@ -195,6 +229,13 @@ def write_results(cells: list[dict[str, Any]]) -> None:
                      f"{r['n_unlabelled']} | {r['val_macro_f1']:.3f} ({r['val_macro_f1_sd']:.3f}) | "
                      f"{r['val_accuracy']:.3f} | {r['confirm_macro_f1']:.3f} ({r['confirm_macro_f1_sd']:.3f}) | "
                      f"{r['confirm_accuracy']:.3f} | {r['train_minutes']} |")
+    for r in rows:
+        if "teachers_val_macro_f1" in r:
+            lines += ["", f"{r['labels']} % {r['method']}: the teachers' ensemble (mean probabilities of "
+                          f"{r['n_teachers']} sup runs, no TTA) scores val macro-F1 "
+                          f"{r['teachers_val_macro_f1']:.3f} / acc {r['teachers_val_accuracy']:.3f}, confirm "
+                          f"{r['teachers_confirm_macro_f1']:.3f} / {r['teachers_confirm_accuracy']:.3f}; the "
+                          "student has the default ffn's architecture and speed."]
     if rows:
         names = list(rows[0]["val_f1"])
         lines += ["", "F1 per class (val / confirm):", "",

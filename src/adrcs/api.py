@@ -24,7 +24,7 @@ from adrcs.api_trust import MIN_CALIB, answer_columns, fit_trust_run, split_sele
 from adrcs.inference.decisions import confidence, decide
 from adrcs.report.evaluation import evaluation_report
 from adrcs.pipeline import Pipeline
-from adrcs.api_train_steps import balance_run, sinogram_features_run
+from adrcs.api_train_steps import balance_run, distill_targets_run, sinogram_features_run
 
 Printer = Callable[[str], None]
 
@@ -120,6 +120,9 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
     balance_info = None
     if cfg["balance"] != "none":  # after the split: synthesis only ever sees the training maps
         train_set, balance_info = balance_run(cfg, train_set, out, say)
+    soft, distill_info = None, None
+    if cfg.get("distill_from"):  # after balancing: synthetic maps get the teachers' targets too
+        soft, distill_info = distill_targets_run(cfg, train_set, say)
     features, features_info = None, None
     if cfg["features"] == "sinogram":  # fitted on the (balanced) training split only
         features, features_info = sinogram_features_run(cfg, train_set, out, say, unlabeled)
@@ -133,7 +136,8 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
             "(prediction sets, unknown threshold)")
     if semi == "fixmatch":
         say(f"semi-supervised: fixmatch with {len(unlabeled)} unlabeled maps")
-    result = fit(cfg, train_set, select, out, console_print=say, features=features, unlabeled=unlabeled, semi=semi)
+    result = fit(cfg, train_set, select, out, console_print=say, features=features, unlabeled=unlabeled, semi=semi,
+                 soft_targets=soft)
     if not result.is_global_zero:  # DDP worker: rank 0 evaluates and writes the run folder
         return {}
     trust_info = None
@@ -159,6 +163,8 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
         metrics["balance"] = balance_info
     if features_info is not None:
         metrics["features"] = features_info
+    if distill_info is not None:
+        metrics["distill"] = distill_info
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     say(f"run folder: {out} (model.ckpt, config.yaml, metrics.json, plots/, logs/); "
         f"trained in {result.train_seconds:.0f}s")

@@ -1,6 +1,7 @@
-"""Optional steps of `adrcs train` before the network trains: balancing the training split (`balance_run`) and
-fitting the sinogram features (`sinogram_features_run`). Both see the training split (and maps without labels
-for the SBAE) only, never validation maps."""
+"""Optional steps of `adrcs train` before the network trains: balancing the training split (`balance_run`),
+the teachers' targets for distillation (`distill_targets_run`) and fitting the sinogram features
+(`sinogram_features_run`). All see the training split (and maps without labels for the SBAE) only, never
+validation maps."""
 from __future__ import annotations
 
 import json
@@ -111,6 +112,27 @@ def sinogram_features_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path
     say(f"features: {feats.encoder} -> Radon -> {feats.selector}: kept {feats.n_features_out} of {feats.n_pool_} "
         f"sinogram features ({100 * feats.n_features_out / feats.n_pool_:.1f} %)")
     return feats, info
+
+
+def distill_targets_run(cfg: dict[str, Any], train_set: WaferMapSet,
+                        say: Printer) -> tuple[np.ndarray, dict[str, Any]]:
+    """The teachers' (``cfg['distill_from']``) mean 8-view probabilities of every training map, and what the
+    run records of them (`engine.distill`)."""
+    import time
+
+    from adrcs.engine.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, teacher_targets
+
+    t = time.perf_counter()
+    soft = teacher_targets(cfg["distill_from"], train_set.maps, train_set.class_names, train_set.multilabel, say)
+    args = dict(cfg.get("distill_args") or {})
+    info = {"teachers": [str(p) for p in cfg["distill_from"]], "alpha": float(args.get("alpha", DEFAULT_ALPHA)),
+            "temperature": float(args.get("temperature", DEFAULT_TEMPERATURE)),
+            "teacher_seconds": round(time.perf_counter() - t, 1)}
+    if not train_set.multilabel:  # how often the teachers' ensemble agrees with the labels it learns beside
+        info["teacher_train_agreement"] = round(float((soft.argmax(axis=1) == train_set.labels).mean()), 4)
+    say(f"distillation: {len(info['teachers'])} teacher(s), alpha {info['alpha']}, temperature "
+        f"{info['temperature']} ({info['teacher_seconds']:.0f}s)")
+    return soft, info
 
 
 def _cuda() -> bool:

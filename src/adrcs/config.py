@@ -33,6 +33,8 @@ DEFAULTS: dict[str, Any] = {
     "init": None,              # folder written by `adrcs pretrain`: start from its encoder (the head stays fresh)
     "semi_supervised": "auto",  # auto (fixmatch when --unlabeled maps are given) | none | fixmatch
     "semi_args": {},           # fixmatch: threshold, mu, lambda_u, dist_align, ema, p_fail, p_drop, cutout
+    "distill_from": [],        # trained run folders (teachers): the model also learns their mean 8-view probabilities
+    "distill_args": {},        # alpha (weight of the teachers' term, 0.7), temperature (2.0)
     "features": "none",        # none | sinogram: maps -> SBAE -> Radon -> selected 1-D features -> a 1-D model
     "encoder": "sbae",         # sinogram encoder: sbae | cae (same net, no sparsity term) | none (one-hot map)
     "sbae_args": {},           # SBAE options: channels, hidden, sparsity, gamma, weight_decay, steps, batch_size, lr
@@ -147,6 +149,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     cfg["detector_args"] = {}
     cfg["paste_args"] = {}
     cfg["semi_args"] = {}
+    cfg["distill_from"] = []
+    cfg["distill_args"] = {}
     if path is not None:
         p = Path(path)
         unknown = sorted(set(data) - set(DEFAULTS))
@@ -262,6 +266,7 @@ def validate(cfg: dict[str, Any]) -> None:
         if not isinstance(cfg["init"], (str, Path)):
             raise InputError(None, f"init (config key or --init): {cfg['init']!r} is not a folder name")
         cfg["init"] = str(cfg["init"])
+    check_distill(cfg)
     if isinstance(cfg["use_template"], str):
         flag = cfg["use_template"].lower()
         if flag not in ("auto", "true", "false", "yes", "no", "1", "0", "on", "off"):
@@ -302,8 +307,31 @@ def validate(cfg: dict[str, Any]) -> None:
         raise InputError(None, "balance_target and epoch_size must be >= 0")
 
 
+def check_distill(cfg: dict[str, Any]) -> None:
+    """distill_from: a list of folder names (one name is taken as a list); distill_args: alpha in [0, 1],
+    temperature > 0. Turned into an InputError naming the key."""
+    teachers = cfg.get("distill_from") or []
+    if isinstance(teachers, (str, Path)):
+        teachers = [teachers]
+    if not isinstance(teachers, (list, tuple)) or not all(isinstance(t, (str, Path)) for t in teachers):
+        raise InputError(None, f"distill_from (config key or --teacher): {teachers!r} is not a list of run folders")
+    cfg["distill_from"] = [str(t) for t in teachers]
+    args = cfg.get("distill_args") or {}
+    if not isinstance(args, dict) or set(args) - {"alpha", "temperature"}:
+        raise InputError(None, f"distill_args: {args!r} takes only alpha and temperature")
+    try:
+        alpha, temp = float(args.get("alpha", 0.5)), float(args.get("temperature", 1.0))
+    except (TypeError, ValueError):
+        raise InputError(None, f"distill_args: alpha and temperature must be numbers (got {args!r})")
+    if not (0.0 <= alpha <= 1.0 and temp > 0):
+        raise InputError(None, f"distill_args: alpha must be in [0, 1] and temperature > 0 (got {args!r})")
+    if teachers and cfg.get("semi_supervised") == "fixmatch":
+        raise InputError(None, "distill_from and semi_supervised: fixmatch cannot be combined (distil from "
+                               "teachers trained with fixmatch instead)")
+
+
 # Keys that only some tasks read; every other key of DEFAULTS is common to all tasks.
-_WAFER_ONLY = ("multilabel", "init", "semi_supervised", "semi_args", "balance", "balance_target", "synth_model",
+_WAFER_ONLY = ("multilabel", "init", "semi_supervised", "semi_args", "distill_from", "distill_args", "balance", "balance_target", "synth_model",
                "synth_args", "synth_filter",
                "synth_filter_threshold", "features", "encoder", "sbae_args", "radon_angles", "selector",
                "selector_args", "select_samples", "feature_cache", "resize")

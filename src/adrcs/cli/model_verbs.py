@@ -48,6 +48,10 @@ def train(
                                             "command (MASTER_ADDR, MASTER_PORT, NODE_RANK; see README)."),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="auto | ddp | ddp_spawn | ddp_fork | ... "
                                            "(auto: ddp when devices x num-nodes > 1)."),
+    teacher: Optional[List[Path]] = typer.Option(
+        None, "--teacher", help="Trained run folder(s) to distil from (repeat the flag for an ensemble): the "
+                                "model also learns their mean 8-view probabilities (config distill_from, "
+                                "distill_args: alpha, temperature)."),
     reading: Optional[dict] = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run already in --out."),
 ) -> None:
@@ -61,7 +65,15 @@ def train(
     overrides = dict(epochs=epochs, device=device, model=model, input_size=input_size, batch_size=batch_size, seed=seed,
                      balance=balance, init=init, devices=devices, num_nodes=num_nodes, strategy=strategy)
     overrides.update(_extra_overrides(list(ctx.args)))
+    if teacher:
+        overrides["distill_from"] = [str(t) for t in teacher]
     cfg = load_config(config, overrides)
+    if cfg.get("distill_from"):
+        from adrcs.engine.distill import check_teachers
+
+        if cfg["task"] != "wafer":
+            raise InputError(None, "--teacher / distill_from is for wafer-map models (task: wafer)")
+        check_teachers(cfg["distill_from"])
     paths = list(train_paths or []) + list(data or [])
     if not paths:
         raise InputError(None, "no training data: give --train FILE... (wafer maps) or --data PATH")

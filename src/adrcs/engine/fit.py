@@ -38,13 +38,15 @@ class TrainedClassifier(Trained):
 def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
                      console_print: Callable[[str], None] = print, features=None,
                      tensors: tuple[Any, Any] | None = None, unlabeled: WaferMapSet | None = None,
-                     semi: str = "none") -> TrainedClassifier:
+                     semi: str = "none", soft_targets: np.ndarray | None = None) -> TrainedClassifier:
     """Train `cfg['model']` on `train_set`, select on `val` macro-F1; logs in `run_dir/logs`.
 
     With `features` (a fitted `SinogramFeatures`) the model is a 1-D classifier trained on the
     features of the resized maps. With `tensors` (prepared (train, val) `ImageTensors`) the model
     trains on images. With `semi` "fixmatch" the maps of `unlabeled` (labels ignored) join every step
-    (`engine.fixmatch`). Returns the best epoch's network (CPU, eval mode) and its scores."""
+    (`engine.fixmatch`). With `soft_targets` (N, C) (the teachers' probabilities of every training map) the
+    network learns from them too (`engine.distill`). Returns the best epoch's network (CPU, eval mode) and its
+    scores."""
     quiet_lightning()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -63,6 +65,13 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
         prior = real_counts / max(int(real_counts.sum()), 1)
         module_class, extra = FixMatchModule, dict(semi_args=dict(cfg["semi_args"]), class_prior=prior.tolist(),
                                                    train_prior=(counts / max(int(counts.sum()), 1)).tolist())
+    elif soft_targets is not None:
+        from adrcs.engine.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, DistillModule
+
+        args = dict(cfg.get("distill_args") or {})
+        module_class, extra = DistillModule, dict(distill_alpha=float(args.get("alpha", DEFAULT_ALPHA)),
+                                                  distill_temperature=float(args.get("temperature",
+                                                                                     DEFAULT_TEMPERATURE)))
     module = module_class(
         model=cfg["model"], num_classes=len(train_set.class_names), class_names=list(train_set.class_names),
         multilabel=train_set.multilabel, model_args=dict(cfg["model_args"]),
@@ -85,6 +94,10 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
     else:
         train_t = FeatureTensors(features.transform(resize_stack(train_set.maps, size, cfg["resize"])), train_set)
         val_t = FeatureTensors(features.transform(resize_stack(val.maps, size, cfg["resize"])), val)
+    if soft_targets is not None:
+        from adrcs.engine.distill import WithSoftTargets
+
+        train_t = WithSoftTargets(train_t, soft_targets)
     sw = sampler_weights_for(train_set) if cfg["imbalance"] == "sampler" else None
     workers = int(cfg["num_workers"])
     batch, epoch_size = int(cfg["batch_size"]), int(cfg["epoch_size"])
@@ -102,7 +115,8 @@ def train_classifier(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapS
     val_loader = make_loader(val_t, int(cfg["eval_batch_size"]), train=False, num_workers=workers)
 
     trainer, checkpoint = build_trainer(
-        run_dir, monitor=MONITOR, summary=EpochSummary(console_print, SUMMARY + (("mask_rate",) if semi == "fixmatch" else ())), epochs=int(cfg["epochs"]),
+        run_dir, monitor=MONITOR, summary=EpochSummary(console_print, SUMMARY + (("mask_rate",) if semi == "fixmatch" else ())
+                                                  + (("distill_loss",) if soft_targets is not None else ())), epochs=int(cfg["epochs"]),
         device=cfg["device"], devices=int(cfg["devices"]), precision=cfg["precision"],
         num_nodes=int(cfg.get("num_nodes", 1)), strategy=str(cfg.get("strategy", "auto")),
         patience=int(cfg["early_stopping_patience"]), scheduler=cfg["scheduler"], progress=bool(cfg["progress"]))

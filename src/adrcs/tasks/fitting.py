@@ -48,13 +48,13 @@ class FitDetectorResult:
 def fit(cfg: dict[str, Any], train: WaferMapSet, val: WaferMapSet, run_dir: str | Path,
         console_print: Callable[[str], None] = print, features=None, tensors: tuple[Any, Any] | None = None,
         pipeline_factory: Callable[[torch.nn.Module], Any] | None = None, unlabeled: WaferMapSet | None = None,
-        semi: str = "none") -> FitResult:
+        semi: str = "none", soft_targets=None) -> FitResult:
     """`train_classifier`, then save `model.ckpt` in `run_dir`: a wafer-map `Pipeline` (with the
     feature step of `features`), or `pipeline_factory(net)` when given. `unlabeled` / `semi`: see
-    `train_classifier`."""
+    `train_classifier`; `soft_targets`: the teachers' probabilities of the training maps (distillation)."""
     run_dir = Path(run_dir)
     done = train_classifier(cfg, train, val, run_dir, console_print, features=features, tensors=tensors,
-                            unlabeled=unlabeled, semi=semi)
+                            unlabeled=unlabeled, semi=semi, soft_targets=soft_targets)
     if pipeline_factory is not None:
         pipeline = pipeline_factory(done.net)
     else:
