@@ -40,7 +40,7 @@ def test_migrations_create_tables_and_rerun(db_url: str) -> None:
     try:
         assert TABLES <= set(inspect(engine).get_table_names())
         with engine.connect() as conn:
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0005"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0006"]
             # the migrations build exactly the ORM schema
             assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
     finally:
@@ -359,7 +359,7 @@ def test_sqlite_fast_writer_refuses_missing_blob_and_leaves_rowid_edge_to_the_or
         with sqlite3.connect(path) as conn:  # an id near the largest rowid: SQLite may pick random rowids next
             conn.execute("INSERT INTO inspections SELECT ?, created_at, kind, lot, wafer, tool, input_sha256, "
                          "model_version, predicted, probabilities, confidence, boxes, request_id, die_count, fail_count, "
-                         "wafer_yield, decision, unknown_score, pred_set FROM inspections "
+                         "wafer_yield, decision, unknown_score, pred_set, part_type FROM inspections "
                          "WHERE id = ?", (2**63 - 4, first.id))
         recs = store.add_inspections([new(content=b"ok", lot=f"E{i}") for i in range(5)])
         assert store._fast_writer is None  # switched to the ORM path for good

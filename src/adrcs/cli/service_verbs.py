@@ -49,12 +49,18 @@ def serve(
                                             "these may give the client address in X-Forwarded-For."),
     rate_limit: int = typer.Option(0, "--rate-limit", help="Requests per minute per API token, counted across "
                                    "all replicas (0: no limit)."),
+    product_model: List[str] = typer.Option([], "--product-model", help="PART=RUN (repeatable): register RUN for "
+                                            "the product (part type) PART; the first one of a product becomes its "
+                                            "own champion, with its own drift reference. Maps are routed by the "
+                                            "part type in their file (or the request's part_type field); others "
+                                            "go to the default champion (--model)."),
 ) -> None:
     """Run the inspection service (REST API under /v1, review page at /, docs at /docs)."""
     from adrcs.serve.app import ServiceConfig
     from adrcs.monitoring.drift import DriftConfig
     from adrcs.inference.onnx_runtime import check_runtime
     from adrcs.serve.launch import launch
+    from adrcs.serve.products import product_models
     from adrcs.serve.replicas import check_proxies, check_workers
 
     for flag, value in (("--max-request-mb", max_request_mb), ("--batch-max", batch_max), ("--port", port)):
@@ -67,7 +73,8 @@ def serve(
                         low_confidence=low_confidence, max_request_bytes=int(max_request_mb * 1024 * 1024),
                         drift=DriftConfig(window=drift_window, method=drift_method), fast_path=fast_path,
                         runtime=check_runtime(runtime), model_store=str(model_store) if model_store else None,
-                        trusted_proxies=check_proxies(trusted_proxy), rate_limit=rate_limit)
+                        trusted_proxies=check_proxies(trusted_proxy), rate_limit=rate_limit,
+                        product_models=product_models(product_model))
     launch(cfg, host=host, port=port, admin_token_file=admin_token_file, log_level=log_level,
            torch_threads=torch_threads, switch_interval_ms=switch_interval_ms, say=_say, workers=workers)
 

@@ -24,6 +24,8 @@ WAFER_MAPS_SCHEMA = {
                 "maps": {"type": "array", "description": "2-D grids of die codes 0/1/2 (or 0/128/255)",
                          "items": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}},
                 "lot": {"type": "string"}, "tool": {"type": "string"},
+                "part_type": {"type": "string", "description": "the product: its own champion answers when it has "
+                                                               "one, else the default champion"},
                 "wafer": {"description": "one wafer id, or one per map",
                           "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}}},
         "multipart/form-data": {"schema": {
@@ -36,7 +38,9 @@ WAFER_MAPS_SCHEMA = {
                                                    "(415), files over the limits get 413"},
                            "lot": {"type": "string", "description": "overrides the file's lot ids"},
                            "wafer": {"type": "string", "description": "overrides the file's wafer ids"},
-                           "tool": {"type": "string"}}}},
+                           "tool": {"type": "string"},
+                           "part_type": {"type": "string", "description": "the product, for wafers whose file "
+                                                                          "names none"}}}},
     },
     "required": True,
 }

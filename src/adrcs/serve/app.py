@@ -3,13 +3,15 @@
 Routes (all JSON; roles in brackets, see `adrcs.serve.security`):
 
 - ``POST /v1/inspect/wafer-maps`` [inspector]: JSON ``{"maps": [[[0,1,2,...],...],...], "lot", "wafer"
-  (one id or one per map), "tool"}`` or a multipart upload ``file`` (an ``.npz``, a fab file: STDF, KLARF, SINF,
-  E142 / G85, or a JSON file; plain or gzip / xz / bz2 / zstd compressed; pickles get 415; see `serve/uploads.py`)
-  with form fields lot / wafer / tool (else the file's ids) -> per map (a fab file: per wafer): class (or labels),
-  probabilities, confidence, decision, unknown_score, set (the trust layer's answer, `serve/trust_answers.py`),
-  model version, record id, lot, wafer, die_count, fail_count, yield. Lot and wafer ids
-  are stored normalised (`lot_routes.wafer_id`). Concurrent requests share forward passes (`MicroBatcher`). JSON
-  requests are answered by `serve/fast_path.py` ahead of the FastAPI stack, with the same handler and responses.
+  (one id or one per map), "tool", "part_type"}`` or a multipart upload ``file`` (an ``.npz``, a fab file: STDF,
+  KLARF, SINF, E142 / G85, or a JSON file; plain or gzip / xz / bz2 / zstd compressed; pickles get 415; see
+  `serve/uploads.py`) with form fields lot / wafer / tool / part_type (else the file's ids) -> per map (a fab file:
+  per wafer): class (or labels), probabilities, confidence, decision, unknown_score, set (the trust layer's answer,
+  `serve/trust_answers.py`), model version, record id, lot, wafer, die_count, fail_count, yield, part_type. Each
+  map is answered by the champion of its product (part type: the file's, else the ``part_type`` field), else by
+  the default champion (`serve/products.py`). Lot and wafer ids are stored normalised (`lot_routes.wafer_id`).
+  Concurrent requests share forward passes (`MicroBatcher`). JSON requests are answered by `serve/fast_path.py`
+  ahead of the FastAPI stack, with the same handler and responses.
 - ``POST /v1/inspect/images`` [inspector]: multipart ``file`` (+ optional ``template``) -> boxes or class, with
   decision, unknown_score, set.
 - ``GET /v1/inspections`` [inspector] (filters lot, cls, decision, since, until, reviewed, low_confidence,
@@ -74,6 +76,7 @@ from adrcs.serve.model_host import KINDS, ModelHost
 from adrcs.serve.model_store import ModelStore
 from adrcs.serve.monitor_routes import add_monitor_routes
 from adrcs.serve.model_routes import add_model_routes
+from adrcs.serve.products import groups, part_key
 from adrcs.serve.prometheus import ServiceMetrics
 from adrcs.serve.review_routes import add_review_routes
 from adrcs.serve.security import INSPECTOR, Caller, require
@@ -91,6 +94,7 @@ class ServiceConfig:
 
     db: str = "sqlite:///adrcs.db"
     models: list[str] = field(default_factory=list)   # run folders registered (and deployed if first of their kind)
+    product_models: list[tuple[str, str]] = field(default_factory=list)  # (part type, run folder): its own champion
     device: str = "cpu"
     max_request_bytes: int = 64 * 1024 * 1024          # also sets the upload decompression cap (service_limits)
     max_maps_per_request: int = 10_000
@@ -149,23 +153,35 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     host = ModelHost(store, device=config.device, runtime=config.runtime, model_store=ModelStore(config.model_store))
     for m in config.models:
         host.register(m)
+    for part, m in config.product_models:  # the first one of a product becomes its champion (`products.py`)
+        host.register(m, part_type=part)
     metrics = ServiceMetrics()
     limits = service_limits(config.max_request_bytes, config.max_maps_per_request)
     parser = HeavyParser()
 
-    def _stack_for(model: Any, items: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        # items: (map, map prepared for the champion at request time)
+    def _stack_for(model: Any, items: list[tuple]) -> np.ndarray:
+        # items: (map, map prepared for its champion at request time, product)
         size = model.pipeline.input_size
-        if all(p.shape == (size, size) for _, p in items):
-            return np.stack([p for _, p in items])
-        return model.prepare([m for m, _ in items])  # the champion changed since the request prepared its maps
+        if all(it[1].shape == (size, size) for it in items):
+            return np.stack([it[1] for it in items])
+        return model.prepare([it[0] for it in items])  # the champion changed since the request prepared its maps
 
-    def predict_batch(items: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[str, np.ndarray, tuple]]:
-        # few numpy/torch calls in this thread: each one may wait for the GIL while the event loop runs; the
-        # trust answers (decision, unknown score, set) are computed for the whole batch at once
-        model = host.current("wafer")
+    def _answer(part: str | None, items: list[tuple]) -> list[tuple[Any, np.ndarray, tuple]]:
+        model = host.current("wafer", part)
         probs, answers = model.answer_prepared(_stack_for(model, items))
-        return [(model.version, p, a) for p, a in zip(probs, answers)]
+        return [(model, p, a) for p, a in zip(probs, answers)]
+
+    def predict_batch(items: list[tuple]) -> list[tuple[Any, np.ndarray, tuple]]:
+        # few numpy/torch calls in this thread: each one may wait for the GIL while the event loop runs; the
+        # trust answers (decision, unknown score, set) are computed for the whole batch at once, per product
+        first = items[0][2]
+        if all(it[2] == first for it in items):  # the usual case: one champion for the whole batch
+            return _answer(first, items)
+        out: list[Any] = [None] * len(items)
+        for part, idx in groups([it[2] for it in items]).items():
+            for i, o in zip(idx, _answer(part, [items[i] for i in idx])):
+                out[i] = o
+        return out
 
     batcher = MicroBatcher(predict_batch, max_batch=config.batch_max, max_wait_ms=config.batch_wait_ms,
                            on_batch=metrics.observe_batch)
@@ -214,9 +230,9 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
 
     # ------------------------------------------------------------ inspect
 
-    def _model_or_503(kind: str):
+    def _model_or_503(kind: str, part: str | None = None):
         try:
-            return host.current(kind)
+            return host.current(kind, part)
         except LookupError as e:  # nothing deployed, or the champion cannot be loaded (ModelUnavailable)
             raise HTTPException(503, str(e)) from None
 
@@ -224,17 +240,16 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         out = {"id": rec.id, "class": rec.predicted, "probabilities": probs, "confidence": rec.confidence,
                "decision": rec.decision, "unknown_score": rec.unknown_score, "set": rec.pred_set,
                "model_version": rec.model_version, "lot": rec.lot, "wafer": rec.wafer, "die_count": rec.die_count,
-               "fail_count": rec.fail_count, "yield": rec.wafer_yield}
+               "fail_count": rec.fail_count, "yield": rec.wafer_yield, "part_type": rec.part_type}
         if model.multilabel:
             out["labels"] = json.loads(rec.predicted)
         return out
 
-    def _new_inspections(maps: list[np.ndarray], wafers: list[str | None], outputs: list[tuple[str, np.ndarray, tuple]],
+    def _new_inspections(maps: list[np.ndarray], wafers: list[str | None], outputs: list[tuple[Any, np.ndarray, tuple]],
                          lots: list[str | None], tool: str | None, request_id: str, counts: list[tuple] | None,
-                         ) -> tuple[list[NewInspection], list[dict[str, float]]]:
+                         parts: list[str | None]) -> tuple[list[NewInspection], list[dict[str, float]]]:
         news, prob_dicts = [], []
-        model = host.current("wafer")
-        for i, (m, w, lot, (version, p, (decision, score, pred_set))) in enumerate(zip(maps, wafers, lots, outputs)):
+        for i, (m, w, lot, (model, p, (decision, score, pred_set))) in enumerate(zip(maps, wafers, lots, outputs)):
             lot, w = wafer_id(lot), wafer_id(w)  # stored normalised, as fab files give them (cached)
             dies, fails, wyield = counts[i] if counts is not None else _counts(m)
             names = model.class_names  # a champion swap mid-request: same classes unless retrained otherwise
@@ -245,30 +260,45 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
                 predicted = json.dumps(labels, separators=(",", ":"))
             else:
                 predicted = names[int(decide(p[None], False)[0])]
-            news.append(NewInspection(kind="wafer_map", model_version=version, predicted=predicted,
+            news.append(NewInspection(kind="wafer_map", model_version=model.version, predicted=predicted,
                                       probabilities=probs, confidence=conf, content=encode_map(m),
                                       media_type="application/x-npy", lot=lot, wafer=w, tool=tool,
                                       request_id=request_id, die_count=dies, fail_count=fails, wafer_yield=wyield,
-                                      decision=decision, unknown_score=score, pred_set=pred_set))
+                                      decision=decision, unknown_score=score, pred_set=pred_set,
+                                      part_type=parts[i]))
             prob_dicts.append(probs)
         return news, prob_dicts
 
+    def _prepare(model: Any, maps: list[np.ndarray], routes: list[str | None]) -> list[np.ndarray]:
+        # each map resized for the champion of its product (`serve/products.py`); usually one for all
+        if all(r is None for r in routes):
+            return list(model.prepare(maps))
+        out: list[Any] = [None] * len(maps)
+        for part, idx in groups(routes).items():
+            for i, p in zip(idx, _model_or_503("wafer", part).prepare([maps[i] for i in idx])):
+                out[i] = p
+        return out
+
     async def _classify(model: Any, maps: list[np.ndarray], wafers: list[str | None], lots: list[str | None],
-                        tool: str | None, counts: list[tuple] | None = None) -> bytes:
-        # maps -> shared forward pass -> stored (committed) -> JSON response body
+                        tool: str | None, counts: list[tuple] | None = None,
+                        parts: list[str | None] | None = None) -> bytes:
+        # maps -> routed by part type -> shared forward pass -> stored (committed) -> JSON response body
         if len(maps) > config.max_maps_per_request:
             raise InputError(None, f"{len(maps)} maps in one request; the limit is {config.max_maps_per_request}")
         rid = current_request_id()
-        prepared = model.prepare(maps) if len(maps) <= 16 else await run_in_threadpool(model.prepare, maps)
-        outputs = await batcher.submit(list(zip(maps, prepared)))
-        args = (maps, wafers, outputs, lots, tool, rid, counts)
+        parts = parts if parts is not None else [None] * len(maps)
+        routes = [host.route("wafer", p) for p in parts] if any(p is not None for p in parts) else parts
+        prepared = (_prepare(model, maps, routes) if len(maps) <= 16
+                    else await run_in_threadpool(_prepare, model, maps, routes))
+        outputs = await batcher.submit(list(zip(maps, prepared, routes)))
+        args = (maps, wafers, outputs, lots, tool, rid, counts, parts)
         news, prob_dicts = (_new_inspections(*args) if len(maps) <= 16 else await run_in_threadpool(_new_inspections,
                                                                                                       *args))
         records = await writer.submit(news)
         metrics.count_predictions([r.predicted for r in records])
         return orjson.dumps({"request_id": records[0].request_id if records else rid,
                              "model_version": records[0].model_version if records else model.version,
-                             "results": [_result(r, model, p) for r, p in zip(records, prob_dicts)]})
+                             "results": [_result(r, o[0], p) for r, o, p in zip(records, outputs, prob_dicts)]})
 
     async def _parse(raw: bytes) -> Any:
         # small bodies on the event loop, medium ones in a thread, large ones in the worker process (one at a time)
@@ -282,8 +312,8 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     async def inspect_json_maps(raw: bytes) -> bytes:
         """The JSON form of POST /v1/inspect/wafer-maps: body bytes -> response bytes (also the fast path's)."""
         model = _model_or_503("wafer")
-        maps, lot, tool, wafers = await _parse(raw)
-        return await _classify(model, maps, wafers, [lot] * len(maps), tool)
+        maps, lot, tool, wafers, part = await _parse(raw)
+        return await _classify(model, maps, wafers, [lot] * len(maps), tool, parts=[part] * len(maps))
 
     @app.post("/v1/inspect/wafer-maps", openapi_extra={"requestBody": WAFER_MAPS_SCHEMA}, tags=["inspect"])
     async def inspect_wafer_maps(request: Request, caller: Caller = Depends(require(INSPECTOR))) -> Response:
@@ -299,19 +329,21 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         content = await upload.read()
         lot, tool = short_text(form.get("lot"), "lot"), short_text(form.get("tool"), "tool")
         form_wafer = short_text(form.get("wafer"), "wafer")
+        form_part = part_key(form.get("part_type"), strict=True)  # the product; the file's own part types win
         if upload_kind(content) == "json":
-            maps, body_lot, body_tool, wafers = await _parse(content)
+            maps, body_lot, body_tool, wafers, part = await _parse(content)
             lot, tool = lot or body_lot, tool or body_tool
             if form_wafer is not None:
                 wafers = wafer_ids(form_wafer, len(maps))
-            return Response(await _classify(model, maps, wafers, [lot] * len(maps), tool),
-                            media_type="application/json")
+            return Response(await _classify(model, maps, wafers, [lot] * len(maps), tool,
+                                            parts=[part or form_part] * len(maps)), media_type="application/json")
         # npz, fab files (STDF, KLARF, SINF, E142), compressed or not: read in the parse slot (big: worker process)
         up = await read_upload(parser, upload.filename, content, limits)
         n = len(up.maps)
         lots = [lot] * n if lot is not None else up.lots  # form fields win over the file's ids
         wafers = wafer_ids(form_wafer, n) if form_wafer is not None else up.wafers
-        return Response(await _classify(model, up.maps, wafers, lots, tool or up.tool, up.counts()),
+        parts = [p or form_part for p in up.part_types] if up.part_types else [form_part] * n
+        return Response(await _classify(model, up.maps, wafers, lots, tool or up.tool, up.counts(), parts),
                         media_type="application/json")
 
     if config.fast_path:

@@ -10,7 +10,8 @@ model's recent inspections, plus what an engineer reads first (added keys; the m
   a model with an unknown-pattern score, else ``{"status": "not_available"}``);
 - ``alert``: the overall status is "alert"; ``kind`` and ``model_version``.
 
-Records: the wafer model's are the newest wafer-map inspections (of any version, as before); an image model's
+Records: the wafer model's are the newest wafer-map inspections (of any version, as before) of its product (a
+product's champion: that part type's; the default champion: all others, `serve/products.py`); an image model's
 are the newest image inspections of its version. One monitor per kind and loaded version (its Monte Carlo null
 distributions stay cached).
 """
@@ -59,35 +60,39 @@ class DriftViews:
 
     def __init__(self, store: Any, host: Any, config: DriftConfig) -> None:
         self.store, self.host, self.config = store, host, config
-        self._monitors: dict[str, tuple[str, DriftMonitor]] = {}
+        self._monitors: dict[tuple[str, str | None], tuple[str, DriftMonitor]] = {}
 
-    def _monitor(self, kind: str, model: Any) -> DriftMonitor:
-        have = self._monitors.get(kind)
+    def _monitor(self, kind: str, part: str | None, model: Any) -> DriftMonitor:
+        have = self._monitors.get((kind, part))
         if have is None or have[0] != model.version:
-            have = self._monitors[kind] = (model.version, DriftMonitor(model.reference, self.config))
+            have = self._monitors[(kind, part)] = (model.version, DriftMonitor(model.reference, self.config))
         return have[1]
 
-    def report(self, kind: str = "wafer") -> dict[str, Any]:
-        """The drift report of the `kind` champion (``status`` no_model / no_reference when there is none)."""
+    def report(self, kind: str = "wafer", part_type: str | None = None) -> dict[str, Any]:
+        """The drift report of the `kind` champion of product `part_type` (None: the default champion, judged on
+        the maps it answered: those of no product with its own champion) against its own reference (``status``
+        no_model / no_reference when there is none)."""
         try:
-            model = self.host.current(kind)
+            model = self.host.current(kind, part_type)
         except LookupError as e:
             return {"status": "no_model", "detail": str(e), "kind": kind}
         if model.reference is None:
             return {"status": "no_reference", "detail": "the model's run folder has no validation class mix",
                     "kind": kind, "model_version": model.version}
         if kind == "wafer":
-            rows = self.store.recent_predictions(self.config.window, kind="wafer_map", with_decision=True)
+            own = {} if part_type is not None else self.host.products(kind)
+            rows = self.store.recent_predictions(self.config.window, kind="wafer_map", with_decision=True,
+                                                 part_type=part_type, other_parts=sorted(own))
         else:
             rows = self.store.recent_predictions(self.config.window, kind="image", model_version=model.version,
                                                  with_decision=True)
         scored = _has_unknown_score(model)
-        out = self._monitor(kind, model).status([r if scored else r[:3] for r in rows])
+        out = self._monitor(kind, part_type, model).status([r if scored else r[:3] for r in rows])
         if out["unknown_rate"] is None:
             out["unknown_rate"] = {"status": "not_available" if not scored else "insufficient_data", "alert": False,
                                    "detail": "the model has no unknown-pattern score" if not scored
                                    else "no recent inspection carries a decision"}
-        out.update(kind=kind, model_version=model.version, alert=out["status"] == "alert",
+        out.update(kind=kind, model_version=model.version, part_type=part_type, alert=out["status"] == "alert",
                    statistic=statistic_summary(out, self.config),
                    changes=class_changes(out, self.config.top_classes))
         return out
@@ -95,3 +100,7 @@ class DriftViews:
     def reports(self, kinds: list[str]) -> dict[str, dict[str, Any]]:
         """Kind -> `report` for each of `kinds`."""
         return {k: self.report(k) for k in kinds}
+
+    def product_reports(self, kind: str = "wafer") -> dict[str, dict[str, Any]]:
+        """Part type -> `report` of each product of `kind` with its own champion (and drift reference)."""
+        return {p: self.report(kind, p) for p in sorted(self.host.products(kind))}

@@ -51,11 +51,14 @@ def wafer_ids(wafer: Any, n: int) -> list[str | None]:
     raise InputError(None, f"wafer must be one id or a list of {n} ids (one per map)")
 
 
-ParsedMaps = tuple[list[np.ndarray], "str | None", "str | None", "list[str | None]"]
+ParsedMaps = tuple[list[np.ndarray], "str | None", "str | None", "list[str | None]", "str | None"]
 
 
 def parse_json_maps(raw: bytes, max_side: int, max_maps: int) -> ParsedMaps:
-    """``{"maps": [...], "lot", "wafer", "tool"}`` bytes -> (uint8 die-code maps, lot, tool, wafer ids)."""
+    """``{"maps": [...], "lot", "wafer", "tool", "part_type"}`` bytes -> (uint8 die-code maps, lot, tool, wafer ids,
+    part type: the product whose champion answers, `serve.products`)."""
+    from adrcs.serve.products import part_key
+
     from adrcs.serve.inputs import maps_from_json
 
     try:
@@ -68,7 +71,7 @@ def parse_json_maps(raw: bytes, max_side: int, max_maps: int) -> ParsedMaps:
         raise InputError(None, f"{len(body['maps'])} maps in one request; the limit is {max_maps}")
     maps = maps_from_json(body["maps"], max_side=max_side)
     lot, tool = short_text(body.get("lot"), "lot"), short_text(body.get("tool"), "tool")
-    return maps, lot, tool, wafer_ids(body.get("wafer"), len(maps))
+    return maps, lot, tool, wafer_ids(body.get("wafer"), len(maps)), part_key(body.get("part_type"), strict=True)
 
 
 def _in_child(fn: Callable[..., Any], *args: Any) -> tuple[str, Any]:

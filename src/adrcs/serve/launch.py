@@ -69,6 +69,8 @@ def launch(cfg: ServiceConfig, *, host: str, port: int, admin_token_file: Path |
     registrar = ModelHost(store, model_store=ModelStore(cfg.model_store))
     for m in cfg.models:  # once, here: the workers find them registered
         registrar.register(m)
+    for part, m in cfg.product_models:
+        registrar.register(m, part_type=part)
     store.close()
     os.environ[ENV] = encode_config(cfg, torch_threads=torch_threads, switch_interval_ms=switch_interval_ms)
     say(f"{where}, {workers} worker processes")

@@ -11,6 +11,9 @@ pass + unknown scores); "onnx" / "onnx-int8" run their network in ONNX Runtime f
 ``model.onnx`` / ``model.int8.onnx`` (`deploy.runtime`: exported first when missing or stale). Image models
 always run in PyTorch; `LoadedModel.runtime` says what a loaded champion runs on.
 
+Products: each part type may have its own champion (`serve.products`); `current(kind, part_type)` answers with it,
+else with the default champion of the kind.
+
 Replicas: registry paths are resolved in the model store (`serve.model_store`), and a promote or rollback made
 by another replica is picked up within `refresh_s` seconds (2 s by default).
 """
@@ -39,6 +42,7 @@ KINDS = task_names()                 # every task is a kind of deployable model
 IMAGE_KINDS = task_names(image=True)
 RETRY_FAILED_S = 30.0  # a champion that failed to load is retried at most this often (loading is costly)
 log = logging.getLogger("adrcs.serve")
+Slot = tuple[str, "str | None"]  # (kind, product): one champion each
 
 
 class ModelUnavailable(LookupError):
@@ -102,6 +106,7 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     trust: Any = None  # the pipeline's trust layer ready for serving (`trust_scoring.served_trust`), or None
     fused: Any = None  # forward pass + feature scores in one traced call (`trust_scoring.fused_forward`), or None
+    part_type: str | None = None  # the product it is the champion of (None: the default champion)
 
     @property
     def runtime(self) -> str:
@@ -162,7 +167,8 @@ def load_pipeline(kind: str, path: str | Path, device: str = "cpu", runtime: str
 
 
 class ModelHost:
-    """Registers run folders in `store` and serves each kind's champion."""
+    """Registers run folders in `store` and serves each kind's champions: the default one and one per product
+    (part type) that has its own (`serve.products`); a model of a product without one is served by the default."""
 
     def __init__(self, store: Any, device: str = "cpu", refresh_s: float = 2.0, runtime: str = "torch",
                  model_store: Any = None) -> None:
@@ -173,9 +179,11 @@ class ModelHost:
         self.device = device
         self.runtime = check_runtime(runtime)  # wafer-map models: torch | onnx | onnx-int8 (see the module docs)
         self.refresh_s = float(refresh_s)  # how often the registry's champion is re-read (promotions elsewhere)
-        self._loaded: dict[str, LoadedModel] = {}
-        self._failed: dict[str, tuple[str, float]] = {}  # kind -> (version, when it failed)
-        self._checked: dict[str, float] = {}
+        # keyed by (kind, part type or None): loaded champions, failed loads (version, when), registry reads
+        self._loaded: dict[Slot, LoadedModel] = {}
+        self._failed: dict[Slot, tuple[str, float]] = {}
+        self._checked: dict[Slot, float] = {}
+        self._parts: dict[str, tuple[float, dict[str, str]]] = {}  # kind -> (read at, products with a champion)
         self._generation = 0
         self._staged: dict[str, LoadedModel] = {}  # loaded by `stage` before a promote / rollback
         self._lock = threading.Lock()
@@ -183,23 +191,25 @@ class ModelHost:
     def invalidate(self, kind: str | None = None) -> None:
         """Re-read the registry on the next `current` call (after a promote / rollback)."""
         self._generation += 1  # a `current` that read the registry before this may not mark it fresh
-        if kind is None:
-            self._checked.clear()
-            self._failed.clear()
-        else:
-            self._checked.pop(kind, None)
-            self._failed.pop(kind, None)  # a promote / rollback retries a model that failed to load
+        for d in (self._checked, self._failed):  # a promote / rollback retries a model that failed to load
+            for slot in [k for k in d if kind is None or k[0] == kind]:
+                d.pop(slot, None)
+        for k in [k for k in self._parts if kind is None or k == kind]:
+            self._parts.pop(k, None)
 
-    def _mark(self, kind: str, generation: int) -> None:
+    def _mark(self, slot: Slot, generation: int) -> None:
         if generation == self._generation:
-            self._checked[kind] = time.monotonic()
+            self._checked[slot] = time.monotonic()
 
     def register(self, model_dir: str | Path, *, actor: str = "system", parent: str | None = None,
-                 metrics: dict[str, Any] | None = None, promote_if_first: bool = True) -> str:
-        """Add a run folder to the registry (idempotent); the first model of its kind becomes champion."""
+                 metrics: dict[str, Any] | None = None, promote_if_first: bool = True,
+                 part_type: str | None = None) -> str:
+        """Add a run folder to the registry (idempotent); the first model of its kind (of product `part_type`)
+        becomes champion."""
         model_dir = Path(model_dir).resolve()
         return register_run(self.store, model_dir, checkpoint_kind(model_dir), actor=actor, parent=parent,
-                            metrics=metrics, promote_if_first=promote_if_first, model_store=self.model_store)
+                            metrics=metrics, promote_if_first=promote_if_first, model_store=self.model_store,
+                            part_type=part_type)
 
     def _load(self, model: Any) -> LoadedModel:
         """Load registered version `model` (its path resolved in the model store); ModelUnavailable (logged with
@@ -212,68 +222,86 @@ class ModelHost:
             raise ModelUnavailable(model.kind, model.version) from None
         names = list(pipe.class_names)
         return LoadedModel(version=model.version, kind=model.kind, path=str(path), pipeline=pipe, class_names=names,
-                           multilabel=bool(getattr(pipe, "multilabel", False)), reference=drift_reference(path, names))
+                           multilabel=bool(getattr(pipe, "multilabel", False)), reference=drift_reference(path, names),
+                           part_type=getattr(model, "part_type", None))
 
     def stage(self, model: Any) -> None:
         """Load registered version `model` (a ``ModelVersion``) ahead of promoting it; the next `current` call
         that finds it champion uses this copy. ModelUnavailable (nothing changed) when it cannot be loaded."""
         self._staged[model.version] = self._load(model)
 
+    def products(self, kind: str) -> dict[str, str]:
+        """Part type -> champion version of the products of `kind` with their own champion (re-read at most every
+        `refresh_s` seconds: one query for all products)."""
+        hit = self._parts.get(kind)
+        if hit is None or time.monotonic() - hit[0] >= self.refresh_s:
+            hit = self._parts[kind] = (time.monotonic(), self.store.champion_parts(kind))
+        return hit[1]
+
+    def route(self, kind: str, part_type: str | None) -> str | None:
+        """The product whose champion serves a map of `part_type`: itself if it has one, else None (default)."""
+        from adrcs.serve.products import route
+
+        return route(part_type, self.products(kind)) if part_type is not None else None
+
     def problems(self) -> dict[str, str]:
-        """Kind -> reason for each deployed kind whose champion cannot be loaded (loads it when needed)."""
+        """Kind (``kind@part`` for a product) -> reason for each deployed champion that cannot be loaded (loads it
+        when needed)."""
         out = {}
         for kind in KINDS:
-            try:
-                self.current(kind)
-            except ModelUnavailable as e:
-                out[kind] = str(e)
-            except LookupError:
-                pass  # nothing deployed of this kind
+            for part in [None, *sorted(self.products(kind))]:
+                try:
+                    self.current(kind, part)
+                except ModelUnavailable as e:
+                    out[kind if part is None else f"{kind}@{part}"] = str(e)
+                except LookupError:
+                    pass  # nothing deployed of this kind
         return out
 
     def runtimes(self) -> dict[str, str]:
-        """Kind -> the runtime its loaded champion runs on (kinds not loaded yet are left out)."""
-        return {kind: m.runtime for kind, m in list(self._loaded.items())}
+        """Kind -> the runtime its loaded default champion runs on (kinds not loaded yet are left out)."""
+        return {slot[0]: m.runtime for slot, m in list(self._loaded.items()) if slot[1] is None}
 
     def kinds(self) -> list[str]:
         """Kinds that have a champion."""
         return [k for k in KINDS if self.store.champion(k) is not None]
 
-    def current(self, kind: str) -> LoadedModel:
-        """The champion of `kind`, loaded (reloaded when the registry's champion changed; the registry is
-        read at most every `refresh_s` seconds, or at once after `invalidate`)."""
-        loaded = self._loaded.get(kind)
-        if loaded is not None and time.monotonic() - self._checked.get(kind, -1e9) < self.refresh_s:
+    def current(self, kind: str, part_type: str | None = None) -> LoadedModel:
+        """The champion serving `part_type` maps of `kind` (its product's, else the default one), loaded (reloaded
+        when the registry's champion changed; the registry is read at most every `refresh_s` seconds, or at once
+        after `invalidate`)."""
+        slot = (kind, self.route(kind, part_type))
+        loaded = self._loaded.get(slot)
+        if loaded is not None and time.monotonic() - self._checked.get(slot, -1e9) < self.refresh_s:
             return loaded
         generation = self._generation
-        champ = self.store.champion(kind)
+        champ = self.store.champion(kind, slot[1])
         if champ is None:
-            self._mark(kind, generation)
+            self._mark(slot, generation)
             raise LookupError(f"no {kind} model is deployed")
-        loaded = self._loaded.get(kind)
         if loaded is not None and loaded.version == champ.version:
-            self._mark(kind, generation)
+            self._mark(slot, generation)
             return loaded
         with self._lock:
-            champ = self.store.champion(kind)  # again under the lock: concurrent promotes load the last decision
+            champ = self.store.champion(kind, slot[1])  # again under the lock: concurrent promotes load the last one
             if champ is None:
                 raise LookupError(f"no {kind} model is deployed")
-            loaded = self._loaded.get(kind)
+            loaded = self._loaded.get(slot)
             staged = self._staged.pop(champ.version, None)
             if staged is not None and (loaded is None or loaded.version != champ.version):
-                self._loaded[kind] = loaded = staged
+                self._loaded[slot] = loaded = staged
                 self._staged.clear()
             if loaded is None or loaded.version != champ.version:
-                failed = self._failed.get(kind)
+                failed = self._failed.get(slot)
                 if failed is not None and failed[0] == champ.version and time.monotonic() - failed[1] < RETRY_FAILED_S:
                     raise ModelUnavailable(kind, champ.version)
                 try:
                     loaded = self._load(champ)
                 except ModelUnavailable:
-                    self._failed[kind] = (champ.version, time.monotonic())
-                    self._loaded.pop(kind, None)  # never keep answering with a model that is no longer champion
+                    self._failed[slot] = (champ.version, time.monotonic())
+                    self._loaded.pop(slot, None)  # never keep answering with a model that is no longer champion
                     raise
-                self._failed.pop(kind, None)
-                self._loaded[kind] = loaded
-            self._mark(kind, generation)
+                self._failed.pop(slot, None)
+                self._loaded[slot] = loaded
+            self._mark(slot, generation)
         return loaded

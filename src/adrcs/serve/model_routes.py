@@ -1,5 +1,6 @@
 """Model registry routes: list (paths for admins only), promote (idempotent; a model that cannot be loaded is
-refused with 409 and the champion stays), roll back, retrain."""
+refused with 409 and the champion stays), roll back, retrain. A version registered for a product (part type)
+is promoted and rolled back within that product (`serve/products.py`)."""
 from __future__ import annotations
 
 import logging
@@ -13,6 +14,7 @@ from typing import Any
 from fastapi import Depends, FastAPI, HTTPException
 
 from adrcs.serve.model_host import KINDS, ModelUnavailable
+from adrcs.serve.products import part_key
 from adrcs.serve.security import ADMIN, INSPECTOR, Caller, require
 from adrcs.serve.store import NotFound
 
@@ -35,8 +37,9 @@ def add_model_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: 
 
     def _deploy(m: Any) -> dict:
         host.invalidate(m.kind)
-        host.current(m.kind)  # load now, not on the next request (ModelUnavailable -> 503)
-        metrics.set_model(m.version, m.kind)
+        host.current(m.kind, m.part_type)  # load now, not on the next request (ModelUnavailable -> 503)
+        if m.part_type is None:
+            metrics.set_model(m.version, m.kind)
         return {"champion": m.to_dict()}
 
     def _stage_or_409(m: Any, what: str) -> None:
@@ -47,11 +50,13 @@ def add_model_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: 
 
     @app.get("/v1/models", tags=["models"])
     def models(caller: Caller = Depends(require(INSPECTOR))) -> dict:
-        """Registered versions, champions, the runtime (`runtime`: wafer-map models as configured; `runtimes`: what
+        """Registered versions, champions (``products``: kind -> part type -> the champion of that product), the
+        runtime (`runtime`: wafer-map models as configured; `runtimes`: what
         each loaded champion runs on) and the last 50 registry events (server paths for admins only)."""
         admin = caller.role == ADMIN
         return {"models": [_public(m.to_dict(), admin) for m in store.list_models()],
                 "champions": {k: (c.version if (c := store.champion(k)) else None) for k in CHAMPION_KINDS},
+                "products": {k: parts for k in CHAMPION_KINDS if (parts := store.champion_parts(k))},
                 "runtime": host.runtime, "runtimes": host.runtimes(),
                 "events": [_public_event(e, admin) for e in store.model_events()[-50:]]}
 
@@ -73,12 +78,13 @@ def add_model_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config: 
         return _deploy(m)
 
     @app.post("/v1/models/rollback", tags=["models"])
-    def rollback(kind: str = "wafer", caller: Caller = Depends(require(ADMIN))) -> dict:
-        """Re-promote the previous champion of `kind` (409 when there is none)."""
+    def rollback(kind: str = "wafer", part_type: str | None = None, caller: Caller = Depends(require(ADMIN))) -> dict:
+        """Re-promote the previous champion of `kind` (of product `part_type`; none: the default champion; 409 when
+        there is none)."""
         if kind not in CHAMPION_KINDS:
             raise HTTPException(422, f"kind must be one of {list(CHAMPION_KINDS)}")
         try:
-            m = store.rollback(actor=caller.name, kind=kind)
+            m = store.rollback(actor=caller.name, kind=kind, part_type=part_key(part_type, strict=True))
         except ValueError as e:
             raise HTTPException(409, str(e)) from None
         return _deploy(m)  # a previous champion that no longer loads: 503, and /health says so

@@ -22,7 +22,8 @@ def add_monitor_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config
     def stats(by: str = "lot", since: str | None = None, caller: Caller = Depends(require(INSPECTOR))) -> dict:
         """Predicted-class counts per lot (or day), the review queue's size, and the drift status: ``drift`` of the
         wafer-map model, ``drift_models`` of every deployed kind (statistic and threshold, the classes whose share
-        moved most, the unknown rate; see `serve/drift_view.py`)."""
+        moved most, the unknown rate; see `serve/drift_view.py`), and ``drift_products``: part type -> the drift of
+        each product's own wafer-map champion against its own reference."""
         if by not in ("lot", "day"):
             raise InputError(None, "by must be 'lot' or 'day'")
         kinds = host.kinds()
@@ -32,7 +33,7 @@ def add_monitor_routes(app: FastAPI, store: Any, host: Any, metrics: Any, config
                     reviewed=False, max_confidence=config.low_confidence),
                 "review_queue": store.count_inspections(reviewed=False, needs_review_below=config.low_confidence),
                 "drift": drift_models["wafer"] if "wafer" in drift_models else views.report("wafer"),
-                "drift_models": drift_models}
+                "drift_models": drift_models, "drift_products": views.product_reports("wafer")}
 
 
     @app.get("/health", tags=["monitor"])

@@ -70,6 +70,7 @@ def decode_config(text: str) -> tuple[Any, dict[str, Any]]:
     raw = json.loads(text)
     cfg = dict(raw["config"])
     cfg["drift"] = DriftConfig(**cfg["drift"])
+    cfg["product_models"] = [tuple(p) for p in cfg.get("product_models", [])]
     return ServiceConfig(**cfg), dict(raw["process"])
 
 
@@ -88,4 +89,5 @@ def worker_app() -> Any:
 
     cfg, process = decode_config(os.environ[ENV])
     tune_process(**process)
-    return create_app(dataclasses.replace(cfg, models=[]), store=Store(cfg.db))  # models: registered by the parent
+    # the models were registered by the parent
+    return create_app(dataclasses.replace(cfg, models=[], product_models=[]), store=Store(cfg.db))

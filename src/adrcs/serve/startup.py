@@ -38,7 +38,7 @@ def check_startup(config: Any, store: Any) -> None:
     if reason is not None:
         raise InputError(store.safe_url, f"{reason}: the service needs a database it can write")
     given = set()
-    for m in config.models:
+    for m in list(config.models) + [run for _, run in getattr(config, "product_models", [])]:
         kind = checkpoint_kind(m)  # InputError naming the folder when it is not a run folder
         _try_load(kind, m, config.device, f"the {kind} model", config.runtime)
         given.add(str(Path(m).resolve()))
@@ -46,10 +46,12 @@ def check_startup(config: Any, store: Any) -> None:
 
     model_store = ModelStore(getattr(config, "model_store", None))
     model_store.check()  # InputError naming --model-store when it cannot be made or written
-    for kind in KINDS:
-        champ = store.champion(kind)
+    champions = [store.champion(kind) for kind in KINDS]
+    champions += [store.get_model(v) for kind in KINDS for v in store.champion_parts(kind).values()]
+    for champ in champions:
         if champ is None:
             continue
+        kind = champ.kind
         what = f"the registered {kind} champion {champ.version}"
         try:
             path = model_store.resolve(champ.path)

@@ -45,6 +45,7 @@ class UploadedMaps:
     wafer_yield: list[float | None] = field(default_factory=list)
     tool: str | None = None
     format: str = ""
+    part_types: list[str | None] = field(default_factory=list)  # the product of each map (None: not in the file)
 
     def counts(self) -> list[tuple[int | None, int | None, float | None]] | None:
         """(die_count, fail_count, yield) per map, or None when the reader gave none (then counted on the maps)."""
@@ -78,11 +79,15 @@ def _opt(v: Any, kind: type) -> Any:
 
 def _from_set(ds: Any, name: str, limits: Any) -> UploadedMaps:
     from adrcs.data.wafer_ids import wafer_columns
+    from adrcs.serve.products import part_key
 
     maps = [np.ascontiguousarray(m, dtype=np.uint8) for m in ds.maps]
     check_maps(maps, name, limits)
     cols = wafer_columns(ds)
+    # the product of each wafer (STDF PART_TYP, KLARF DeviceID, SINF DEVICE, E142 / G85 ProductId)
+    parts = list(ds.meta["part_type"]) if "part_type" in getattr(ds.meta, "columns", ()) else [None] * len(maps)
     return UploadedMaps(maps=maps, lots=[str(v) or None for v in cols["lot"]],
+                        part_types=[None if isinstance(v, float) else part_key(v) for v in parts],
                         wafers=[str(v) or None for v in cols["wafer"]],
                         die_count=[_opt(v, int) for v in cols["die_count"]],
                         fail_count=[_opt(v, int) for v in cols["fail_count"]],
@@ -100,8 +105,9 @@ def _json_upload(content: bytes, name: str, limits: Any) -> UploadedMaps:
         raise
     except DECODE_ERRORS:
         raise InputError(name, "is damaged: its compressed data cannot be read") from None
-    maps, lot, tool, wafers = heavy_parse.parse_json_maps(raw, limits.max_map_side, limits.max_maps)
-    return UploadedMaps(maps=maps, lots=[lot] * len(maps), wafers=wafers, tool=tool, format="json")
+    maps, lot, tool, wafers, part = heavy_parse.parse_json_maps(raw, limits.max_map_side, limits.max_maps)
+    return UploadedMaps(maps=maps, lots=[lot] * len(maps), wafers=wafers, tool=tool, format="json",
+                        part_types=[part] * len(maps))
 
 
 def read_wafer_upload(filename: str | None, content: bytes, limits: Any) -> UploadedMaps:

@@ -99,7 +99,7 @@ class InspectionsMixin:
                    "boxes": None if it.boxes is None else _jsonable(list(it.boxes)), "request_id": it.request_id,
                    "die_count": _opt_int(it.die_count), "fail_count": _opt_int(it.fail_count),
                    "wafer_yield": _opt_float(it.wafer_yield), "decision": it.decision,
-                   "unknown_score": _opt_float(it.unknown_score), "pred_set": it.pred_set}
+                   "unknown_score": _opt_float(it.unknown_score), "pred_set": it.pred_set, "part_type": it.part_type}
                   for it, sha in zip(items, shas)]
         if self._fast_writer is not None:
             with self._write_lock:
@@ -132,7 +132,8 @@ class InspectionsMixin:
                            predicted=v["predicted"], probabilities=dict(v["probabilities"]),
                            confidence=v["confidence"], boxes=v["boxes"], request_id=v["request_id"],
                            die_count=v["die_count"], fail_count=v["fail_count"], wafer_yield=v["wafer_yield"],
-                           decision=v["decision"], unknown_score=v["unknown_score"], pred_set=v["pred_set"])
+                           decision=v["decision"], unknown_score=v["unknown_score"], pred_set=v["pred_set"],
+                           part_type=v["part_type"])
                 for i, v in zip(ids, values)]
 
     @staticmethod
@@ -335,9 +336,12 @@ class InspectionsMixin:
         return rows
 
     def recent_predictions(self, n: int, *, kind: str | None = None, model_version: str | None = None,
-                           with_decision: bool = False) -> list[tuple[Any, ...]]:
+                           with_decision: bool = False, part_type: str | None = None,
+                           other_parts: Sequence[str] | None = None) -> list[tuple[Any, ...]]:
         """``(predicted, confidence, lot)`` of the newest ``n`` inspections (optionally of one kind / model
-        version), newest first; ``with_decision``: ``(predicted, confidence, lot, decision)``."""
+        version), newest first; ``with_decision``: ``(predicted, confidence, lot, decision)``. Products:
+        ``part_type`` keeps that part type's only; ``other_parts`` (the products with their own champion) keeps
+        those of the default champion: no part type, or one not listed."""
         if with_decision:
             q = select(InspectionRow.predicted, InspectionRow.confidence, InspectionRow.lot, InspectionRow.decision)
         else:
@@ -346,6 +350,10 @@ class InspectionsMixin:
             q = q.where(InspectionRow.kind == kind)
         if model_version is not None:
             q = q.where(InspectionRow.model_version == model_version)
+        if part_type is not None:
+            q = q.where(InspectionRow.part_type == part_type)
+        elif other_parts:
+            q = q.where(or_(InspectionRow.part_type.is_(None), InspectionRow.part_type.not_in(list(other_parts))))
         q = q.order_by(InspectionRow.created_at.desc(), InspectionRow.id.desc()).limit(max(0, int(n)))
         with self._session() as s:
             return [(r[0], float(r[1]), *r[2:]) for r in s.execute(q)]

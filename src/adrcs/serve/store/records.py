@@ -113,6 +113,7 @@ class Inspection(_Record):
     decision: str | None = None       # the class, "review" or "unknown" (None: stored before the trust layer)
     unknown_score: float | None = None  # higher = more unusual (None: no unknown scorer)
     pred_set: str | None = None       # the prediction set ("" when the model has none)
+    part_type: str | None = None      # the product the map was routed by (None: none given)
 
     @property
     def reviewed(self) -> bool:
@@ -150,6 +151,7 @@ class NewInspection:
     decision: str | None = None       # see `Inspection`
     unknown_score: float | None = None
     pred_set: str | None = None
+    part_type: str | None = None      # the product (part type) the map was routed by
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,7 @@ class ModelVersion(_Record):
     metrics: dict[str, Any]
     status: str  # "candidate" | "champion" | "retired"
     parent: str | None = None
+    part_type: str | None = None  # the product it serves; None: the default of its kind
 
 
 @dataclass(frozen=True)
@@ -236,12 +239,13 @@ def _inspection(r: InspectionRow, reviews: Sequence[Review] = ()) -> Inspection:
                       boxes=None if r.boxes is None else list(r.boxes), request_id=r.request_id,
                       reviews=tuple(reviews), effective_label=reviews[-1].label if reviews else None,
                       die_count=r.die_count, fail_count=r.fail_count, wafer_yield=r.wafer_yield,
-                      decision=r.decision, unknown_score=r.unknown_score, pred_set=r.pred_set)
+                      decision=r.decision, unknown_score=r.unknown_score, pred_set=r.pred_set,
+                      part_type=r.part_type)
 
 
 def _model(r: ModelVersionRow) -> ModelVersion:
     return ModelVersion(version=r.version, kind=r.kind, path=r.path, created_at=r.created_at,
-                        metrics=dict(r.metrics or {}), status=r.status, parent=r.parent)
+                        metrics=dict(r.metrics or {}), status=r.status, parent=r.parent, part_type=r.part_type)
 
 
 def _event(r: ModelEventRow) -> dict[str, Any]:

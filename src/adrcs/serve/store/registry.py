@@ -1,5 +1,6 @@
 """The model registry of the results store (a `Store` mixin): versions, champions per kind, promote / rollback
-(replayed from the event history) and the event log. A version's ``status`` and ``path`` (`move_model`: the
+(replayed from the event history) and the event log. Champions are per kind *and product*: a version registered
+with a ``part_type`` competes only with versions of that part type; ``part_type`` None is the default champion. A version's ``status`` and ``path`` (`move_model`: the
 same checkpoint copied into the shared model store) are its only mutable columns."""
 from __future__ import annotations
 
@@ -14,6 +15,17 @@ from adrcs.serve.store.records import MODEL_KINDS, ModelVersion, NotFound, _even
 from adrcs.serve.store.schema import ModelEventRow, ModelVersionRow, utcnow
 
 
+def _product(part_type: str | None) -> Any:
+    """The condition "serves product `part_type`" (None: the default models)."""
+    col = ModelVersionRow.part_type
+    return col.is_(None) if part_type is None else col == part_type
+
+
+def _part(part_type: str | None) -> dict[str, str]:
+    """An event's product field: only for a product's version (default models' events stay as they were)."""
+    return {} if part_type is None else {"part_type": part_type}
+
+
 class RegistryMixin:
     """`Store` methods for ``model_versions`` and ``model_events`` (uses the store's ``_session``)."""
 
@@ -23,8 +35,9 @@ class RegistryMixin:
                             detail=_jsonable(dict(detail))))
 
     def register_model(self, version: str, *, kind: str, path: str, metrics: Mapping[str, Any],
-                       parent: str | None = None, actor: str = "system") -> ModelVersion:
-        """Register a new model version as "candidate" (ValueError on a bad kind or an existing version)."""
+                       parent: str | None = None, actor: str = "system", part_type: str | None = None) -> ModelVersion:
+        """Register a new model version as "candidate" (ValueError on a bad kind or an existing version);
+        `part_type`: the product it serves (None: a default model of its kind)."""
         if kind not in MODEL_KINDS:
             raise ValueError(f"kind must be one of {MODEL_KINDS}, got {kind!r}")
         if not version:
@@ -34,9 +47,11 @@ class RegistryMixin:
                 if s.get(ModelVersionRow, version) is not None:
                     raise ValueError(f"model version {version!r} already registered")
                 row = ModelVersionRow(version=version, kind=kind, path=str(path), created_at=utcnow(),
-                                      metrics=_jsonable(dict(metrics)), status="candidate", parent=parent)
+                                      metrics=_jsonable(dict(metrics)), status="candidate", parent=parent,
+                                      part_type=part_type)
                 s.add(row)
-                self._log(s, version, "register", actor, {"kind": kind, "path": str(path), "parent": parent})
+                self._log(s, version, "register", actor, {"kind": kind, "path": str(path), "parent": parent,
+                                                          **_part(part_type)})
                 s.flush()
                 return _model(row)
         except IntegrityError as e:  # lost a race with another registration
@@ -67,8 +82,8 @@ class RegistryMixin:
             return [_model(r) for r in s.scalars(q)]
 
     @staticmethod
-    def _champion_row(s: Session, kind: str | None) -> ModelVersionRow | None:
-        q = select(ModelVersionRow).where(ModelVersionRow.status == "champion")
+    def _champion_row(s: Session, kind: str | None, part_type: str | None = None) -> ModelVersionRow | None:
+        q = select(ModelVersionRow).where(ModelVersionRow.status == "champion", _product(part_type))
         if kind is not None:
             q = q.where(ModelVersionRow.kind == kind)
         rows = list(s.scalars(q))
@@ -81,11 +96,19 @@ class RegistryMixin:
                               .group_by(ModelEventRow.version)).all())
         return max(rows, key=lambda r: (last.get(r.version, 0), r.created_at))
 
-    def champion(self, kind: str | None = None) -> ModelVersion | None:
-        """The champion of ``kind`` (or, with no kind, the most recently promoted champion), or None."""
+    def champion(self, kind: str | None = None, part_type: str | None = None) -> ModelVersion | None:
+        """The champion of ``kind`` (or, with no kind, the most recently promoted champion) for product
+        ``part_type`` (None: the default champion; no fallback here, see `champion_parts`), or None."""
         with self._session() as s:
-            row = self._champion_row(s, kind)
+            row = self._champion_row(s, kind, part_type)
             return None if row is None else _model(row)
+
+    def champion_parts(self, kind: str) -> dict[str, str]:
+        """Part type -> champion version of every product of ``kind`` that has its own champion."""
+        q = select(ModelVersionRow.part_type, ModelVersionRow.version).where(
+            ModelVersionRow.status == "champion", ModelVersionRow.kind == kind, ModelVersionRow.part_type.is_not(None))
+        with self._session() as s:
+            return {p: v for p, v in s.execute(q)}
 
     @staticmethod
     def _lock_kind(s: Session, kind: str) -> list[ModelVersionRow]:
@@ -104,7 +127,7 @@ class RegistryMixin:
             row = s.get(ModelVersionRow, version)
             if row is None:
                 raise NotFound(f"no model version {version!r}")
-            rows = self._lock_kind(s, row.kind)
+            rows = [r for r in self._lock_kind(s, row.kind) if r.part_type == row.part_type]  # its product only
             if row.status == "champion":
                 raise ValueError(f"{version!r} already is the {row.kind} champion")
             previous = [r.version for r in rows if r.status == "champion"]
@@ -112,14 +135,15 @@ class RegistryMixin:
                 if r.status == "champion":
                     r.status = "retired"
             row.status = "champion"
-            self._log(s, version, "promote", actor, {"kind": row.kind, "previous": previous[0] if previous else None})
+            self._log(s, version, "promote", actor, {"kind": row.kind, **_part(row.part_type),
+                                                     "previous": previous[0] if previous else None})
             s.flush()
             return _model(row)
 
     @staticmethod
-    def _champion_history(s: Session, kind: str) -> list[str]:
-        """Champion stack of ``kind`` replayed from events: promote pushes, rollback pops."""
-        versions = select(ModelVersionRow.version).where(ModelVersionRow.kind == kind)
+    def _champion_history(s: Session, kind: str, part_type: str | None = None) -> list[str]:
+        """Champion stack of ``kind`` (product ``part_type``) replayed from events: promote pushes, rollback pops."""
+        versions = select(ModelVersionRow.version).where(ModelVersionRow.kind == kind, _product(part_type))
         q = (select(ModelEventRow.version, ModelEventRow.action)
              .where(ModelEventRow.action.in_(("promote", "rollback")), ModelEventRow.version.in_(versions))
              .order_by(ModelEventRow.id))
@@ -131,15 +155,17 @@ class RegistryMixin:
                 stack.append(v)
         return stack
 
-    def rollback(self, *, actor: str, kind: str | None = None) -> ModelVersion:
-        """Re-promote the champion that preceded the current one (per the event history); the current one is
-        retired. With no kind, the most recently promoted champion is rolled back. ValueError if there is none."""
+    def rollback(self, *, actor: str, kind: str | None = None, part_type: str | None = None) -> ModelVersion:
+        """Re-promote the champion that preceded the current one (per the event history) of product `part_type`
+        (None: the default champions); the current one is retired. With no kind, the most recently promoted
+        champion is rolled back. ValueError if there is none."""
         with self._session(write=True) as s:
-            cur = self._champion_row(s, kind)
+            cur = self._champion_row(s, kind, part_type)
             if cur is None:
-                raise ValueError(f"no {kind or 'model'} champion to roll back")
-            rows = {r.version: r for r in self._lock_kind(s, cur.kind)}
-            stack = self._champion_history(s, cur.kind)
+                what = f"{kind or 'model'} champion" + (f" for part type {part_type!r}" if part_type else "")
+                raise ValueError(f"no {what} to roll back")
+            rows = {r.version: r for r in self._lock_kind(s, cur.kind) if r.part_type == part_type}
+            stack = self._champion_history(s, cur.kind, part_type)
             while stack and stack[-1] == cur.version:
                 stack.pop()
             if not stack or stack[-1] not in rows:
@@ -147,7 +173,7 @@ class RegistryMixin:
             prev = rows[stack[-1]]
             rows[cur.version].status = "retired"
             prev.status = "champion"
-            self._log(s, prev.version, "rollback", actor, {"kind": cur.kind, "from": cur.version})
+            self._log(s, prev.version, "rollback", actor, {"kind": cur.kind, **_part(part_type), "from": cur.version})
             s.flush()
             return _model(prev)
 

@@ -95,6 +95,8 @@ class InspectionRow(Base):
     decision: Mapped[str | None] = mapped_column(String(255))
     unknown_score: Mapped[float | None] = mapped_column(Float)
     pred_set: Mapped[str | None] = mapped_column(Text)
+    # the product (0006): the part type the map was routed by (None: none given); drift is judged per product
+    part_type: Mapped[str | None] = mapped_column(String(128), index=True)
 
 
 class ReviewRow(Base):
@@ -121,6 +123,8 @@ class ModelVersionRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     parent: Mapped[str | None] = mapped_column(String(128))
+    # the product (part type) this version serves (0006); None: the default champion of its kind
+    part_type: Mapped[str | None] = mapped_column(String(128), index=True)
 
 
 class ModelEventRow(Base):

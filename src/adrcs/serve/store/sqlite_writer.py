@@ -22,7 +22,7 @@ from typing import Any
 BLOB_COLUMNS = ("sha256", "media_type", "size", "content", "created_at")
 INSPECTION_COLUMNS = ("created_at", "kind", "lot", "wafer", "tool", "input_sha256", "model_version", "predicted",
                       "probabilities", "confidence", "boxes", "request_id", "die_count", "fail_count", "wafer_yield",
-                      "decision", "unknown_score", "pred_set")
+                      "decision", "unknown_score", "pred_set", "part_type")
 ROWS_PER_STATEMENT = 500  # at most; fewer when the SQLite build allows fewer bound parameters
 # ids are explicit (largest id + k for the k-th row, in input order), so they are known without fetching rows
 _ROW = "(" + ",".join("?" * (1 + len(INSPECTION_COLUMNS))) + ")"
@@ -116,7 +116,7 @@ class SQLiteInspectionWriter:
                     k, sqlite_timestamp(v["created_at"]), v["kind"], v["lot"], v["wafer"], v["tool"], v["input_sha256"],
                     v["model_version"], v["predicted"], _json(v["probabilities"]), v["confidence"], _json(v["boxes"]),
                     v["request_id"], v["die_count"], v["fail_count"], v["wafer_yield"], v["decision"],
-                    v["unknown_score"], v["pred_set"])]
+                    v["unknown_score"], v["pred_set"], v["part_type"])]
                 try:
                     cur.execute(_INSERT_INSPECTIONS.format(values=",".join([_ROW] * len(part))), params)
                 except sqlite3.IntegrityError as e:  # largest id + k overflowed 64 bits
