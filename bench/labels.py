@@ -9,8 +9,9 @@ Splits (../shared/data/wm811k):
 - **unlabelled pool** (FixMatch): every other training map (labels hidden), never a confirm map; maps identical to
   a val map are dropped by `adrcs.api_unlabeled.honest_pool`. ``all`` has no pool, so its ``semi`` cells are skipped.
 - **distill** (issue 19 item 5): the ``sup`` cells of seeds ``--teacher-seeds`` (trained first when missing)
-  teach one student of the same config (`adrcs train --teacher RUN ...`); the cell also scores the teachers'
-  ensemble.
+  teach one student of the same config (`adrcs train --teacher RUN ...`); with 1 % / 10 % labels the unlabelled
+  pool joins with the teachers' targets (``semi_supervised: distill``, a noisy student). The cell also scores the
+  teachers' ensemble.
 - **pretraining**: one SimCLR run (`adrcs pretrain`) on every training map except the confirm split serves every
   ``pre`` / ``both`` cell (`--pretrain DIR` reuses one).
 
@@ -157,9 +158,11 @@ def run_cell(a: argparse.Namespace, labels: str, method: str, seed: int, parts: 
             teachers.append(RUNS / f"{labels}_sup_s{k}")
         over["distill_from"] = [str(t) for t in teachers]
         over["distill_args"] = yaml.safe_load(a.distill_args) if a.distill_args else {}
+        if pool is not None:  # few labels: the teachers label the pool too (a noisy student)
+            over["semi_supervised"] = "distill"
     cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml", over)
     unlabeled, info = None, None
-    if method in ("semi", "both"):
+    if method in ("semi", "both") or (method == DISTILL and pool is not None):
         unlabeled, info = honest_pool(pool, labelled, val, say=print)
     print(f"== cell {labels} % labels, {method}, seed {seed}: {len(labelled)} labelled, "
           f"{0 if unlabeled is None else len(unlabeled)} unlabelled", flush=True)

@@ -122,7 +122,8 @@ def train_sets(cfg: dict[str, Any], train_set: WaferMapSet, val: WaferMapSet, ou
         train_set, balance_info = balance_run(cfg, train_set, out, say)
     soft, distill_info = None, None
     if cfg.get("distill_from"):  # after balancing: synthetic maps get the teachers' targets too
-        soft, distill_info = distill_targets_run(cfg, train_set, say)
+        train_set, soft, distill_info = distill_targets_run(cfg, train_set, say,
+                                                            unlabeled if semi == "distill" else None)
     features, features_info = None, None
     if cfg["features"] == "sinogram":  # fitted on the (balanced) training split only
         features, features_info = sinogram_features_run(cfg, train_set, out, say, unlabeled)

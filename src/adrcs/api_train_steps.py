@@ -114,25 +114,45 @@ def sinogram_features_run(cfg: dict[str, Any], train_set: WaferMapSet, out: Path
     return feats, info
 
 
-def distill_targets_run(cfg: dict[str, Any], train_set: WaferMapSet,
-                        say: Printer) -> tuple[np.ndarray, dict[str, Any]]:
+def distill_targets_run(cfg: dict[str, Any], train_set: WaferMapSet, say: Printer,
+                        unlabeled: WaferMapSet | None = None) -> tuple[WaferMapSet, np.ndarray, dict[str, Any]]:
     """The teachers' (``cfg['distill_from']``) mean 8-view probabilities of every training map, and what the
-    run records of them (`engine.distill`)."""
+    run records of them (`engine.distill`). With `unlabeled` maps (``semi_supervised: distill``) those join the
+    training set with label -1 and the teachers' targets. Returns (training set, targets, record)."""
     import time
 
     from adrcs.engine.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, teacher_targets
 
     t = time.perf_counter()
-    soft = teacher_targets(cfg["distill_from"], train_set.maps, train_set.class_names, train_set.multilabel, say)
+    names, multi = train_set.class_names, train_set.multilabel
+    soft = teacher_targets(cfg["distill_from"], train_set.maps, names, multi, say)
     args = dict(cfg.get("distill_args") or {})
-    info = {"teachers": [str(p) for p in cfg["distill_from"]], "alpha": float(args.get("alpha", DEFAULT_ALPHA)),
-            "temperature": float(args.get("temperature", DEFAULT_TEMPERATURE)),
-            "teacher_seconds": round(time.perf_counter() - t, 1)}
-    if not train_set.multilabel:  # how often the teachers' ensemble agrees with the labels it learns beside
+    info: dict[str, Any] = {"teachers": [str(p) for p in cfg["distill_from"]],
+                            "alpha": float(args.get("alpha", DEFAULT_ALPHA)),
+                            "temperature": float(args.get("temperature", DEFAULT_TEMPERATURE))}
+    if not multi:  # how often the teachers' ensemble agrees with the labels it learns beside
         info["teacher_train_agreement"] = round(float((soft.argmax(axis=1) == train_set.labels).mean()), 4)
+    if unlabeled is not None and len(unlabeled):
+        if multi:
+            raise InputError(None, "semi_supervised: distill is for single-label maps (use `adrcs pretrain` + "
+                                   "--init for multi-label data)")
+        if cfg["imbalance"] == "sampler":
+            raise InputError(None, "semi_supervised: distill cannot be combined with imbalance: sampler (maps "
+                                   "without labels have no class to sample by); use power or sqrt_weights")
+        soft_u = teacher_targets(cfg["distill_from"], unlabeled.maps, names, multi, say)
+        pool = WaferMapSet(list(unlabeled.maps), np.full(len(unlabeled), -1, np.int64), list(names),
+                           unlabeled.meta.reset_index(drop=True))
+        train_set = WaferMapSet.concat([train_set, pool])
+        soft = np.concatenate([soft, soft_u])
+        mix = np.bincount(soft_u.argmax(axis=1), minlength=len(names))
+        info["unlabeled_maps"] = len(unlabeled)
+        info["unlabeled_teacher_classes"] = {n: int(c) for n, c in zip(names, mix)}
+        say(f"distillation: {len(unlabeled)} maps without labels join the training set with the teachers' "
+            f"targets (their answers: {', '.join(f'{n} {c}' for n, c in zip(names, mix) if c)})")
+    info["teacher_seconds"] = round(time.perf_counter() - t, 1)
     say(f"distillation: {len(info['teachers'])} teacher(s), alpha {info['alpha']}, temperature "
         f"{info['temperature']} ({info['teacher_seconds']:.0f}s)")
-    return soft, info
+    return train_set, soft, info
 
 
 def _cuda() -> bool:

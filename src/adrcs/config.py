@@ -31,7 +31,8 @@ DEFAULTS: dict[str, Any] = {
                                # synthetic maps it assigns to their class ("" = keep all)
     "synth_filter_threshold": 0.5,
     "init": None,              # folder written by `adrcs pretrain`: start from its encoder (the head stays fresh)
-    "semi_supervised": "auto",  # auto (fixmatch when --unlabeled maps are given) | none | fixmatch
+    "semi_supervised": "auto",  # auto (the benchmark's best for --unlabeled maps) | none | fixmatch | distill
+                               # (distill: the distill_from teachers label the unlabelled maps for the student)
     "semi_args": {},           # fixmatch: threshold, mu, lambda_u, dist_align, ema, p_fail, p_drop, cutout
     "distill_from": [],        # trained run folders (teachers): the model also learns their mean 8-view probabilities
     "distill_args": {},        # alpha (weight of the teachers' term, 0.7), temperature (2.0)
@@ -255,7 +256,7 @@ def validate(cfg: dict[str, Any]) -> None:
         "image_mode": ("L", "RGB"),
         "resize": ("nearest", "failmax"),
         "unknown": ("ensemble", "mahalanobis", "knn", "none"),
-        "semi_supervised": ("auto", "none", "fixmatch"),
+        "semi_supervised": ("auto", "none", "fixmatch", "distill"),
     }
     for key, allowed in choices.items():
         if cfg[key] not in allowed:

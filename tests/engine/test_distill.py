@@ -56,7 +56,7 @@ def test_soft_targets_travel_with_their_maps_in_every_batch():
 def files(tmp_path):
     from helpers.frames import write_noisy_splits
 
-    return write_noisy_splits(tmp_path, {"train": 6, "val": 4})
+    return write_noisy_splits(tmp_path, {"train": 6, "val": 4, "unlabeled": 5})
 
 
 @pytest.fixture
@@ -104,13 +104,46 @@ def test_teacher_targets_are_the_mean_of_the_teachers_views(files, teacher):
     np.testing.assert_allclose(soft.sum(1), 1.0, atol=1e-4)
 
 
+def test_semi_supervised_distill_gives_the_unlabelled_maps_the_teachers_targets(files, teacher, tmp_path, capsys):
+    out = tmp_path / "student"
+    code, stdout, err = run(["train", "--train", files["train"], "--val", files["val"], "--out", out, "--epochs", "2",
+                             "--teacher", teacher, "--unlabeled", files["unlabeled"], "--semi-supervised", "distill",
+                             *SMALL], capsys)
+    assert code == 0, err
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["unlabeled"]["method"] == "distill" and m["unlabeled"]["n_maps"] == 20
+    d = m["distill"]
+    assert d["unlabeled_maps"] == 20 and sum(d["unlabeled_teacher_classes"].values()) == 20
+    assert m["n_train"] == 24 + 20 and "20 maps without labels join the training set" in stdout
+
+
+def test_maps_without_labels_count_in_the_distill_loss_only():
+    from adrcs.engine.distill import DistillModule
+
+    m = DistillModule(model="ffn", num_classes=2, class_names=["a", "b"], class_weights=[1.0, 3.0],
+                      model_args={"width": 4, "deep_mult": 2, "hidden": 8}, augment="none",
+                      distill_alpha=0.5).eval()  # eval: the same logits twice (no dropout, fixed BatchNorm)
+    maps = torch.ones(4, 16, 16, dtype=torch.uint8)
+    soft = torch.tensor([[0.9, 0.1]] * 4)
+    unlabelled = m.training_step((maps, torch.full((4,), -1), soft), 0)
+    assert torch.isfinite(unlabelled)  # no hard term, no NaN from an empty cross-entropy
+    with torch.no_grad():
+        logits = m(maps)
+    from adrcs.engine.distill import distill_loss
+
+    assert torch.allclose(unlabelled, 0.5 * distill_loss(logits, soft, m.hparams.distill_temperature, False,
+                                                          torch.full((4,), 1.0)), atol=1e-5)
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--teacher", "no_such_run"], "no_such_run"),
+    (["--semi-supervised", "distill", "--unlabeled", "UNL"], "needs teachers"),
+    (["--semi-supervised", "distill", "--teacher", "RUN"], "needs maps without labels"),
     (["--teacher", "RUN", "--distill-args", "{alpha: 2}"], "alpha must be in [0, 1]"),
     (["--teacher", "RUN", "--distill-args", "{beta: 1}"], "takes only alpha and temperature"),
 ])
 def test_bad_distillation_requests_are_one_line_errors(files, teacher, tmp_path, capsys, extra, message):
-    extra = [str(teacher) if e == "RUN" else e for e in extra]
+    extra = [str(teacher) if e == "RUN" else str(files["unlabeled"]) if e == "UNL" else e for e in extra]
     code, _, err = run(["train", "--train", files["train"], "--val", files["val"], "--out", tmp_path / "r",
                         "--epochs", "1", *SMALL, *extra], capsys)
     assert code == 2 and message in err and "Traceback" not in err

@@ -10,6 +10,10 @@ Loss per map: ``(1 - alpha) * CE(student, label) + alpha * T^2 * KL(teacher_T ||
 softens both distributions with temperature ``T`` (Hinton et al., 2015); multi-label maps use the binary
 analogue per label. The KL term is weighted per map like the hard term (class weights of the true class), so
 the imbalance handling of the config still applies.
+
+With ``semi_supervised: distill`` the maps without labels join the training set with label -1 and the
+teachers' targets only (a "noisy student": the student sees them under dihedral augmentation and learns the
+teachers' answers); their KL term is weighted by the class weight of the teachers' answer.
 """
 from __future__ import annotations
 
@@ -121,10 +125,14 @@ class DistillModule(ClassifierModule):
         elif self.hparams.augment != "none" and self.hparams.inputs == "image":
             maps = augment_images(maps)
         logits = self(maps)
-        hard = self.loss(logits, y)
         weight = None
-        if not self.hparams.multilabel and self.class_weight is not None:
-            weight = self.class_weight[y]
+        if self.hparams.multilabel:
+            hard = self.loss(logits, y)
+        else:  # label -1: a map without label (semi_supervised: distill); the teachers' answer stands in
+            labelled = y >= 0
+            hard = self.loss(logits[labelled], y[labelled]) if bool(labelled.any()) else logits.sum() * 0.0
+            if self.class_weight is not None:
+                weight = self.class_weight[torch.where(labelled, y, soft.argmax(dim=1))]
         kd = distill_loss(logits, soft, self.hparams.distill_temperature, self.hparams.multilabel, weight)
         alpha = float(self.hparams.distill_alpha)
         loss = (1.0 - alpha) * hard + alpha * kd

@@ -36,7 +36,7 @@ from adrcs.errors import InputError
 from adrcs.transforms.dihedral import random_dihedral
 from adrcs.transforms.map_augment import strong_view
 
-METHODS = ("auto", "none", "fixmatch")
+METHODS = ("auto", "none", "fixmatch", "distill")
 # `semi_args` of the config: defaults of the paper (threshold, mu, lambda_u) and of the strong view.
 OPTIONS: dict[str, Any] = {"threshold": 0.95, "mu": 7, "lambda_u": 1.0, "dist_align": True, "ema": 0.999,
                            "p_fail": 0.02, "p_drop": 0.1, "cutout": 0.25, "flex": False}
@@ -94,6 +94,13 @@ def resolve_method(cfg: dict[str, Any], n_unlabeled: int, say: Callable[[str], N
             raise InputError(None, "semi_supervised: fixmatch is for wafer-map networks (features: none)")
         if not n_unlabeled:
             raise InputError("--unlabeled", "semi_supervised: fixmatch needs maps without labels (--unlabeled)")
+    if method == "distill":  # the teachers label the unlabelled maps (`engine.distill`)
+        if not cfg.get("distill_from"):
+            raise InputError("--teacher", "semi_supervised: distill needs teachers (--teacher RUN or distill_from)")
+        if not n_unlabeled:
+            raise InputError("--unlabeled", "semi_supervised: distill needs maps without labels (--unlabeled)")
+        if cfg.get("features", "none") != "none":
+            raise InputError(None, "semi_supervised: distill is for wafer-map networks (features: none)")
     return method
 
 
