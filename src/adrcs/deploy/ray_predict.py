@@ -6,7 +6,8 @@ come from the maps alone (`api.map_rows`, `api.true_labels`) are taken there, an
 model's input with its own resize rule, so they travel as one uint8 tensor column) -> `Scorer` (``map_batches``
 with a callable class on an actor pool: one model per actor, ONNX Runtime by default where the run exports,
 else PyTorch; the answer columns come from `api.answer_rows`, the code local ``predict`` uses) ->
-``write_parquet`` (one shard per block, with predict's columns). Ray Data shows the progress.
+``write_parquet`` (one shard per block, with predict's columns, written while the scoring goes on: the write tasks
+ask for no CPU). Ray Data shows the progress.
 
 Differences from the local CSV, by design: ``index`` numbers the maps within their source file (the local CSV
 numbers them across all files; line rows up by ``source``, ``index``), and ``true`` is always present ("" for a
@@ -235,7 +236,9 @@ def predict_ray(model_dir: str | Path, data: Sequence[str | Path] | str | Path, 
                             fn_constructor_kwargs={"run_dir": str(model_dir), "runtime": runtime, "tta": tta,
                                                    "threshold": threshold, "alpha": alpha},
                             **_actors(ray, n_workers))
-        ds.write_parquet(str(out))
+        # the write tasks take no CPU of the budget: the reading tasks and scoring actors hold all of it, so
+        # write tasks asking for a CPU only ran once every map was scored (all answers held in the object store)
+        ds.write_parquet(str(out), ray_remote_args={"num_cpus": 0})
     except Exception as e:  # a worker's reading error comes back wrapped in Ray's exceptions
         err = _input_error(e)
         if err is None:
