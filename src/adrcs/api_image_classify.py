@@ -141,12 +141,15 @@ def image_trust_block(pipe: Any, raw: np.ndarray, probs: np.ndarray, feats: np.n
 
 def evaluate_image_classifier(model_dir: str | Path, data: str | Path, images: str | Path | None = None,
                               annotations: str | Path | None = None, out: str | Path | None = None,
-                              say: Printer = print) -> dict[str, Any]:
-    """Classification report (the wafer-map report keys) of an image classifier on labeled images."""
+                              say: Printer = print, runtime: str = "torch") -> dict[str, Any]:
+    """Classification report (the wafer-map report keys) of an image classifier on labeled images.
+    runtime: torch | onnx | onnx-int8 (the run's checked model.onnx, exported first when missing); recorded."""
+    from adrcs.deploy.runtime import load_image_model
+    from adrcs.inference.onnx_runtime import check_runtime
     from adrcs.report.evaluation import evaluation_report
-    from adrcs.image_classifier_pipeline import ImageClassifierPipeline
 
-    pipe = ImageClassifierPipeline.load(model_dir)
+    runtime = check_runtime(runtime)
+    pipe = load_image_model(model_dir, "image_classify", runtime, say)
     ds = load_image_data(data, images, annotations)
     ds = ds.subset(ds.labels >= 0)
     missing = sorted(set(ds.class_names[i] for i in np.unique(ds.labels)) - set(pipe.class_names))
@@ -161,7 +164,7 @@ def evaluate_image_classifier(model_dir: str | Path, data: str | Path, images: s
     report = evaluation_report(y, probs, pipe.class_names, False, plot_dir, f"Evaluation on {data}", say)
     report["trust"] = image_trust_block(pipe, raw, probs, feats, y, plot_dir, say)
     report.update({k: report["trust"][k] for k in ("ece", "mce", "coverage", "mean_set_size") if k in report["trust"]})
-    report.update(model_dir=str(model_dir), data=[str(data)])
+    report.update(model_dir=str(model_dir), data=[str(data)], runtime=runtime)
     out_path.write_text(json.dumps(report, indent=2))
     say(f"report: {out_path}")
     return report
@@ -170,15 +173,18 @@ def evaluate_image_classifier(model_dir: str | Path, data: str | Path, images: s
 def predict_image_classifier(model_dir: str | Path, data: str | Path, images: str | Path | None = None,
                              annotations: str | Path | None = None, out: str | Path = "predictions.csv",
                              score_threshold: float | None = None, say: Printer = print,
-                             on_error: str = "stop") -> pd.DataFrame:
+                             on_error: str = "stop", runtime: str = "torch") -> pd.DataFrame:
     """One CSV row per image: path, predicted class, confidence, probability per class. on_error "skip" leaves
-    out images that cannot be decoded and lists them at the end."""
+    out images that cannot be decoded and lists them at the end. runtime: torch | onnx | onnx-int8 (the run's
+    checked model.onnx, exported first when missing; named in the summary)."""
     from adrcs.api_reading import report_skipped
     from adrcs.data.image_check import drop_unreadable
+    from adrcs.deploy.runtime import load_image_model
     from adrcs.engine.progress import progress_steps
-    from adrcs.image_classifier_pipeline import ImageClassifierPipeline
+    from adrcs.inference.onnx_runtime import check_runtime
 
-    pipe = ImageClassifierPipeline.load(model_dir)
+    runtime = check_runtime(runtime)
+    pipe = load_image_model(model_dir, "image_classify", runtime, say)
     ds = load_image_data(data, images, annotations, require_labels=False)
     skipped: list[dict[str, str]] = []
     if on_error == "skip":
@@ -198,6 +204,6 @@ def predict_image_classifier(model_dir: str | Path, data: str | Path, images: st
         out = out / "predictions.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(out, index=False)
-    say(f"{len(rows)} images classified -> {out}")
+    say(f"{len(rows)} images classified -> {out} (runtime {runtime})")
     report_skipped(skipped, say)
     return rows

@@ -279,7 +279,7 @@ def _fit_calibration(pipe, raw: list[dict[str, Any]], val_set: ImageSet, out: Pa
 
 def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, images: str | Path | None = None,
                        annotations: str | Path | None = None, out: str | Path | None = None,
-                       say: Printer = print) -> dict[str, Any]:
+                       say: Printer = print, runtime: str = "torch") -> dict[str, Any]:
     """Evaluate a trained detector on annotated data; write the report JSON to `out`
     (default MODEL/evaluation.json) and ``<out stem>_plots/{per_class_ap,reliability}.png`` beside it.
 
@@ -287,12 +287,13 @@ def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, image
     scores), ``ece_before``, ``mce_before`` (raw scores), 15 bins, over EVERY box the detector reports (raw score
     >= 0: the population the calibration was fitted on and mAP ranks), and ``calibration`` with the bins, box
     counts and the same four numbers on the boxes at or above the model's threshold. A model saved without a
-    calibration reports its raw scores for both (``calibration.calibrated`` false).
+    calibration reports its raw scores for both (``calibration.calibrated`` false). runtime: torch | onnx (the
+    run's checked model.onnx, exported first when missing; decoding + NMS in PyTorch); recorded as ``runtime``.
     """
-    from adrcs.detector_pipeline import DetectorPipeline
+    from adrcs.deploy.runtime import load_image_model
     from adrcs.report.boxes import plot_per_class_ap
 
-    pipe = DetectorPipeline.load(model_dir)
+    pipe = load_image_model(model_dir, "detect", runtime, say)
     ds = load_detection_data(data, images, annotations)
     _require_boxes(ds, data, "data")
     ds = remap_classes(ds, list(pipe.class_names), data, "data")
@@ -301,8 +302,7 @@ def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, image
     plot_dir = out_path.parent / (out_path.stem + "_plots")  # as for every task's evaluate
     block = _reliability(pipe, preds, ds, plot_dir / "reliability.png")
     report.update({k: block[k] for k in ("ece", "mce", "ece_before", "mce_before")}, calibration=block)
-    report["model_dir"] = str(model_dir)
-    report["data"] = _src(data)
+    report.update(model_dir=str(model_dir), data=_src(data), runtime=runtime)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2))
     plot_per_class_ap(report, plot_dir / "per_class_ap.png")
@@ -315,7 +315,8 @@ def evaluate_detection(model_dir: str | Path, data: str | Path | ImageSet, image
 
 def predict_detection(model_dir: str | Path, data: str | Path | ImageSet, images: str | Path | None = None,
                       annotations: str | Path | None = None, *, out: str | Path, score_threshold: float | None = None,
-                      say: Printer = print, annotated: bool = True, on_error: str = "stop") -> Path:
+                      say: Printer = print, annotated: bool = True, on_error: str = "stop",
+                      runtime: str = "torch") -> Path:
     """Detect defects in every image of `data` and write the folder `out`: predictions.json,
     predictions.csv and annotated/<image stem>.png (ground truth dashed when `data` has boxes).
     ``score`` is the calibrated score when the model has a calibration, ``raw_score`` the detector's own
@@ -324,14 +325,15 @@ def predict_detection(model_dir: str | Path, data: str | Path | ImageSet, images
     data: anything `load_images` reads, an image file or a folder of images (templates
     ``*_temp.*`` paired). Boxes are in each image's own pixels. Returns `out`.
     annotated: False writes no annotated/ images. on_error: "skip" leaves out images that cannot be decoded
-    and lists them at the end (default "stop": the first one stops with its name).
+    and lists them at the end (default "stop": the first one stops with its name). runtime: torch | onnx
+    (recorded in predictions.json and the summary).
     """
     from adrcs.api_reading import report_skipped
+    from adrcs.deploy.runtime import load_image_model
     from adrcs.engine.progress import progress_steps
-    from adrcs.detector_pipeline import DetectorPipeline
     from adrcs.report.boxes import write_predictions
 
-    pipe = DetectorPipeline.load(model_dir)
+    pipe = load_image_model(model_dir, "detect", runtime, say)
     skipped: list[dict[str, str]] = []
     ds = load_detection_data(data, images, annotations, allow_plain=True,
                              skipped=skipped if on_error == "skip" else None)
@@ -346,14 +348,14 @@ def predict_detection(model_dir: str | Path, data: str | Path | ImageSet, images
     json_path, csv_path = write_predictions(preds, ds, pipe.class_names, out, annotate=annotated,
                                             extra={"model_dir": str(model_dir), "score_threshold": thr,
                                                    "calibrated": pipe.score_calibration is not None,
-                                                   "skipped": skipped})
+                                                   "skipped": skipped, "runtime": runtime})
     _add_raw_scores(preds, json_path, csv_path)
     n_boxes = sum(len(p["boxes"]) for p in preds)
     per_class = np.bincount(np.concatenate([p["labels"] for p in preds]) if preds else np.zeros(0, np.int64),
                             minlength=len(pipe.class_names))
     found = ", ".join(f"{c} {n}" for c, n in zip(pipe.class_names, per_class) if n) or "none"
     say(f"{len(ds)} images, {n_boxes} boxes (score >= {thr:g}; {found}) -> {json_path.name}, {csv_path.name}"
-        f"{', annotated/' if annotated else ''} in {out}")
+        f"{', annotated/' if annotated else ''} in {out} (runtime {runtime})")
     report_skipped(skipped, say)
     return out
 

@@ -1,6 +1,7 @@
 """`adrcs export --format onnx` and `--runtime onnx`: the exported graph equals PyTorch (max abs difference
 <= 1e-4) for every kind of wafer-map model (ffn, cnn, multi-label, the sinogram pipeline's 1-D network) and for
-image classifiers; INT8 reports its agreement; predict / evaluate record the runtime and export on the fly."""
+image classifiers (detectors: test_onnx_images.py); INT8 reports its agreement; predict / evaluate record the
+runtime and export on the fly."""
 from __future__ import annotations
 
 import json
@@ -207,7 +208,7 @@ def test_sinogram_network_export(tmp_path: Path) -> None:
     _same_outputs(run, list(random_maps(3, 16, seed=3)), tta=True)
 
 
-def test_image_classifier_export(tmp_path: Path, capsys) -> None:
+def test_image_classifier_export(tmp_path: Path) -> None:
     import torch
 
     from adrcs.deploy.export_onnx import export_onnx
@@ -222,21 +223,7 @@ def test_image_classifier_export(tmp_path: Path, capsys) -> None:
     meta = export_onnx(run, say=lambda s: None, n_check=8)
     assert meta["task"] == "image_classify" and meta["input"]["name"] == "images"
     assert _within_tolerance(meta)
-    # the runtime switch is for wafer-map models so far: one line, exit 2
-    code, out, err = run_cli(["predict", "--model", run, "--data", tmp_path, "--out", tmp_path / "p.csv",
-                              "--runtime", "onnx"], capsys)
-    assert code == 2 and "wafer-map models so far" in err and len(err.strip().splitlines()) == 1
-
-
-def test_detector_export_not_supported(tmp_path: Path, capsys) -> None:
-    import torch
-
-    from adrcs.detector_pipeline import DetectorPipeline
-
-    (tmp_path / "det").mkdir()
-    torch.save({"format": DetectorPipeline.FORMAT}, tmp_path / "det" / "model.ckpt")
-    code, out, err = run_cli(["export", "--model", tmp_path / "det"], capsys)
-    assert code == 2 and "not supported yet" in err and len(err.strip().splitlines()) == 1
+    # --runtime onnx for image classifiers and detectors: tests/deploy/test_onnx_images.py
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -15,7 +15,7 @@ def export(
     model: Path = typer.Option(..., "--model", "-m", help="Run folder written by `adrcs train`."),
     format: str = typer.Option("onnx", "--format", "-f", help="onnx (the only format so far)."),
     int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (static INT8 quantisation, "
-                              "calibrated on sample maps) and report its agreement / accuracy change."),
+                              "calibrated on sample data) and report its agreement / accuracy change (not for detectors)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write model.onnx and model.onnx.json "
                                        "into (default: the run folder, where --runtime onnx looks)."),
 ) -> None:

@@ -101,10 +101,10 @@ ALPHA = typer.Option(None, "--alpha", help="Prediction sets cover the true class
 
 RUNTIME = typer.Option("torch", "--runtime", help="torch | onnx | onnx-int8: run the network in PyTorch, or in ONNX "
                        "Runtime from the run's checked model.onnx / model.int8.onnx (exported first when missing; "
-                       "wafer-map models).")
+                       "every task; detectors: no onnx-int8).")
 PREDICT_RUNTIME = typer.Option(None, "--runtime", help="torch | onnx | onnx-int8: run the network in PyTorch, or in "
                                "ONNX Runtime from the run's checked model.onnx / model.int8.onnx (exported first when "
-                               "missing; wafer-map models). Default torch; with --engine ray onnx where the model "
+                               "missing; every task; detectors: no onnx-int8). Default torch; with --engine ray onnx where the model "
                                "exports, else torch.")
 
 

@@ -14,7 +14,7 @@ half, how often its decisions agree with fp32 and, when the sample has the model
 before and after.
 
 Exported with the TorchScript exporter (``dynamo=False``: no onnxscript dependency), opset ``OPSET``, a free
-batch dimension. Detectors are not supported yet (torchvision's detection heads do not export cleanly).
+batch dimension. Detectors: `export_detector` (backbone + FPN + head raw outputs; decoding stays in Python).
 """
 from __future__ import annotations
 
@@ -71,9 +71,6 @@ def load_for_export(run_dir: str | Path) -> tuple[str, Any]:
     from adrcs.tasks import task_of
 
     task = task_of(run_dir)
-    if task.name == "detect":
-        raise InputError(run_dir, "ONNX export of detectors is not supported yet (wafer-map models and image "
-                                  "classifiers export)")
     return task.name, task.load(run_dir, "cpu")
 
 
@@ -85,6 +82,10 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, int8: bool =
     kind, pipe = load_for_export(run_dir)
     out = Path(out) if out is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
+    if kind == "detect":
+        from adrcs.deploy.export_detector import export_detector
+
+        return export_detector(run_dir, pipe, out, int8=int8, say=say, n_check=n_check)
     graph, input_name = graph_for(kind, pipe)
     x, labels, what = sample_inputs(kind, pipe, **({"n": n_check} if n_check else {}))
     t0 = time.time()

@@ -29,7 +29,7 @@ class Request:
     annotated: bool = True                  # detection predict: write annotated images
     alpha: float | None = None              # prediction sets at this level (default: the model's)
     unlabeled: Sequence[Path] | None = None  # train: wafer-map files whose maps join without labels
-    runtime: str = "torch"                  # evaluate / predict: torch | onnx | onnx-int8 (wafer maps)
+    runtime: str = "torch"                  # evaluate / predict: torch | onnx | onnx-int8 (detectors: no int8)
     engine: str = "local"                   # predict: local | ray (wafer maps; `deploy.ray_predict`)
     address: str | None = None              # predict --engine ray: the cluster (auto | HOST:PORT); None: local Ray
     workers: int | None = None              # predict --engine ray: scoring actors
@@ -54,9 +54,9 @@ class Task:
         if req.engine != "local" and self.image:
             raise InputError(None, f"--engine {req.engine} is for wafer-map models so far; this is an image model "
                                    "(use --engine local)")
-        if req.runtime != "torch" and self.image:
-            raise InputError(None, f"--runtime {req.runtime} is for wafer-map models so far; this is an image model "
-                                   "(`adrcs export` writes its model.onnx)")
+        if req.runtime == "onnx-int8" and self.name == "detect":
+            raise InputError(None, "--runtime onnx-int8: INT8 is not supported for detectors yet (use --runtime "
+                                   "onnx)")
         if not self.image:
             if req.images or req.annotations:
                 raise InputError(None, "--images/--annotations are for image data (task: detect or image_classify)")

@@ -22,7 +22,7 @@ def _evaluate(model: Path, req: Request, say: Printer) -> Any:
     from adrcs.api_images import evaluate_detection
 
     return evaluate_detection(model, req.data[0], images=req.images, annotations=req.annotations, out=req.out,
-                              say=say)
+                              say=say, runtime=req.runtime)
 
 
 def _predict(model: Path, req: Request, say: Printer) -> Any:
@@ -30,7 +30,7 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
 
     return predict_detection(model, req.data[0], images=req.images, annotations=req.annotations, out=req.out,
                              score_threshold=req.score_threshold, say=say, annotated=req.annotated,
-                             on_error=(req.reading or {}).get("on_error", "stop"))
+                             on_error=(req.reading or {}).get("on_error", "stop"), runtime=req.runtime)
 
 
 def _load(run_dir: str | Path, device: str = "cpu") -> Any:

@@ -22,7 +22,7 @@ def _evaluate(model: Path, req: Request, say: Printer) -> Any:
     from adrcs.api_image_classify import evaluate_image_classifier
 
     return evaluate_image_classifier(model, req.data[0], images=req.images, annotations=req.annotations,
-                                     out=req.out, say=say)
+                                     out=req.out, say=say, runtime=req.runtime)
 
 
 def _predict(model: Path, req: Request, say: Printer) -> Any:
@@ -30,7 +30,7 @@ def _predict(model: Path, req: Request, say: Printer) -> Any:
 
     return predict_image_classifier(model, req.data[0], images=req.images, annotations=req.annotations,
                                     out=req.out, score_threshold=req.score_threshold, say=say,
-                                    on_error=(req.reading or {}).get("on_error", "stop"))
+                                    on_error=(req.reading or {}).get("on_error", "stop"), runtime=req.runtime)
 
 
 def _load(run_dir: str | Path, device: str = "cpu") -> Any:
