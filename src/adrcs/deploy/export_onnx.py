@@ -102,12 +102,15 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, int8: bool =
     if int8:
         meta["int8"] = quantize_int8(out / ONNX_NAME, out / INT8_NAME, input_name, x, labels, pipe.multilabel)
         q = meta["int8"]
-        say(f"INT8 {out / INT8_NAME} ({_mb(out / INT8_NAME)}), calibrated on {q['n_calibration']} of the maps: "
+        unit = "images" if kind == "image_classify" else "maps"
+        no_labels = ("random images carry no labels" if kind == "image_classify"
+                     else "the sample has other classes than the model")
+        say(f"INT8 {out / INT8_NAME} ({_mb(out / INT8_NAME)}), calibrated on {q['n_calibration']} of the {unit}: "
             f"decisions agree with fp32 on {100 * q['agreement']:.1f} % of the other {q['n']}; max abs probability "
             f"difference {q['max_abs_diff_probabilities']:.3g}"
             + (f"; accuracy {q['accuracy_fp32']:.4f} -> {q['accuracy_int8']:.4f}, macro-F1 {q['macro_f1_fp32']:.4f} "
                f"-> {q['macro_f1_int8']:.4f} ({q['macro_f1_change_points']:+.2f} points)" if "macro_f1_fp32" in q
-               else " (the sample has other classes than the model: agreement only)"))
+               else f" ({no_labels}: agreement only)"))
     (out / META_NAME).write_text(json.dumps(meta, indent=2))
     say(f"metadata: {out / META_NAME}")
     if not check["passed"]:
