@@ -341,12 +341,13 @@ def detector_run(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_inspect_image_with_template(runs, detector_run, tmp_path):
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_inspect_image_with_template(runs, detector_run, tmp_path, runtime):
     from PIL import Image
 
     store = Store(f"sqlite:///{tmp_path / 'img.db'}")
     tok = store.create_token("insp", "inspector")
-    app = create_app(ServiceConfig(models=[str(runs["a"]), str(detector_run)]), store=store)
+    app = create_app(ServiceConfig(models=[str(runs["a"]), str(detector_run)], runtime=runtime), store=store)
     img_dir = detector_run.parent / "data" / "imgs"
     test, temp = (img_dir / "0000_test.jpg").read_bytes(), (img_dir / "0000_temp.jpg").read_bytes()
     with TestClient(app) as client:
@@ -356,6 +357,8 @@ def test_inspect_image_with_template(runs, detector_run, tmp_path):
         assert r.status_code == 200, r.text
         out = r.json()
         assert out["kind"] == "detect" and out["width"] == 96 and isinstance(out["boxes"], list)
+        models = client.get("/v1/models", headers=h).json()
+        assert models["runtimes"]["detect"] == runtime
         # a detector has no prediction set: its decision is its predicted class
         assert (out["decision"], out["set"], out["unknown_score"]) == (out["class"], "", None)
         stored = client.get(f"/v1/inspections/{out['id']}", headers=h).json()

@@ -38,7 +38,8 @@ def serve(
                                    "on plain ASGI, skipping the FastAPI layers (same responses)."),
     runtime: str = typer.Option("torch", "--runtime", help="Wafer-map models: torch (frozen TorchScript) | onnx | "
                                 "onnx-int8 (ONNX Runtime on the run's checked model.onnx / model.int8.onnx, "
-                                "exported first when missing). Shown in /health and /v1/models."),
+                                "exported first when missing); image classifiers likewise, detectors run "
+                                "fp32 model.onnx under onnx and onnx-int8. Shown in /health and /v1/models."),
     workers: int = typer.Option(1, "--workers", help="Service processes on this host (uvicorn workers); more than "
                                 "1 needs a PostgreSQL --db. Replicas on other hosts may share the same --db."),
     model_store: Optional[Path] = typer.Option(None, "--model-store", help="Folder shared by every replica "

@@ -8,8 +8,9 @@ registry's champion changes (checked on every `current` call: one indexed query)
 
 Runtime (``adrcs serve --runtime``): "torch" serves wafer-map models as frozen TorchScript (the fused forward
 pass + unknown scores); "onnx" / "onnx-int8" run their network in ONNX Runtime from the run folder's checked
-``model.onnx`` / ``model.int8.onnx`` (`deploy.runtime`: exported first when missing or stale). Image models
-always run in PyTorch; `LoadedModel.runtime` says what a loaded champion runs on.
+``model.onnx`` / ``model.int8.onnx`` (`deploy.runtime`: exported first when missing or stale). Image classifiers
+follow the same choice; detectors run their fp32 ``model.onnx`` under onnx and onnx-int8 (no INT8 detector graph
+yet); `LoadedModel.runtime` says what a loaded champion runs on.
 
 Products: each part type may have its own champion (`serve.products`); `current(kind, part_type)` answers with it,
 else with the default champion of the kind.
@@ -160,6 +161,10 @@ def load_pipeline(kind: str, path: str | Path, device: str = "cpu", runtime: str
         from adrcs.deploy.runtime import load_wafer_model
 
         return load_wafer_model(path, runtime, say=log.info)
+    if kind in ("detect", "image_classify") and runtime != "torch":  # detectors have no INT8 graph: fp32 ONNX
+        from adrcs.deploy.runtime import load_image_model
+
+        return load_image_model(path, kind, "onnx" if kind == "detect" else runtime, say=log.info)
     pipeline = get_task(kind).load(path, device)
     if kind == "wafer":
         pipeline.freeze()
