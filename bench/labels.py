@@ -158,8 +158,10 @@ def run_cell(a: argparse.Namespace, labels: str, method: str, seed: int, parts: 
             teachers.append(RUNS / f"{labels}_sup_s{k}")
         over["distill_from"] = [str(t) for t in teachers]
         over["distill_args"] = yaml.safe_load(a.distill_args) if a.distill_args else {}
-        if pool is not None:  # few labels: the teachers label the pool too (a noisy student)
+        if pool is not None:  # few labels: the teachers label the pool too (a noisy student) ...
             over["semi_supervised"] = "distill"
+            # ... in as many steps as a teacher took (epochs over its balanced labelled set), pool maps drawn among them
+            over["epoch_size"] = json.loads((teachers[0] / "metrics.json").read_text())["n_train"]
     cfg = load_config(REPO / "configs" / "wm811k_ffn.yaml", over)
     unlabeled, info = None, None
     if method in ("semi", "both") or (method == DISTILL and pool is not None):
