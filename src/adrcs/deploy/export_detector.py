@@ -10,7 +10,6 @@ PyTorch's: the same number of boxes per image, each torch box with an ONNX box o
 """
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from pathlib import Path
@@ -21,7 +20,8 @@ import torch
 
 from adrcs.deploy.detector_graph import (INPUT_NAME, DetectorGraph, check_exportable, decode, level_info,
                                          output_names, sample_images)
-from adrcs.deploy.export_onnx import (META_FORMAT, META_NAME, ONNX_NAME, OPSET, TOLERANCE, checkpoint_sha256)
+from adrcs.deploy.export_onnx import (META_FORMAT, ONNX_NAME, OPSET, TOLERANCE, checkpoint_sha256,
+                                     write_metadata)
 from adrcs.errors import InputError
 
 Printer = Callable[[str], None]
@@ -56,12 +56,7 @@ def export_detector(run_dir: str | Path, pipe: Any, out: Path, int8: bool = Fals
         f"{check['data']} max abs difference to PyTorch: {diffs}; detections: {b['matched']} of {b['n_torch']} "
         f"boxes match ({b['n_onnx']} from ONNX, max box difference {b['max_abs_diff_px']:.2e} px) -> "
         f"{'passed' if check['passed'] else 'FAILED'} (tolerance {TOLERANCE:g})")
-    (out / META_NAME).write_text(json.dumps(meta, indent=2))
-    say(f"metadata: {out / META_NAME}")
-    if not check["passed"]:
-        raise InputError(out / ONNX_NAME, f"the ONNX model differs from PyTorch by more than {TOLERANCE:g} (see "
-                                          f"{META_NAME}); --runtime onnx will not use it")
-    return meta
+    return write_metadata(out, meta, check, say)
 
 
 def _export(graph: torch.nn.Module, example: torch.Tensor, names: list[str], path: Path) -> None:

@@ -111,6 +111,11 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None, int8: bool =
             + (f"; accuracy {q['accuracy_fp32']:.4f} -> {q['accuracy_int8']:.4f}, macro-F1 {q['macro_f1_fp32']:.4f} "
                f"-> {q['macro_f1_int8']:.4f} ({q['macro_f1_change_points']:+.2f} points)" if "macro_f1_fp32" in q
                else f" ({no_labels}: agreement only)"))
+    return write_metadata(out, meta, check, say)
+
+
+def write_metadata(out: Path, meta: dict[str, Any], check: dict[str, Any], say: Printer) -> dict[str, Any]:
+    """Write ``model.onnx.json``; InputError (after writing, so it can be inspected) when the check failed."""
     (out / META_NAME).write_text(json.dumps(meta, indent=2))
     say(f"metadata: {out / META_NAME}")
     if not check["passed"]:
