@@ -183,6 +183,7 @@ def plot_table1(records: list[dict[str, Any]], path: Path) -> None:
     import numpy as np
 
     fig, axes = plt.subplots(1, len(records), figsize=(6.5 * len(records), 4.2), squeeze=False, sharey=True)
+    low = min(v[k] for r in records for v in r["test"]["per_class"].values() for k in ("precision", "recall", "f1"))
     for ax, rec in zip(axes[0], records):
         names = rec["test"]["class_names"]
         x = np.arange(len(names))
@@ -193,7 +194,7 @@ def plot_table1(records: list[dict[str, Any]], path: Path) -> None:
         t = rec["test"]
         ax.set_title(f"{rec['model']}: macro-F1 {t['macro_f1']:.3f}, macro AUC {t['roc_auc_macro']:.4f}, "
                      f"acc {t['accuracy']:.3f}", fontsize=10)
-        ax.set_ylim(0.8, 1.005)
+        ax.set_ylim(min(0.8, low - 0.05), 1.005)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("test score (group92000)")
     axes[0][0].legend(loc="lower left", fontsize=8)
@@ -243,8 +244,8 @@ def plot_roc(records: list[dict[str, Any]], path: Path) -> None:
             fpr, tpr, _ = roc_curve(truth == c, df[f"prob_{c}"])
             ax.plot(fpr, tpr, label=f"{c} (AUC {rec['test']['per_class'][c]['roc_auc']:.4f})")
         ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set_xlim(-0.01, 0.3)
-        ax.set_ylim(0.7, 1.005)
+        ax.set_xlim(-0.01, 0.3)  # the top-left corner, where the curves differ
+        ax.set_ylim(0.5, 1.005)
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
         ax.set_title(f"{rec['model']}: macro AUC {rec['test']['roc_auc_macro']:.4f}")
