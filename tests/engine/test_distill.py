@@ -52,19 +52,23 @@ def test_soft_targets_travel_with_their_maps_in_every_batch():
         WithSoftTargets(base, soft[:9])
 
 
-@pytest.fixture
-def files(tmp_path):
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
     from helpers.frames import write_noisy_splits
 
-    return write_noisy_splits(tmp_path, {"train": 6, "val": 4, "unlabeled": 5})
+    return write_noisy_splits(tmp_path_factory.mktemp("data"), {"train": 6, "val": 4, "unlabeled": 5})
 
 
-@pytest.fixture
-def teacher(files, tmp_path, capsys):
-    out = tmp_path / "teacher"
-    code, _, err = run(["train", "--train", files["train"], "--val", files["val"], "--out", out, "--epochs", "2",
-                        *SMALL], capsys)
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def teacher(files, tmp_path_factory):
+    """One small trained run, shared by the module's tests (they only read it)."""
+    from adrcs.cli import main
+
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    with pytest.raises(SystemExit) as done:
+        main([str(a) for a in ["train", "--train", files["train"], "--val", files["val"], "--out", out, "--epochs",
+                               "2", *SMALL]])
+    assert not done.value.code
     return out
 
 
