@@ -12,7 +12,8 @@ channels, the paper's test-vs-template setup)::
 
     OUT/<split>/<class>/<image>_<k>.png        the defect patch (k: the box's line in the annotation)
     OUT/<split>/<class>/<image>_<k>_temp.png   the template crop
-    OUT/manifest.csv                           one row per patch: split, group, class, files, box, window
+    OUT/manifest.csv                           one row per patch: split, group, class, files, source image and
+                                               template (relative to the DeepPCB folder), box, crop window
     OUT/summary.json, OUT/summary.md           counts per split and class, groups per split, settings
 
 Classes are DeepPCB's types 1..6: open, short, mousebite, spur, copper, pin-hole.
@@ -150,6 +151,12 @@ def resize(a: np.ndarray, size: int):
     return Image.fromarray(np.ascontiguousarray(a)).resize((size, size), Image.LANCZOS)
 
 
+def _rel(path, base: Path) -> str:
+    """`path` relative to the DeepPCB folder when inside it (as the list file names it), else as given."""
+    p, b = Path(path).resolve(), base.resolve()
+    return p.relative_to(b).as_posix() if p.is_relative_to(b) else str(path)
+
+
 def _overlaps(window, box) -> bool:
     x1, y1, x2, y2 = window
     return box[0] < x2 and box[2] > x1 and box[1] < y2 and box[3] > y1
@@ -199,8 +206,8 @@ def build(data: Path, out: Path, size: int = 64, context: float = 2.0, split: st
             resize(cut(temp, win), size).save(t)
             others = sum(_overlaps(win, b) for j, b in enumerate(boxes) if j != k)
             rows.append({"split": s, "group": groups[i], "class": cls, "file": f.relative_to(out).as_posix(),
-                         "template": t.relative_to(out).as_posix(), "source_image": str(ds.paths[i]),
-                         "source_template": str(ds.templates[i]), "box_index": k,
+                         "template": t.relative_to(out).as_posix(), "source_image": _rel(ds.paths[i], lst.parent),
+                         "source_template": _rel(ds.templates[i], lst.parent), "box_index": k,
                          **{c: int(round(float(v))) for c, v in zip(("x1", "y1", "x2", "y2"), box)},
                          **dict(zip(("crop_x1", "crop_y1", "crop_x2", "crop_y2"), win)),
                          "other_boxes_in_crop": int(others)})

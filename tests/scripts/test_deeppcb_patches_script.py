@@ -83,7 +83,8 @@ def test_groups_disjoint_sizes_classes_and_manifest(tmp_path):
                 assert im.size == (32, 32) and im.mode == "L"
             listed.add(r[key])
         assert r["template"] == r["file"][: -len(".png")] + "_temp.png"
-        assert Path(r["source_image"]).name.endswith("_test.jpg")
+        assert r["source_image"].startswith(r["group"] + "/") and r["source_image"].endswith("_test.jpg")
+        assert (data / r["source_template"]).is_file()
     on_disk = {p.relative_to(out).as_posix() for s in dp.SPLITS for p in (out / s).rglob("*.png")}
     assert on_disk == listed
     for s in dp.SPLITS:
