@@ -47,7 +47,7 @@ def ensure_ray(site: Path = RAY_SITE) -> str:
     this process's path and put on PYTHONPATH for Ray's workers. ImportError when neither has it."""
     try:
         import ray  # noqa: F401
-        return "environment"
+        return str(site) if str(site) in sys.path else "environment"
     except ImportError:
         if not (site / "ray").is_dir():
             raise

@@ -124,7 +124,7 @@ def test_targets_and_markdown() -> None:
     rec["ray"]["rows"][1]["check"]["equal"] = False
     assert {t["target"][:20]: t["met"] for t in s.targets(rec)}["Ray scoring of 1 M m"] is False
     md = s.markdown(rec)
-    assert "| onnx-int8-t1 | 1 | 1,300.0 | 3.2 | 2,000.0 | 1.8 | 0.6 | 2.0 |" in md
+    assert "| onnx-int8-t1 | 1 | 1,300.0 | 3.2 | 2,000.0 | 1.8 | 0.6 | 2.0 | None |" in md
     assert "## Ray scoring" in md and "## Targets" in md
 
 
