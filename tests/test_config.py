@@ -131,3 +131,13 @@ def test_every_shipped_training_config_loads_and_its_wafer_model_builds(name):
     s = int(cfg["input_size"])
     with torch.no_grad():
         assert net(torch.zeros(2, 3, s, s)).shape == (2, 9)
+
+
+def test_model_flag_over_a_config_for_another_network_keeps_only_the_args_it_takes():
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "images_classify.yaml", {"model": "cnn"})
+    assert cfg["model"] == "cnn" and "hidden" not in cfg["model_args"] and cfg["model_args"]["width"] == 16
+    same = load_config(Path(__file__).parents[1] / "configs" / "images_classify.yaml", {"model": "ffn"})
+    assert same["model_args"]["hidden"] == 256
+    given = load_config(Path(__file__).parents[1] / "configs" / "images_classify.yaml",
+                        {"model": "cnn", "model_args": "{width: 8, hidden: 3}"})
+    assert given["model_args"] == {"width": 8, "hidden": 3}  # the command line's own args are kept (and fail later)

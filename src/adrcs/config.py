@@ -164,8 +164,24 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if key not in DEFAULTS:
             raise InputError(None, f"unknown option --{key.replace('_', '-')}; config keys: {sorted(DEFAULTS)}")
         cfg[key] = _coerce(key, value)
+    _fit_model_args(cfg, data, overrides or {})
     validate(cfg)
     return cfg
+
+
+def _fit_model_args(cfg: dict[str, Any], data: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """`--model X` over a config written for another network: keep only the config's model_args that X takes
+    (images_classify.yaml's ``hidden`` is an ``ffn`` option; ``--model cnn`` must not fail on it). model_args
+    given on the command line are kept as they are, so a typo there is still an error."""
+    if overrides.get("model") is None or overrides.get("model_args") is not None:
+        return
+    if overrides["model"] == data.get("model", DEFAULTS["model"]):
+        return
+    from adrcs.models import model_arg_names
+
+    names = model_arg_names(str(cfg["model"]))
+    if names is not None:
+        cfg["model_args"] = {k: v for k, v in dict(cfg["model_args"] or {}).items() if k in names}
 
 
 # Ranges of numeric keys: (low, high, low inclusive); None = unbounded.
