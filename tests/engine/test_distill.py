@@ -108,10 +108,12 @@ def test_teacher_targets_are_the_mean_of_the_teachers_views(files, teacher):
     np.testing.assert_allclose(soft.sum(1), 1.0, atol=1e-4)
 
 
-def test_semi_supervised_distill_gives_the_unlabelled_maps_the_teachers_targets(files, teacher, tmp_path, capsys):
+@pytest.mark.parametrize("method", ["distill", "auto"])  # auto: teachers + unlabelled maps -> distill
+def test_semi_supervised_distill_gives_the_unlabelled_maps_the_teachers_targets(files, teacher, tmp_path, capsys,
+                                                                               method):
     out = tmp_path / "student"
     code, stdout, err = run(["train", "--train", files["train"], "--val", files["val"], "--out", out, "--epochs", "2",
-                             "--teacher", teacher, "--unlabeled", files["unlabeled"], "--semi-supervised", "distill",
+                             "--teacher", teacher, "--unlabeled", files["unlabeled"], "--semi-supervised", method,
                              *SMALL], capsys)
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
