@@ -121,7 +121,8 @@ def distill_targets_run(cfg: dict[str, Any], train_set: WaferMapSet, say: Printe
     training set with label -1 and the teachers' targets. Returns (training set, targets, record)."""
     import time
 
-    from adrcs.engine.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, teacher_targets
+    from adrcs.engine.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+    from adrcs.inference.teachers import teacher_targets
 
     t = time.perf_counter()
     names, multi = train_set.class_names, train_set.multilabel

@@ -97,7 +97,7 @@ def test_train_with_teachers_distils_and_records_it(files, teacher, tmp_path, ca
 
 def test_teacher_targets_are_the_mean_of_the_teachers_views(files, teacher):
     from adrcs.data import load_many
-    from adrcs.engine.distill import teacher_targets
+    from adrcs.inference.teachers import teacher_targets
     from adrcs.pipeline import Pipeline
 
     ds = load_many([files["val"]])
@@ -157,7 +157,7 @@ def test_bad_distillation_requests_are_one_line_errors(files, teacher, tmp_path,
 
 
 def test_a_teacher_of_other_classes_is_refused_by_name(teacher):
-    from adrcs.engine.distill import teacher_targets
+    from adrcs.inference.teachers import teacher_targets
     from adrcs.errors import InputError
     from adrcs.pipeline import Pipeline
 

@@ -69,7 +69,7 @@ def train(
         overrides["distill_from"] = [str(t) for t in teacher]
     cfg = load_config(config, overrides)
     if cfg.get("distill_from"):
-        from adrcs.engine.distill import check_teachers
+        from adrcs.inference.teachers import check_teachers
 
         if cfg["task"] != "wafer":
             raise InputError(None, "--teacher / distill_from is for wafer-map models (task: wafer)")

@@ -75,7 +75,7 @@ def load_image_model(run_dir: str | Path, kind: str, runtime: str = "torch", say
     base = task.load(run_dir, "cpu")  # the kind's own error for a run of another kind, before any export
     path = ensure_export(run_dir, int8, say)
     if task.name == "detect":
-        from adrcs.inference.onnx_detector import OnnxDetector
+        from adrcs.deploy.onnx_detector import OnnxDetector
 
         model: Any = OnnxDetector.wrap(base, path, read_metadata(run_dir) or {}, threads)
     else:

@@ -1,6 +1,6 @@
 """Knowledge distillation: trained runs (the teachers, usually an ensemble) teach one student network.
 
-Teacher targets are computed once, before training: for every training map, the mean over the teachers of
+Teacher targets are computed once, before training (`inference.teachers.teacher_targets`): for every training map, the mean over the teachers of
 their 8-view (dihedral) probabilities. Averaged over the dihedral group, a target is the same for every view
 the student's dihedral augmentation draws, so one pass serves all epochs and the student trains at its own
 speed (no teacher forward pass per step). The student then keeps the architecture and speed of its config:
@@ -17,8 +17,7 @@ teachers' answers); their KL term is weighted by the class weight of the teacher
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,46 +25,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from adrcs.engine.classifier_module import ClassifierModule
-from adrcs.errors import InputError
 from adrcs.transforms.dihedral import random_dihedral
 from adrcs.transforms.image_augment import augment_images
 
 DEFAULT_ALPHA = 0.7
 DEFAULT_TEMPERATURE = 2.0
-
-
-def check_teachers(teachers: Sequence[str | Path]) -> list[Path]:
-    """The teacher run folders as paths; InputError naming a folder that holds no trained model."""
-    if isinstance(teachers, (str, Path)):
-        teachers = [teachers]
-    out = []
-    for t in teachers:
-        p = Path(t)
-        if not (p / "model.ckpt").is_file():
-            raise InputError(p, "is not a trained run folder (no model.ckpt): distill_from / --teacher needs "
-                                "run folders written by `adrcs train`")
-        out.append(p)
-    return out
-
-
-def teacher_targets(teachers: Sequence[str | Path], maps: list[np.ndarray] | np.ndarray, class_names: Sequence[str],
-                    multilabel: bool, say: Callable[[str], None] = print, batch_size: int = 1024) -> np.ndarray:
-    """Mean 8-view probabilities of the teachers for every map, (N, C) float32, in `class_names` order.
-
-    InputError when a teacher was trained on other classes (or single- vs multi-label)."""
-    from adrcs.pipeline import Pipeline
-
-    total = None
-    paths = check_teachers(teachers)
-    for k, path in enumerate(paths, 1):
-        pipe = Pipeline.load(path)
-        if list(pipe.class_names) != list(class_names) or bool(pipe.multilabel) != bool(multilabel):
-            raise InputError(path, f"teacher classes {list(pipe.class_names)} (multi-label {pipe.multilabel}) "
-                                   f"differ from the training data's {list(class_names)} (multi-label {multilabel})")
-        say(f"distillation: teacher {k}/{len(paths)} ({path.name}) labels {len(maps)} training maps (8 views)")
-        probs = pipe.predict_proba(maps, batch_size=batch_size, tta=True).astype(np.float64)
-        total = probs if total is None else total + probs
-    return (total / len(paths)).astype(np.float32)
 
 
 class WithSoftTargets(Dataset):
