@@ -194,6 +194,18 @@ def ensemble_score(runs: list[Path], ds: WaferMapSet) -> dict[str, Any]:
             "f1": {c: rep["per_class"][c]["f1"] for c in rep["class_names"]}}
 
 
+def merged_cells(cached: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cached cells plus the cells of the last results file that are not cached here (bench/runs is not kept
+    between machines; the committed results are): the grid grows over sittings."""
+    old = RESULTS / "labels.json"
+    if not old.is_file():
+        return cached
+    have = {(c["labels"], c["method"], c["seed"]) for c in cached}
+    earlier = [c for c in json.loads(old.read_text()).get("cells", [])
+               if (c["labels"], c["method"], c["seed"]) not in have]
+    return earlier + cached
+
+
 def summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     extra = sorted({c["method"] for c in cells} - set(METHODS))  # ablations kept under their own name
@@ -283,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
             for method in a.methods:
                 for seed in a.seeds:
                     run_cell(a, labels, method, seed, parts, confirm, val)
-    cells = [json.loads(p.read_text()) for p in sorted(RUNS.glob("*/cell.json"))]
+    cells = merged_cells([json.loads(p.read_text()) for p in sorted(RUNS.glob("*/cell.json"))])
     write_results(cells)
     print((RESULTS / "labels.md").read_text())
 
