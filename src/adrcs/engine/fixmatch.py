@@ -71,11 +71,13 @@ def semi_options(given: dict[str, Any] | None) -> dict[str, Any]:
 # 1 % labels (623 maps, + 33,065 unlabelled), supervised training with oversampling scored val macro-F1 0.753
 # (3 seeds) and FixMatch 0.696 (0.690 without logit adjustment, FlexMatch 0.647; seed 0): the unlabelled maps taught
 # the common classes and drowned Scratch and Loc; at 10 % labels 0.842 against 0.889 (Near-full 0.98 -> 0.69).
-# So auto trains on the labelled maps only and says so. Given teachers (--teacher / distill_from), auto lets them
-# label the unlabelled maps (distill, a noisy student): at 10 % labels 0.895 / 0.895 (val / confirm, seed 0) against
-# 0.885 / 0.891 for its two supervised teachers (mean) and 0.893 / 0.900 for their ensemble.
+# So auto trains on the labelled maps only and says so. Letting teachers (--teacher) label the unlabelled maps
+# (distill, a noisy student, as many steps as a teacher) helped at 10 % labels (0.895 / 0.895 val / confirm, seed 0,
+# against 0.885 / 0.891 for its two supervised teachers) but hurt at 1 % (0.694 / 0.699 against 0.752 / 0.749: 3 %
+# of each batch labelled, teachers at 0.75), so auto does not pick it either (teachers still teach on the labelled
+# maps); --semi-supervised distill asks for it.
 AUTO_METHOD = "none"
-AUTO_WITH_TEACHERS = "distill"
+AUTO_WITH_TEACHERS = "none"
 AUTO_NOTE = ("unlabeled: bench/labels.py found no gain from FixMatch over supervised training at these label "
              "counts, so the network trains on the labelled maps (--semi-supervised fixmatch to use them anyway)")
 
