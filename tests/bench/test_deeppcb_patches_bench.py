@@ -9,18 +9,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from helpers.bench import load_script  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 NAMES = ["copper", "mousebite", "open", "pin-hole", "short", "spur"]
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("deeppcb_patches_bench", REPO / "bench" / "deeppcb_patches.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bp = _bench()
+bp = load_script("bench/deeppcb_patches.py", "deeppcb_patches_bench")
 
 
 def test_both_models_build_from_the_documented_config_with_the_bench_overrides():

@@ -1,4 +1,5 @@
-"""bench/service.py (not a package) as a module: its server starter and load generators."""
+"""Scripts under bench/ and scripts/ (not a package) as modules: bench/service.py's server starter and load
+generators, and any other script by path."""
 from __future__ import annotations
 
 import importlib.util
@@ -9,10 +10,15 @@ from types import ModuleType
 REPO = Path(__file__).resolve().parents[2]
 
 
-@lru_cache(maxsize=1)
-def bench_service() -> ModuleType:
-    """bench/service.py loaded once (free_port, start_server, drive, ...)."""
-    spec = importlib.util.spec_from_file_location("bench_service", REPO / "bench" / "service.py")
+@lru_cache(maxsize=None)
+def load_script(relative: str, name: str) -> ModuleType:
+    """The script at REPO/`relative` loaded once as module `name`."""
+    spec = importlib.util.spec_from_file_location(name, REPO / relative)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def bench_service() -> ModuleType:
+    """bench/service.py loaded once (free_port, start_server, drive, ...)."""
+    return load_script("bench/service.py", "bench_service")

@@ -3,26 +3,20 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from helpers.bench import load_script  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 SIDE = 120
 GROUPS = ("group10", "group20", "group30", "group40")
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("deeppcb_patches_script", REPO / "scripts" / "deeppcb_patches.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-dp = _script()
+dp = load_script("scripts/deeppcb_patches.py", "deeppcb_patches_script")
 
 
 def make_groups(root: Path, per_group: int = 2, seed: int = 0) -> Path:
