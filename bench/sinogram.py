@@ -7,13 +7,15 @@ Studies (pick with --studies; all run by default, cheapest first):
   selectors    ERD vs RD / GA / PSO / GWO / SCA / EO on the 26x26 set: selected features, KNN fitness,
                search time, 1DCNN test accuracy / macro-F1, convergence plot
   classifiers  the five 1-D nets on the ERD features of the 26x26 set (cached features): params, accuracy, F1
-  resolution   per native size (26x26, 27x25, 25x27, 33x29, 30x34, 39x37, All resized to 26x26), 60:20:20
-  protocols    train:val:test 60:20:20, 36:15:49, 23:15:62 on All (resized to 26x26)
+  resolution   per native size with >= 1,500 maps, and All resized to 26x26, 60:20:20, balanced after the
+               split (honest) and before it (the paper's order); see sinogram_splits.py
+  protocols    train:val:test 60:20:20, 36:15:49, 23:15:62 and the 8-class variant on All, both orders
   tsne         t-SNE of raw one-hot maps vs SBAE codes (26x26 set, test part)
 
 The per-resolution sets and protocols pool the shared train splits and val (the only labelled data
-here) and split them stratified with a fixed seed; balancing, SBAE and the feature search are
-fitted on the train part only. Confusion matrices and classification reports of every run's test
+here) and split them stratified with a fixed seed; SBAE and the feature search are fitted on the
+train part only, balancing too except under --orders before (the paper's leaky order, kept to show
+what it does to the numbers). Confusion matrices and classification reports of every run's test
 part go to bench/runs/sinogram/<run>/test_plots and the JSON.
 
     python bench/sinogram.py [--studies standard ablation ...] [--epochs N] [--sbae-steps N] [--reuse]
@@ -27,11 +29,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine, write_result  # noqa: E402
+from sinogram_splits import (ORDERS, PROTOCOLS, big_sizes, leaky_split, per_class_f1, real_only,  # noqa: E402
+                             size_counts, size_set, split3, without_class)
 
 from adrcs.api import train_sets  # noqa: E402
 from adrcs.config import load_config  # noqa: E402
@@ -43,47 +46,13 @@ from adrcs.report.tables import markdown_table  # noqa: E402
 
 RUNS = REPO / "bench" / "runs" / "sinogram"
 RESULTS = REPO / "bench" / "results"
-SIZES = ["26x26", "27x25", "25x27", "33x29", "30x34", "39x37", "All"]
-PROTOCOLS = {"60:20:20": (0.60, 0.20, 0.20), "36:15:49": (0.36, 0.15, 0.49), "23:15:62": (0.23, 0.15, 0.62)}
 SELECTORS = ["erd", "rd", "ga", "pso", "gwo", "sca", "eo"]
 NETS = ["cnn1d", "vgg16_1d", "resnet50_1d", "lenet5_1d", "inception1d"]
 SET26 = "26x26-60:20:20"
-MIN_PER_CLASS = 10  # classes with fewer maps in a set are left out of that set
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def with_present_classes(ds: WaferMapSet, min_count: int = MIN_PER_CLASS) -> WaferMapSet:
-    """Keep classes with >= min_count maps, renumbered in their original order."""
-    counts = np.bincount(ds.labels, minlength=len(ds.class_names))
-    keep = [i for i, c in enumerate(counts) if c >= min_count]
-    sub = ds.subset(np.isin(ds.labels, keep))
-    remap = {old: new for new, old in enumerate(keep)}
-    return WaferMapSet(sub.maps, np.array([remap[v] for v in sub.labels]), [ds.class_names[i] for i in keep],
-                       sub.meta.reset_index(drop=True))
-
-
-def size_set(pool: WaferMapSet, name: str) -> tuple[WaferMapSet, int]:
-    """Maps of one native size (or All) and the even square input size they are resized to."""
-    if name == "All":
-        return with_present_classes(pool), 26
-    m, n = (int(v) for v in name.split("x"))
-    sub = pool.subset(np.array([mp.shape == (m, n) for mp in pool.maps]))
-    side = max(m, n) + max(m, n) % 2
-    return with_present_classes(sub), side
-
-
-def split3(ds: WaferMapSet, ratios: tuple[float, float, float], seed: int = 0):
-    """Stratified train/val/test parts."""
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(ds))
-    tr, rest = train_test_split(idx, train_size=ratios[0], random_state=seed, stratify=ds.labels)
-    va, te = train_test_split(rest, train_size=ratios[1] / (ratios[1] + ratios[2]), random_state=seed,
-                              stratify=ds.labels[rest])
-    return ds.subset(tr), ds.subset(va), ds.subset(te)
 
 
 def base_overrides(args: argparse.Namespace, input_size: int) -> dict[str, Any]:
@@ -141,6 +110,11 @@ def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], train: W
         rep = report_for(test.labels, probs, pipe.class_names, False)
         write_report_plots(rep, test.labels, probs, run_dir / "test_plots")
         rec.update(n_test=len(test), test_accuracy=rep["accuracy"], test_macro_f1=rep["macro_f1"], test_report=rep)
+        real = real_only(test)
+        if real is not None:  # balanced before the split: the test part holds synthetic maps too
+            rr = report_for(real.labels, pipe.predict_proba(real), pipe.class_names, False)
+            rec.update(n_test_real=len(real), test_real_accuracy=rr["accuracy"], test_real_macro_f1=rr["macro_f1"],
+                       test_real_report=rr)
     record_path.write_text(json.dumps(rec, indent=2))
     f = rec["features"] or {}
     log(f"{name}: val acc {rec['val_accuracy']:.4f} F1 {rec['val_macro_f1']:.4f}"
@@ -154,18 +128,20 @@ def row(rec: dict[str, Any], **first: Any) -> dict[str, Any]:
     out = dict(first)
     out.update({"pool": f.get("pool_size"), "selected": f.get("selected"),
                 "selected %": None if not f else round(100 * f["selected"] / f["pool_size"], 2)})
-    for part in ("val", "test"):
+    for part in ("val", "test", "test_real"):
         if f"{part}_accuracy" in rec:
-            out[f"{part} acc"] = round(rec[f"{part}_accuracy"], 4)
-            out[f"{part} macro-F1"] = round(rec[f"{part}_macro_f1"], 4)
+            out[f"{part.replace('_', ' ')} acc"] = round(rec[f"{part}_accuracy"], 4)
+            out[f"{part.replace('_', ' ')} macro-F1"] = round(rec[f"{part}_macro_f1"], 4)
     out["search s"] = f.get("search_seconds")
     out["train s"] = rec["train_seconds"]
     return out
 
 
-def save(study: str, records: list[dict[str, Any]], rows: list[dict[str, Any]], note: str = "") -> None:
+def save(study: str, records: list[dict[str, Any]], rows: list[dict[str, Any]], note: str = "",
+         extra_md: str = "") -> None:
     write_result(f"sinogram_{study}", {"study": study, "machine": machine(), "records": records, "note": note})
-    md = markdown_table(rows, list(rows[0])) if rows else "(no rows)"
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    md = (markdown_table(rows, cols) if rows else "(no rows)") + extra_md
     (RESULTS / f"sinogram_{study}.md").write_text((note + "\n\n" if note else "") + md + "\n")
     print(md, flush=True)
 
@@ -177,9 +153,10 @@ def set_26(pool: WaferMapSet):
 
 # -- studies ------------------------------------------------------------------------------------------
 def study_standard(args, train_std, val_std, pool) -> None:
-    rec = run("standard", args, base_overrides(args, 26), train_std, val_std, None, split_key="standard")
+    size = int(load_config(REPO / "configs" / "wm811k_sinogram.yaml")["input_size"])
+    rec = run("standard", args, base_overrides(args, size), train_std, val_std, None, split_key="standard")
     ffn_path = RESULTS / "wm811k_ffn.json"
-    rows = [row(rec, pipeline="sinogram (SBAE + Radon + ERD + 1DCNN, 26px)")]
+    rows = [row(rec, pipeline=f"sinogram (SBAE + Radon + ERD + 1DCNN, {size}px)")]
     note = "Standard WM-811K train splits -> val (9 classes)."
     if ffn_path.is_file():
         ffn = json.loads(ffn_path.read_text())
@@ -239,30 +216,77 @@ def study_classifiers(args, train_std, val_std, pool) -> None:
     save("classifiers", records, rows, "26x26 set, 60:20:20; the same ERD-selected features (cached) for every net.")
 
 
+def run_order(name: str, order: str, args, ds: WaferMapSet, size: int, ratios: tuple[float, float, float],
+              set_key: str, split_key: str) -> dict[str, Any]:
+    """One set under one balancing order (see sinogram_splits): `after` balances the training part
+    only; `before` balances the whole set (synthesizer fitted on all of it), then splits."""
+    o = base_overrides(args, size)
+    if order == "after":
+        tr, va, te = split3(ds, ratios)
+        return {**run(f"{name}_after", args, o, tr, va, te, split_key=split_key), "order": order}
+    record_path = RUNS / f"{name}_before" / "record.json"
+    if args.reuse and record_path.is_file():
+        return {**json.loads(record_path.read_text()), "order": order}
+    cfg = load_config(REPO / "configs" / "wm811k_sinogram.yaml", o)
+    synth_dir = RUNS / f"synth_{set_key}_whole_{cfg['balance']}"
+    tr, va, te = leaky_split(ds, ratios, cfg, synth_dir, log)
+    return {**run(f"{name}_before", args, {**o, "balance": "none"}, tr, va, te), "order": order}
+
+
+def per_class_md(records: list[dict[str, Any]], label: str) -> str:
+    """A table of per-class test F1 (real test maps where the part holds synthetic ones)."""
+    rows = []
+    for r in records:
+        rep = r.get("test_real_report") or r["test_report"]
+        rows.append({label: r["label"], "order": r["order"], **per_class_f1(rep)})
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    return "\n\nPer-class test F1 (real test maps only):\n\n" + markdown_table(rows, cols)
+
+
+ORDER_NOTE = ("order `after`: CAE balancing fitted on the training part only (honest); `before`: the paper's order, "
+              "the CAE is fitted on the whole set and the whole set balanced before the split, so synthetic "
+              "near-copies of val/test maps are in training and val/test hold synthetic maps (`test` columns: the "
+              "whole test part as the paper measures; `test real`: its real maps only).")
+
+
 def study_resolution(args, train_std, val_std, pool) -> None:
+    counts = size_counts(pool)
+    sizes = args.sizes or big_sizes(pool) + ["All"]
     records, rows = [], []
-    for name in args.sizes:
+    for name in sizes:
         ds, size = size_set(pool, name)
-        if len(ds) < 100 or len(ds.class_names) < 2:
-            log(f"resolution {name}: only {len(ds)} maps, skipped")
+        if len(ds.class_names) < 2:
+            log(f"resolution {name}: {len(ds)} maps of one class ({ds.class_names}), skipped")
             continue
-        tr, va, te = split3(ds, PROTOCOLS["60:20:20"])
-        rec = run(f"resolution_{name}", args, base_overrides(args, size), tr, va, te, split_key=f"{name}-60:20:20")
-        records.append(rec)
-        rows.append(row(rec, set=name, maps=len(ds), classes=len(ds.class_names), input=size))
-    save("resolution", records, rows, "Per native map size (shared train + val pooled), 60:20:20, stratified.")
+        for order in args.orders:
+            rec = run_order(f"set_{name}_60-20-20", order, args, ds, size, PROTOCOLS["60:20:20"], name,
+                            f"{name}-60:20:20")
+            rec["label"] = name
+            records.append(rec)
+            rows.append(row(rec, set=name, order=order, maps=len(ds), classes=len(ds.class_names), input=size))
+    top = ", ".join(f"{k} {v}" for k, v in list(counts.items())[:8])
+    note = (f"Per native map size with >= 1,500 labelled maps, and All (every size resized to 26x26); shared train "
+            f"+ val pooled ({len(pool)} maps: {top}, ...), 60:20:20 stratified, seed 0. The paper's Table 5 sets "
+            f"(> 8,000 maps each) cannot be rebuilt from this data. " + ORDER_NOTE)
+    save("resolution", records, rows, note, per_class_md(records, "set"))
 
 
 def study_protocols(args, train_std, val_std, pool) -> None:
     ds, size = size_set(pool, "All")
     records, rows = [], []
-    for name in args.protocols:
-        tr, va, te = split3(ds, PROTOCOLS[name])
-        rec = run(f"protocol_{name.replace(':', '-')}", args, base_overrides(args, size), tr, va, te,
-                  split_key=f"All-{name}")
-        records.append(rec)
-        rows.append(row(rec, protocol=name, train=len(tr), val=len(va), test=len(te)))
-    save("protocols", records, rows, "All maps (train + val pooled) resized to 26x26; balancing after the split.")
+    variants = [(p, ds, p) for p in args.protocols] + [("8-class 60:20:20", without_class(ds, "none"), "60:20:20")]
+    for label, data, proto in variants:
+        key = "All8" if label.startswith("8-class") else "All"
+        for order in args.orders:
+            rec = run_order(f"set_{key}_{proto.replace(':', '-')}", order, args, data, size, PROTOCOLS[proto],
+                            key, f"{key}-{proto}")
+            rec["label"] = label
+            records.append(rec)
+            rows.append(row(rec, protocol=label, order=order, classes=len(data.class_names), train=rec["n_train"],
+                            val=rec["n_val"], test=rec["n_test"]))
+    note = ("All maps (train + val pooled) resized to 26x26, train:val:test protocols, and the 8-class variant "
+            "(without `none`). " + ORDER_NOTE)
+    save("protocols", records, rows, note, per_class_md(records, "protocol"))
 
 
 def study_tsne(args, train_std, val_std, pool) -> None:
@@ -315,7 +339,10 @@ def main() -> None:
     ap.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     ap.add_argument("--selectors", nargs="+", default=SELECTORS)
     ap.add_argument("--nets", nargs="+", default=NETS)
-    ap.add_argument("--sizes", nargs="+", default=SIZES)
+    ap.add_argument("--sizes", nargs="+", default=None, help="native sizes (e.g. 25x27) or All; default: every "
+                    "size with >= 1,500 maps, and All")
+    ap.add_argument("--orders", nargs="+", default=list(ORDERS), choices=list(ORDERS),
+                    help="balancing after the split (honest) and/or before it (the paper's order)")
     ap.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     ap.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
     ap.add_argument("--sbae-steps", type=int, default=None, help="override the config's SBAE steps")

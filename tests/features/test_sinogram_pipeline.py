@@ -148,4 +148,5 @@ def test_shipped_sinogram_config_is_the_papers_setup():
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "wm811k_sinogram.yaml")
     assert cfg["features"] == "sinogram" and cfg["model"] == "cnn1d" and cfg["encoder"] == "sbae"
     assert cfg["selector"] == "erd" and cfg["balance"] == "cae"
-    assert (cfg["optimizer"], cfg["lr"], cfg["batch_size"]) == ("adam", 1e-4, 32)
+    assert cfg["model_args"]["positions"] > 0  # conv-pool-FC over pooled positions, as the paper's 1DCNN
+    assert cfg["sbae_args"]["sparsity"] > 0 and cfg["radon_angles"] == 0

@@ -48,3 +48,14 @@ def test_config_rejects_sequence_model_for_wafer_maps():
 
     with pytest.raises(InputError, match="1-D feature vectors"):
         load_config(None, {"model": "cnn1d"})
+
+
+def test_cnn1d_positions_head_keeps_feature_order():
+    """positions > 0: the FC sees P pooled positions (the paper's conv-pool-FC), any input length."""
+    torch.manual_seed(0)
+    net = create_model("cnn1d", num_classes=5, positions=8).eval()
+    assert net.num_features == 8 * 128
+    for length in (5, 150, 333):
+        assert net(torch.randn(3, length)).shape == (3, 5)
+    pooled = create_model("cnn1d", num_classes=5).eval()
+    assert pooled.global_pool and not net.global_pool

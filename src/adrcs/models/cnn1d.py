@@ -9,22 +9,29 @@ from adrcs.models.registry import register
 
 class CNN1D(SequenceClassifier):
     """Three groups of two k=3 conv-BN-ReLU layers (w, 2w, 4w filters), each followed by max-pool 2
-    (ceil mode, so short inputs survive), global avg + max pooling, FC `hidden` + ReLU + dropout,
-    linear output. With w=32, hidden=320 and 9 classes: about 180 K parameters, for any length."""
+    (ceil mode, so short inputs survive), then FC `hidden` + ReLU + dropout, linear output.
+
+    `positions` 0: global avg + max pooling before the FC (about 180 K parameters with w=32,
+    hidden=320, 9 classes, for any length). `positions` P > 0: adaptive average pooling to P
+    positions, flattened into the FC (the paper's conv-pool-FC): the FC then knows *where* along
+    the feature vector a response is, which matters because each position is one fixed sinogram
+    feature."""
 
     def __init__(self, num_classes: int, width: int = 32, hidden: int = 320, dropout: float = 0.3,
-                 multilabel: bool = False, in_chans: int = 1) -> None:
+                 multilabel: bool = False, in_chans: int = 1, positions: int = 0) -> None:
         super().__init__()
         self.multilabel = multilabel
-        self.global_pool = True
+        self.global_pool = positions <= 0
         layers: list[nn.Module] = []
         c = in_chans
         for w in (width, 2 * width, 4 * width):
             layers += [conv1d_bn_relu(c, w), conv1d_bn_relu(w, w), nn.MaxPool1d(2, ceil_mode=True)]
             c = w
+        if positions > 0:
+            layers += [nn.AdaptiveAvgPool1d(int(positions)), nn.Flatten()]
         self.features = nn.Sequential(*layers)
-        self.num_features = 2 * c
-        self.head = nn.Sequential(nn.Linear(2 * c, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+        self.num_features = 2 * c if positions <= 0 else c * int(positions)
+        self.head = nn.Sequential(nn.Linear(self.num_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
                                   nn.Linear(hidden, num_classes))
 
 
