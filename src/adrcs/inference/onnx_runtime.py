@@ -56,6 +56,8 @@ def run_session(session: Any, input_name: str, x: np.ndarray, batch_size: int = 
     if len(x) == 0:
         shapes = [o.shape for o in session.get_outputs()]
         return [np.zeros((0, *[d if isinstance(d, int) else 0 for d in s[1:]]), np.float32) for s in shapes]
+    if len(x) <= batch_size:  # one call: no slicing or concatenation (the batch-1 path of the service)
+        return session.run(None, {input_name: np.ascontiguousarray(x)})
     outs: list[list[np.ndarray]] = []
     for i in range(0, len(x), batch_size):
         res = session.run(None, {input_name: np.ascontiguousarray(x[i:i + batch_size])})
@@ -104,14 +106,15 @@ class OnnxPredictor:
         network's features (N, F) (means over the 8 views with TTA) for prepared maps (N, S, S)."""
         tta = self.tta if tta is None else tta
         maps = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-        probs, feats = 0.0, 0.0
         views = _views(maps, bool(tta))
-        for v in views:
-            inp = self.features.transform(v) if self.features is not None else v
-            _, p, f = run_session(self.session, self.input_name, inp, batch_size)
-            probs, feats = probs + p, feats + f
-        probs = np.asarray(probs / len(views), np.float32)
-        feats = np.asarray(feats / len(views), np.float32)
+        outs = [run_session(self.session, self.input_name,
+                            self.features.transform(v) if self.features is not None else v, batch_size)[1:]
+                for v in views]
+        if len(outs) == 1:
+            probs, feats = outs[0]
+        else:
+            probs = np.mean([o[0] for o in outs], axis=0).astype(np.float32)
+            feats = np.mean([o[1] for o in outs], axis=0).astype(np.float32)
         if calibrated and self.trust is not None:
             probs = self.trust.calibrate(probs)
         return probs, feats
