@@ -55,6 +55,10 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+class Skipped(Exception):
+    """A run without a saved record under --tables-only (left out of the tables)."""
+
+
 def base_overrides(args: argparse.Namespace, input_size: int) -> dict[str, Any]:
     o: dict[str, Any] = {"input_size": input_size, "progress": False, "device": args.device}
     if args.epochs:
@@ -80,9 +84,11 @@ def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], train: W
     """Train the pipeline as configured (+ overrides) and measure it on val and test (or, with --reuse,
     return the record a previous run left in its folder)."""
     record_path = RUNS / name / "record.json"
-    if args.reuse and record_path.is_file():
+    if (args.reuse or args.tables_only) and record_path.is_file():
         log(f"{name}: reusing {record_path}")
         return json.loads(record_path.read_text())
+    if args.tables_only:
+        raise Skipped(name)
     cfg = load_config(REPO / "configs" / "wm811k_sinogram.yaml", overrides)
     if args.sbae_steps:
         cfg["sbae_args"] = {**cfg["sbae_args"], "steps": args.sbae_steps}
@@ -225,8 +231,10 @@ def run_order(name: str, order: str, args, ds: WaferMapSet, size: int, ratios: t
         tr, va, te = split3(ds, ratios)
         return {**run(f"{name}_after", args, o, tr, va, te, split_key=split_key), "order": order}
     record_path = RUNS / f"{name}_before" / "record.json"
-    if args.reuse and record_path.is_file():
+    if (args.reuse or args.tables_only) and record_path.is_file():
         return {**json.loads(record_path.read_text()), "order": order}
+    if args.tables_only:
+        raise Skipped(f"{name}_before")
     cfg = load_config(REPO / "configs" / "wm811k_sinogram.yaml", o)
     synth_dir = RUNS / f"synth_{set_key}_whole_{cfg['balance']}"
     tr, va, te = leaky_split(ds, ratios, cfg, synth_dir, log)
@@ -235,6 +243,8 @@ def run_order(name: str, order: str, args, ds: WaferMapSet, size: int, ratios: t
 
 def per_class_md(records: list[dict[str, Any]], label: str) -> str:
     """A table of per-class test F1 (real test maps where the part holds synthetic ones)."""
+    if not records:
+        return ""
     rows = []
     for r in records:
         rep = r.get("test_real_report") or r["test_report"]
@@ -259,8 +269,12 @@ def study_resolution(args, train_std, val_std, pool) -> None:
             log(f"resolution {name}: {len(ds)} maps of one class ({ds.class_names}), skipped")
             continue
         for order in args.orders:
-            rec = run_order(f"set_{name}_60-20-20", order, args, ds, size, PROTOCOLS["60:20:20"], name,
-                            f"{name}-60:20:20")
+            try:
+                rec = run_order(f"set_{name}_60-20-20", order, args, ds, size, PROTOCOLS["60:20:20"], name,
+                                f"{name}-60:20:20")
+            except Skipped as e:
+                log(f"{e}: not run yet, left out")
+                continue
             rec["label"] = name
             records.append(rec)
             rows.append(row(rec, set=name, order=order, maps=len(ds), classes=len(ds.class_names), input=size))
@@ -278,8 +292,12 @@ def study_protocols(args, train_std, val_std, pool) -> None:
     for label, data, proto in variants:
         key = "All8" if label.startswith("8-class") else "All"
         for order in args.orders:
-            rec = run_order(f"set_{key}_{proto.replace(':', '-')}", order, args, data, size, PROTOCOLS[proto],
-                            key, f"{key}-{proto}")
+            try:
+                rec = run_order(f"set_{key}_{proto.replace(':', '-')}", order, args, data, size, PROTOCOLS[proto],
+                                key, f"{key}-{proto}")
+            except Skipped as e:
+                log(f"{e}: not run yet, left out")
+                continue
             rec["label"] = label
             records.append(rec)
             rows.append(row(rec, protocol=label, order=order, classes=len(data.class_names), train=rec["n_train"],
@@ -348,6 +366,8 @@ def main() -> None:
     ap.add_argument("--sbae-steps", type=int, default=None, help="override the config's SBAE steps")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--reuse", action="store_true", help="reuse runs that left bench/runs/sinogram/<run>/record.json")
+    ap.add_argument("--tables-only", action="store_true",
+                    help="write the tables from saved records only (runs without one are left out, nothing trains)")
     args = ap.parse_args()
     train_paths = sorted(args.data_dir.glob("train_*_split.pkl.xz"))
     val_path = args.data_dir / "val_data.pkl.xz"
