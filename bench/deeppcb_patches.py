@@ -291,9 +291,8 @@ def markdown(records: list[dict[str, Any]], summary: dict[str, Any], tag: str) -
         errs = ", ".join(f"{r['model']} {round((1 - r['test']['accuracy']) * r['test']['n'])}" for r in records)
         lines += ["", f"Misclassified test patches (of {records[0]['test']['n']}): {errs}. One training seed and one test group "
                       "(a board design neither model trained on); the spread over seeds is not measured."]
-    lines += ["", "Not measured yet: the issue's GAN question (the defect GAN filling rare classes, with the rarest "
-                  "class cut to 10 %); fitting `adrcs.synth.defect_gan` at 64 px took ~19 s per iteration on the "
-                  "shared CPU (1,500 iterations ~ 8 h), so it needs a GPU run."]
+    lines += ["", "The GAN question (the rarest class cut to 10 %, the defect GAN filling it): "
+                  "`python bench/deeppcb_patches_gan.py`, results in `deeppcb_patches_gan.md`."]
     lines += ["", f"Figures: `deeppcb_patches{tag}_table1.png` (per-class P / R / F1), "
                   f"`deeppcb_patches{tag}_confusion.png`, `deeppcb_patches{tag}_roc.png`.", "",
               "Reproduce: `python bench/deeppcb_patches.py` (reuses trained runs; `--retrain` to train again)."]

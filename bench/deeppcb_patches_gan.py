@@ -9,7 +9,8 @@ bench/deeppcb_patches.py (`configs/images_classify.yaml` through `adrcs train`, 
   gan   the same split plus defect-GAN patches of the cut class, up to its original count: the GAN
         (`adrcs.synth.defect_gan`: conditional WGAN-GP + feature matching, given the defect-free
         template crop as context, drawing only the box area) is fitted on the cut training split
-        only; contexts for the new patches are template crops of training patches.
+        only; contexts for the new patches are the template crops of the class's kept training
+        patches, each under a random rot90 / flip.
 
 Both are scored once on the untouched test group (per-class P / R / F1, macro ROC-AUC). The paper's
 check of the generated data: the accuracy of the real-data classifier (`cut`) on the generated
@@ -123,12 +124,18 @@ def fitted_gan(crops, out: Path, iterations: int, seed: int):
 
 
 def generate(gan, crops, cls: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n patches of class `cls` drawn into template crops of random training patches: (patches, templates) uint8."""
+    """n patches of class `cls` drawn into the template crops of that class's training patches (each under a
+    random rot90 / flip), as a defect of that class appears in its own surroundings (a pin-hole in copper):
+    (patches, templates) uint8."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, len(crops), (n,), generator=g)
-    ctx = crops.context[idx]
+    own = torch.nonzero(crops.labels == crops.class_names.index(cls)).flatten()
+    idx = own[torch.randint(0, len(own), (n,), generator=g)]
+    turns = torch.randint(0, 4, (n,), generator=g).tolist()
+    flips = torch.randint(0, 2, (n,), generator=g).tolist()
+    ctx = torch.stack([torch.rot90(crops.context[i], k, dims=(-2, -1)).flip(-1) if f else
+                       torch.rot90(crops.context[i], k, dims=(-2, -1)) for i, k, f in zip(idx.tolist(), turns, flips)])
     out = [gan.generate(ctx[i:i + 256], torch.full((len(ctx[i:i + 256]),), gan.class_names.index(cls)), g)
            for i in range(0, n, 256)]
     to8 = lambda t: (t.clamp(0, 1) * 255).round().byte().squeeze(1).numpy()  # noqa: E731
