@@ -59,3 +59,27 @@ def test_cnn1d_positions_head_keeps_feature_order():
         assert net(torch.randn(3, length)).shape == (3, 5)
     pooled = create_model("cnn1d", num_classes=5).eval()
     assert pooled.global_pool and not net.global_pool
+
+
+@pytest.mark.parametrize("length", [1, 7, 16, 43, 100])
+def test_position_pool_equals_adaptive_average_pooling(length):
+    from adrcs.models.cnn1d import PositionPool
+
+    x = torch.randn(2, 3, length)
+    torch.testing.assert_close(PositionPool(16)(x), torch.nn.AdaptiveAvgPool1d(16)(x))
+
+
+def test_cnn1d_positions_head_exports_to_onnx_for_any_length(tmp_path):
+    import warnings
+
+    import numpy as np
+    import onnxruntime as ort
+
+    net = create_model("cnn1d", num_classes=4, positions=16).eval()
+    x = torch.randn(3, 343)  # 43 positions after the three pools: not a multiple of 16
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (x,), str(tmp_path / "m.onnx"), dynamo=False, input_names=["x"],
+                          dynamic_axes={"x": {0: "n"}}, opset_version=17)
+    got = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x.numpy()})[0]
+    assert np.abs(got - net(x).detach().numpy()).max() < 1e-4

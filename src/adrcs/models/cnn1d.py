@@ -1,10 +1,30 @@
 """`cnn1d`: the proposed 1DCNN of the sinogram paper (conv + pooling groups, FC, output)."""
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 from adrcs.models.base1d import SequenceClassifier, conv1d_bn_relu
 from adrcs.models.registry import register
+
+
+class PositionPool(nn.Module):
+    """Average pooling of (N, C, L) to (N, C, P): the bins of `nn.AdaptiveAvgPool1d(P)`, computed as a
+    product with a (L, P) averaging matrix, so it exports to ONNX for any L (the exporter refuses
+    adaptive pooling when P does not divide L)."""
+
+    def __init__(self, positions: int) -> None:
+        super().__init__()
+        self.positions = int(positions)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        length, p = x.shape[-1], self.positions
+        i = torch.arange(p, device=x.device)
+        start = torch.div(i * length, p, rounding_mode="floor")
+        end = torch.div((i + 1) * length + p - 1, p, rounding_mode="floor")
+        pos = torch.arange(length, device=x.device)
+        w = ((pos[None, :] >= start[:, None]) & (pos[None, :] < end[:, None])).to(x.dtype)
+        return x @ (w / w.sum(dim=1, keepdim=True)).t()
 
 
 class CNN1D(SequenceClassifier):
@@ -28,7 +48,7 @@ class CNN1D(SequenceClassifier):
             layers += [conv1d_bn_relu(c, w), conv1d_bn_relu(w, w), nn.MaxPool1d(2, ceil_mode=True)]
             c = w
         if positions > 0:
-            layers += [nn.AdaptiveAvgPool1d(int(positions)), nn.Flatten()]
+            layers += [PositionPool(int(positions)), nn.Flatten()]
         self.features = nn.Sequential(*layers)
         self.num_features = 2 * c if positions <= 0 else c * int(positions)
         self.head = nn.Sequential(nn.Linear(self.num_features, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
