@@ -44,7 +44,10 @@ def test_review_page_confirms_a_label(live_service):
         browser.get(url + "/")
         browser.find_element(By.ID, "token").send_keys(token)
         browser.find_element(By.ID, "load").click()
-        wait = WebDriverWait(browser, 20)
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        # the queue re-renders its cards while a wait polls them: a stale element means "not yet"
+        wait = WebDriverWait(browser, 20, ignored_exceptions=[StaleElementReferenceException])
         card = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, f".card[data-id='{ids[-1]}']")))
         wait.until(lambda b: card.find_element(By.TAG_NAME, "img").get_attribute("src").startswith("blob:"))
         assert browser.execute_script("return arguments[0].naturalWidth", card.find_element(By.TAG_NAME, "img")) > 0
