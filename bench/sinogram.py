@@ -33,8 +33,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine, write_result  # noqa: E402
-from sinogram_splits import (ORDERS, PROTOCOLS, big_sizes, leaky_split, per_class_f1, real_only,  # noqa: E402
-                             size_counts, size_set, split3, without_class)
+from sinogram_splits import (ORDERS, PROTOCOLS, big_sizes, ensure_synthesizer, leaky_split,  # noqa: E402
+                             per_class_f1, real_only, size_counts, size_set, split3, without_class)
 
 from adrcs.api import train_sets  # noqa: E402
 from adrcs.config import load_config  # noqa: E402
@@ -68,15 +68,7 @@ def base_overrides(args: argparse.Namespace, input_size: int) -> dict[str, Any]:
 
 def synthesizer_for(split_key: str, cfg: dict[str, Any], train: WaferMapSet) -> str:
     """Fit the balancing synthesizer once per training split (on that split only) and reuse it."""
-    from adrcs.synth import create_synthesizer
-
-    path = RUNS / f"synth_{split_key.replace(':', '-')}_{cfg['balance']}"
-    if not (path / "synthesizer.pt").is_file():
-        log(f"fitting the {cfg['balance']} synthesizer on the {len(train)} training maps of {split_key}")
-        syn = create_synthesizer(cfg["balance"], seed=int(cfg["seed"]), device=cfg["device"], **cfg["synth_args"])
-        syn.fit(train, say=lambda m: None)
-        syn.save(path)
-    return str(path)
+    return str(ensure_synthesizer(RUNS / f"synth_{split_key.replace(':', '-')}_{cfg['balance']}", cfg, train, log))
 
 
 def run(name: str, args: argparse.Namespace, overrides: dict[str, Any], train: WaferMapSet, val: WaferMapSet,

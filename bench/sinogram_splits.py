@@ -71,16 +71,23 @@ def split3(ds: WaferMapSet, ratios: tuple[float, float, float], seed: int = 0):
     return ds.subset(tr), ds.subset(va), ds.subset(te)
 
 
-def fitted_synthesizer(path: Path, cfg: dict[str, Any], maps: WaferMapSet, log: Callable[[str], None]):
-    """The balancing synthesizer fitted on `maps`, cached in `path` (refitted only when missing)."""
-    from adrcs.synth import create_synthesizer, load_synthesizer
+def ensure_synthesizer(path: Path, cfg: dict[str, Any], maps: WaferMapSet, log: Callable[[str], None]) -> Path:
+    """Fit the balancing synthesizer on `maps` into `path` unless it is already there (the cache of every study)."""
+    from adrcs.synth import create_synthesizer
 
     if not (path / "synthesizer.pt").is_file():
         log(f"fitting the {cfg['balance']} synthesizer on {len(maps)} maps -> {path.name}")
         syn = create_synthesizer(cfg["balance"], seed=int(cfg["seed"]), device=cfg["device"], **cfg["synth_args"])
         syn.fit(maps, say=lambda m: None)
         syn.save(path)
-    return load_synthesizer(path, device=cfg["device"])
+    return path
+
+
+def fitted_synthesizer(path: Path, cfg: dict[str, Any], maps: WaferMapSet, log: Callable[[str], None]):
+    """The balancing synthesizer fitted on `maps`, cached in `path` (refitted only when missing)."""
+    from adrcs.synth import load_synthesizer
+
+    return load_synthesizer(ensure_synthesizer(path, cfg, maps, log), device=cfg["device"])
 
 
 def leaky_split(ds: WaferMapSet, ratios: tuple[float, float, float], cfg: dict[str, Any], synth_dir: Path,
